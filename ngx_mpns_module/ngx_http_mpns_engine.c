@@ -1,0 +1,1096 @@
+
+/*
+ * Copyright (C) ngx_mpns_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
+#include "ngx_http_mpns_engine.h"
+
+
+#define NGX_HTTP_MPNS_BUFFER_SIZE       4096
+#define NGX_HTTP_MPNS_MAX_DISCARD       65536
+
+#define NGX_HTTP_MPNS_ST_STATUS         0
+#define NGX_HTTP_MPNS_ST_HEADER         1
+#define NGX_HTTP_MPNS_ST_BODY           2
+
+
+typedef struct {
+    ngx_queue_t                    queue;
+    ngx_http_mpns_engine_t        *engine;
+    ngx_connection_t              *connection;
+    socklen_t                      socklen;
+    ngx_sockaddr_t                 sockaddr;
+} ngx_http_mpns_cache_t;
+
+
+static void ngx_http_mpns_resolve(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_resolve_handler(ngx_resolver_ctx_t *ctx);
+static void ngx_http_mpns_connect(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_next(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_reconnect(ngx_http_mpns_job_t *job);
+static ngx_int_t ngx_http_mpns_test_connect(ngx_connection_t *c);
+static void ngx_http_mpns_write_handler(ngx_event_t *wev);
+static void ngx_http_mpns_read_handler(ngx_event_t *rev);
+static ngx_int_t ngx_http_mpns_process(ngx_http_mpns_job_t *job);
+static ngx_int_t ngx_http_mpns_process_status_line(ngx_http_mpns_job_t *job,
+    u_char *p, u_char *last);
+static ngx_int_t ngx_http_mpns_process_header(ngx_http_mpns_job_t *job,
+    u_char *p, u_char *last);
+static ngx_int_t ngx_http_mpns_header_done(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_finish(ngx_http_mpns_job_t *job, ngx_uint_t outcome,
+    ngx_uint_t keepalive);
+static void ngx_http_mpns_close(ngx_connection_t *c);
+static ngx_int_t ngx_http_mpns_keepalive_get(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_keepalive_close_handler(ngx_event_t *ev);
+static void ngx_http_mpns_keepalive_dummy_handler(ngx_event_t *ev);
+static u_char *ngx_http_mpns_log_error(ngx_log_t *log, u_char *buf,
+    size_t len);
+
+
+ngx_http_mpns_engine_t *
+ngx_http_mpns_engine_create(ngx_cycle_t *cycle, ngx_uint_t keepalive,
+    ngx_msec_t keepalive_timeout)
+{
+    ngx_uint_t               i;
+    ngx_http_mpns_cache_t   *cached;
+    ngx_http_mpns_engine_t  *engine;
+
+    engine = ngx_pcalloc(cycle->pool, sizeof(ngx_http_mpns_engine_t));
+    if (engine == NULL) {
+        return NULL;
+    }
+
+    ngx_queue_init(&engine->cache);
+    ngx_queue_init(&engine->free);
+
+    engine->keepalive_timeout = keepalive_timeout;
+
+    if (keepalive == 0) {
+        return engine;
+    }
+
+    cached = ngx_pcalloc(cycle->pool,
+                         sizeof(ngx_http_mpns_cache_t) * keepalive);
+    if (cached == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < keepalive; i++) {
+        cached[i].engine = engine;
+        ngx_queue_insert_head(&engine->free, &cached[i].queue);
+    }
+
+    return engine;
+}
+
+
+ngx_http_mpns_job_t *
+ngx_http_mpns_job_create(ngx_http_mpns_engine_t *engine, ngx_log_t *log)
+{
+    ngx_pool_t           *pool;
+    ngx_http_mpns_job_t  *job;
+
+    pool = ngx_create_pool(1024, log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    job = ngx_pcalloc(pool, sizeof(ngx_http_mpns_job_t));
+    if (job == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    job->engine = engine;
+    job->pool = pool;
+
+    engine->active++;
+
+    /*
+     * the job logs through its own log object: the caller's context
+     * (client, request) followed by the mpns server it talks to
+     */
+
+    job->log = *log;
+    job->log.handler = ngx_http_mpns_log_error;
+    job->log.data = job;
+    job->log.action = NULL;
+    job->parent_log = log;
+
+    pool->log = &job->log;
+
+    job->content_length = -1;
+
+    return job;
+}
+
+
+void
+ngx_http_mpns_job_start(ngx_http_mpns_job_t *job)
+{
+    job->start = ngx_current_msec;
+    job->attempts = 1;
+
+    job->buffer = ngx_create_temp_buf(job->pool, NGX_HTTP_MPNS_BUFFER_SIZE);
+    if (job->buffer == NULL) {
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+        return;
+    }
+
+    if (job->addrs) {
+        ngx_http_mpns_connect(job);
+        return;
+    }
+
+    ngx_http_mpns_resolve(job);
+}
+
+
+void
+ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job)
+{
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "mpns job cancel %V", &job->name);
+
+    if (job->resolving) {
+        ngx_resolve_name_done(job->resolving);
+        job->resolving = NULL;
+    }
+
+    if (job->peer.connection) {
+        ngx_http_mpns_close(job->peer.connection);
+        job->peer.connection = NULL;
+    }
+
+    job->engine->active--;
+
+    ngx_destroy_pool(job->pool);
+}
+
+
+static void
+ngx_http_mpns_resolve(ngx_http_mpns_job_t *job)
+{
+    ngx_resolver_ctx_t  *ctx;
+
+    ctx = ngx_resolve_start(job->resolver, NULL);
+    if (ctx == NULL) {
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+        return;
+    }
+
+    if (ctx == NGX_NO_RESOLVER) {
+        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                      "no resolver defined to resolve %V", &job->host);
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+        return;
+    }
+
+    ctx->name = job->host;
+    ctx->handler = ngx_http_mpns_resolve_handler;
+    ctx->data = job;
+    ctx->timeout = job->resolver_timeout;
+
+    job->resolving = ctx;
+
+    /* the handler may run and finish the job before this returns */
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        job->resolving = NULL;
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+    }
+}
+
+
+static void
+ngx_http_mpns_resolve_handler(ngx_resolver_ctx_t *ctx)
+{
+    ngx_http_mpns_job_t *job = ctx->data;
+
+    u_char           *p;
+    size_t            len;
+    socklen_t         socklen;
+    ngx_uint_t        i;
+    struct sockaddr  *sockaddr;
+
+    if (ctx->state) {
+        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                      "%V could not be resolved (%i: %s)",
+                      &ctx->name, ctx->state,
+                      ngx_resolver_strerror(ctx->state));
+        goto failed;
+    }
+
+    job->naddrs = ctx->naddrs;
+    job->addrs = ngx_pcalloc(job->pool, ctx->naddrs * sizeof(ngx_addr_t));
+    if (job->addrs == NULL) {
+        goto failed;
+    }
+
+    for (i = 0; i < ctx->naddrs; i++) {
+
+        socklen = ctx->addrs[i].socklen;
+
+        sockaddr = ngx_palloc(job->pool, socklen);
+        if (sockaddr == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(sockaddr, ctx->addrs[i].sockaddr, socklen);
+        ngx_inet_set_port(sockaddr, job->port);
+
+        p = ngx_pnalloc(job->pool, NGX_SOCKADDR_STRLEN);
+        if (p == NULL) {
+            goto failed;
+        }
+
+        len = ngx_sock_ntop(sockaddr, socklen, p, NGX_SOCKADDR_STRLEN, 1);
+
+        job->addrs[i].sockaddr = sockaddr;
+        job->addrs[i].socklen = socklen;
+        job->addrs[i].name.len = len;
+        job->addrs[i].name.data = p;
+    }
+
+    ngx_resolve_name_done(ctx);
+    job->resolving = NULL;
+
+    ngx_http_mpns_connect(job);
+    return;
+
+failed:
+
+    ngx_resolve_name_done(ctx);
+    job->resolving = NULL;
+
+    ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+}
+
+
+static void
+ngx_http_mpns_connect(ngx_http_mpns_job_t *job)
+{
+    ngx_int_t          rc;
+    ngx_addr_t        *addr;
+    ngx_connection_t  *c;
+
+    addr = &job->addrs[job->naddr];
+
+    job->peer.sockaddr = addr->sockaddr;
+    job->peer.socklen = addr->socklen;
+    job->peer.name = &addr->name;
+    job->peer.get = ngx_event_get_peer;
+    job->peer.log = &job->log;
+    job->peer.log_error = NGX_ERROR_ERR;
+
+    if (!job->fresh && ngx_http_mpns_keepalive_get(job) == NGX_OK) {
+        ngx_http_mpns_write_handler(job->peer.connection->write);
+        return;
+    }
+
+    job->log.action = "connecting to mpns server";
+
+    rc = ngx_event_connect_peer(&job->peer);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "mpns connect to %V: %i", &addr->name, rc);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+        return;
+    }
+
+    if (rc == NGX_BUSY || rc == NGX_DECLINED) {
+        ngx_http_mpns_next(job);
+        return;
+    }
+
+    c = job->peer.connection;
+
+    c->data = job;
+    c->read->handler = ngx_http_mpns_read_handler;
+    c->write->handler = ngx_http_mpns_write_handler;
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c->write, job->connect_timeout);
+        return;
+    }
+
+    ngx_http_mpns_write_handler(c->write);
+}
+
+
+static void
+ngx_http_mpns_next(ngx_http_mpns_job_t *job)
+{
+    if (job->peer.connection) {
+        ngx_http_mpns_close(job->peer.connection);
+        job->peer.connection = NULL;
+    }
+
+    if (++job->naddr < job->naddrs) {
+        ngx_http_mpns_connect(job);
+        return;
+    }
+
+    ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+}
+
+
+/*
+ * An idle connection may have been closed by the server just as we
+ * reused it; that is not the server's answer, so the request goes once
+ * more on a new connection.
+ */
+
+static void
+ngx_http_mpns_reconnect(ngx_http_mpns_job_t *job)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "mpns cached connection closed, reconnecting");
+
+    ngx_http_mpns_close(job->peer.connection);
+    job->peer.connection = NULL;
+
+    job->reused = 0;
+    job->fresh = 1;
+    job->sent = NULL;
+    job->buffer->pos = job->buffer->start;
+    job->buffer->last = job->buffer->start;
+
+    ngx_http_mpns_connect(job);
+}
+
+
+static ngx_int_t
+ngx_http_mpns_test_connect(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        (void) ngx_connection_error(c, err, "connect() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpns_write_handler(ngx_event_t *wev)
+{
+    ssize_t               n;
+    ngx_connection_t     *c;
+    ngx_http_mpns_job_t  *job;
+
+    c = wev->data;
+    job = c->data;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, wev->log, 0, "mpns write handler");
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, wev->log, NGX_ETIMEDOUT,
+                      "mpns server timed out");
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
+        return;
+    }
+
+    if (job->sent == NULL) {
+
+        if (!job->reused && ngx_http_mpns_test_connect(c) != NGX_OK) {
+            ngx_http_mpns_next(job);
+            return;
+        }
+
+        job->sent = job->request.data;
+        job->log.action = "sending request to mpns server";
+    }
+
+    while (job->sent < job->request.data + job->request.len) {
+
+        n = c->send(c, job->sent,
+                    job->request.data + job->request.len - job->sent);
+
+        if (n == NGX_ERROR) {
+
+            if (job->reused) {
+                ngx_http_mpns_reconnect(job);
+                return;
+            }
+
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            return;
+        }
+
+        if (n == NGX_AGAIN) {
+            ngx_add_timer(wev, job->send_timeout);
+
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            }
+
+            return;
+        }
+
+        job->sent += n;
+    }
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    wev->handler = ngx_http_mpns_keepalive_dummy_handler;
+
+    job->log.action = "reading response from mpns server";
+
+    ngx_add_timer(c->read, job->read_timeout);
+
+    if (c->read->ready) {
+        ngx_http_mpns_read_handler(c->read);
+        return;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+    }
+}
+
+
+static void
+ngx_http_mpns_read_handler(ngx_event_t *rev)
+{
+    ssize_t               n;
+    ngx_int_t             rc;
+    ngx_buf_t            *b;
+    ngx_connection_t     *c;
+    ngx_http_mpns_job_t  *job;
+
+    c = rev->data;
+    job = c->data;
+    b = job->buffer;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rev->log, 0, "mpns read handler");
+
+    if (rev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, rev->log, NGX_ETIMEDOUT,
+                      "mpns server timed out");
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
+        return;
+    }
+
+    if (job->sent != job->request.data + job->request.len) {
+        /* the request is not sent yet: the write handler reads later */
+        return;
+    }
+
+    for ( ;; ) {
+
+        n = c->recv(c, b->last, b->end - b->last);
+
+        if (n == NGX_AGAIN) {
+            ngx_add_timer(rev, job->read_timeout);
+
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+
+            if (job->reused && b->last == b->start
+                && job->state == NGX_HTTP_MPNS_ST_STATUS)
+            {
+                ngx_http_mpns_reconnect(job);
+                return;
+            }
+
+            ngx_log_error(NGX_LOG_ERR, rev->log, 0,
+                          "mpns server prematurely closed connection");
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            return;
+        }
+
+        b->last += n;
+
+        rc = ngx_http_mpns_process(job);
+
+        if (rc == NGX_AGAIN) {
+            continue;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            return;
+        }
+
+        ngx_http_mpns_finish(job, ngx_http_mpns_classify(&job->response),
+                             !job->close);
+        return;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mpns_process(ngx_http_mpns_job_t *job)
+{
+    size_t      n;
+    u_char     *p, *lf, *last;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
+
+    b = job->buffer;
+
+    for ( ;; ) {
+
+        if (job->state == NGX_HTTP_MPNS_ST_BODY) {
+
+            /* the body is read and thrown away, MPNS sends none */
+
+            n = b->last - b->pos;
+
+            if ((off_t) n > job->content_length) {
+                ngx_log_error(NGX_LOG_WARN, &job->log, 0,
+                              "mpns server sent more data than specified "
+                              "in \"Content-Length\" header");
+                job->close = 1;
+                return NGX_OK;
+            }
+
+            job->content_length -= n;
+            b->pos = b->start;
+            b->last = b->start;
+
+            return job->content_length ? NGX_AGAIN : NGX_OK;
+        }
+
+        lf = ngx_strlchr(b->pos, b->last, LF);
+
+        if (lf == NULL) {
+
+            if (b->last == b->end) {
+                ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                              "mpns server sent too big header");
+                return NGX_ERROR;
+            }
+
+            return NGX_AGAIN;
+        }
+
+        p = b->pos;
+        last = lf;
+        b->pos = lf + 1;
+
+        if (last > p && *(last - 1) == CR) {
+            last--;
+        }
+
+        if (job->state == NGX_HTTP_MPNS_ST_STATUS) {
+            rc = ngx_http_mpns_process_status_line(job, p, last);
+
+        } else if (last == p) {
+            rc = ngx_http_mpns_header_done(job);
+
+            if (rc == NGX_DONE) {
+                continue;
+            }
+
+            if (rc == NGX_OK && job->state == NGX_HTTP_MPNS_ST_BODY) {
+                continue;
+            }
+
+            return rc;
+
+        } else {
+            rc = ngx_http_mpns_process_header(job, p, last);
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mpns_process_status_line(ngx_http_mpns_job_t *job, u_char *p,
+    u_char *last)
+{
+    ngx_uint_t  status;
+
+    /* "HTTP/1.x NNN[ reason]" */
+
+    if (last - p < 12
+        || ngx_strncmp(p, "HTTP/1.", 7) != 0
+        || p[7] < '0' || p[7] > '9'
+        || p[8] != ' '
+        || p[9] < '1' || p[9] > '5'
+        || p[10] < '0' || p[10] > '9'
+        || p[11] < '0' || p[11] > '9'
+        || (last - p > 12 && p[12] != ' '))
+    {
+        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                      "mpns server sent invalid status line");
+        return NGX_ERROR;
+    }
+
+    status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "mpns status %ui", status);
+
+    job->http_minor = p[7] - '0';
+    job->response.status = status;
+    job->state = NGX_HTTP_MPNS_ST_HEADER;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_process_header(ngx_http_mpns_job_t *job, u_char *p,
+    u_char *last)
+{
+    u_char     *colon, *v;
+    ngx_str_t   name, value, *dst;
+
+    colon = ngx_strlchr(p, last, ':');
+
+    if (colon == NULL || colon == p) {
+        goto invalid;
+    }
+
+    name.data = p;
+    name.len = colon - p;
+
+    for (v = p; v < colon; v++) {
+        if (*v <= ' ' || *v >= 0x7f) {
+            goto invalid;
+        }
+    }
+
+    for (v = colon + 1; v < last && (*v == ' ' || *v == '\t'); v++) {
+        /* void */
+    }
+
+    while (last > v && (*(last - 1) == ' ' || *(last - 1) == '\t')) {
+        last--;
+    }
+
+    value.data = v;
+    value.len = last - v;
+
+    for ( /* void */ ; v < last; v++) {
+        if ((*v < ' ' && *v != '\t') || *v == 0x7f) {
+            goto invalid;
+        }
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "mpns header: \"%V: %V\"", &name, &value);
+
+    dst = NULL;
+
+    if (name.len == sizeof("X-NotificationStatus") - 1
+        && ngx_strncasecmp(name.data, (u_char *) "X-NotificationStatus",
+                           name.len) == 0)
+    {
+        dst = &job->response.notification_status;
+
+    } else if (name.len == sizeof("X-SubscriptionStatus") - 1
+               && ngx_strncasecmp(name.data,
+                                  (u_char *) "X-SubscriptionStatus",
+                                  name.len) == 0)
+    {
+        dst = &job->response.subscription_status;
+
+    } else if (name.len == sizeof("X-DeviceConnectionStatus") - 1
+               && ngx_strncasecmp(name.data,
+                                  (u_char *) "X-DeviceConnectionStatus",
+                                  name.len) == 0)
+    {
+        dst = &job->response.device_connection_status;
+
+    } else if (name.len == sizeof("X-MessageID") - 1
+               && ngx_strncasecmp(name.data, (u_char *) "X-MessageID",
+                                  name.len) == 0)
+    {
+        dst = &job->response.message_id;
+
+    } else if (name.len == sizeof("Content-Length") - 1
+               && ngx_strncasecmp(name.data, (u_char *) "Content-Length",
+                                  name.len) == 0)
+    {
+        if (job->content_length != -1) {
+            goto invalid;
+        }
+
+        job->content_length = ngx_atoof(value.data, value.len);
+
+        if (job->content_length == NGX_ERROR) {
+            goto invalid;
+        }
+
+    } else if (name.len == sizeof("Transfer-Encoding") - 1
+               && ngx_strncasecmp(name.data, (u_char *) "Transfer-Encoding",
+                                  name.len) == 0)
+    {
+        job->chunked = 1;
+
+    } else if (name.len == sizeof("Connection") - 1
+               && ngx_strncasecmp(name.data, (u_char *) "Connection",
+                                  name.len) == 0)
+    {
+        if (ngx_strlcasestrn(value.data, value.data + value.len,
+                             (u_char *) "close", 5 - 1)
+            != NULL)
+        {
+            job->close = 1;
+        }
+    }
+
+    if (dst) {
+        /* the buffer is reused for the body, so values are copied */
+
+        dst->data = ngx_pstrdup(job->pool, &value);
+        if (dst->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        dst->len = value.len;
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                  "mpns server sent invalid header");
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_header_done(ngx_http_mpns_job_t *job)
+{
+    if (job->response.status < 200) {
+
+        /* an interim response: the final one follows */
+
+        ngx_memzero(&job->response, sizeof(ngx_http_mpns_response_t));
+        job->content_length = -1;
+        job->chunked = 0;
+        job->close = 0;
+        job->state = NGX_HTTP_MPNS_ST_STATUS;
+
+        return NGX_DONE;
+    }
+
+    if (job->http_minor == 0 || job->chunked || job->content_length == -1
+        || job->content_length > NGX_HTTP_MPNS_MAX_DISCARD)
+    {
+        /* the end of the body is not known or not worth waiting for */
+        job->close = 1;
+        return NGX_OK;
+    }
+
+    if (job->content_length) {
+        job->state = NGX_HTTP_MPNS_ST_BODY;
+        return NGX_OK;
+    }
+
+    if (job->buffer->pos != job->buffer->last) {
+        ngx_log_error(NGX_LOG_WARN, &job->log, 0,
+                      "mpns server sent data after the response");
+        job->close = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpns_finish(ngx_http_mpns_job_t *job, ngx_uint_t outcome,
+    ngx_uint_t keepalive)
+{
+    ngx_connection_t  *c;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "mpns job finish %V: %V", &job->name,
+                   &ngx_http_mpns_outcome(outcome)->name);
+
+    if (job->resolving) {
+        ngx_resolve_name_done(job->resolving);
+        job->resolving = NULL;
+    }
+
+    c = job->peer.connection;
+
+    if (c) {
+        if (c->read->timer_set) {
+            ngx_del_timer(c->read);
+        }
+
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+
+        if (keepalive) {
+            ngx_http_mpns_keepalive_put(job);
+
+        } else {
+            ngx_http_mpns_close(c);
+        }
+
+        job->peer.connection = NULL;
+    }
+
+    job->outcome = outcome;
+    job->elapsed = ngx_current_msec - job->start;
+    job->log.action = NULL;
+    job->engine->active--;
+
+    job->handler(job);
+
+    ngx_destroy_pool(job->pool);
+}
+
+
+static void
+ngx_http_mpns_close(ngx_connection_t *c)
+{
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "mpns close connection: %d", c->fd);
+
+    if (c->pool) {
+        ngx_destroy_pool(c->pool);
+        c->pool = NULL;
+    }
+
+    ngx_close_connection(c);
+}
+
+
+static ngx_int_t
+ngx_http_mpns_keepalive_get(ngx_http_mpns_job_t *job)
+{
+    ngx_queue_t            *q;
+    ngx_connection_t       *c;
+    ngx_http_mpns_cache_t  *item;
+    ngx_http_mpns_engine_t *engine;
+
+    engine = job->engine;
+
+    for (q = ngx_queue_head(&engine->cache);
+         q != ngx_queue_sentinel(&engine->cache);
+         q = ngx_queue_next(q))
+    {
+        item = ngx_queue_data(q, ngx_http_mpns_cache_t, queue);
+
+        if (ngx_memn2cmp((u_char *) &item->sockaddr,
+                         (u_char *) job->peer.sockaddr,
+                         item->socklen, job->peer.socklen)
+            != 0)
+        {
+            continue;
+        }
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_head(&engine->free, q);
+
+        c = item->connection;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                       "mpns get keepalive connection %p", c);
+
+        c->idle = 0;
+        c->sent = 0;
+        c->data = job;
+        c->log = &job->log;
+        c->read->log = &job->log;
+        c->write->log = &job->log;
+
+        if (c->pool) {
+            c->pool->log = &job->log;
+        }
+
+        if (c->read->timer_set) {
+            ngx_del_timer(c->read);
+        }
+
+        c->read->handler = ngx_http_mpns_read_handler;
+        c->write->handler = ngx_http_mpns_write_handler;
+
+        job->peer.connection = c;
+        job->reused = 1;
+
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
+{
+    ngx_queue_t            *q;
+    ngx_connection_t       *c;
+    ngx_http_mpns_cache_t  *item;
+    ngx_http_mpns_engine_t *engine;
+
+    engine = job->engine;
+    c = job->peer.connection;
+
+    if (ngx_terminate || ngx_exiting || c->error || c->read->eof
+        || (ngx_queue_empty(&engine->free) && ngx_queue_empty(&engine->cache)))
+    {
+        ngx_http_mpns_close(c);
+        return;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_mpns_close(c);
+        return;
+    }
+
+    if (ngx_queue_empty(&engine->free)) {
+
+        /* the least recently used idle connection makes room */
+
+        q = ngx_queue_last(&engine->cache);
+        ngx_queue_remove(q);
+
+        item = ngx_queue_data(q, ngx_http_mpns_cache_t, queue);
+        ngx_http_mpns_close(item->connection);
+
+    } else {
+        q = ngx_queue_head(&engine->free);
+        ngx_queue_remove(q);
+
+        item = ngx_queue_data(q, ngx_http_mpns_cache_t, queue);
+    }
+
+    ngx_queue_insert_head(&engine->cache, q);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "mpns put keepalive connection %p", c);
+
+    item->connection = c;
+    item->socklen = job->peer.socklen;
+    ngx_memcpy(&item->sockaddr, job->peer.sockaddr, job->peer.socklen);
+
+    c->read->handler = ngx_http_mpns_keepalive_close_handler;
+    c->write->handler = ngx_http_mpns_keepalive_dummy_handler;
+
+    c->data = item;
+    c->idle = 1;
+    c->log = ngx_cycle->log;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+
+    if (c->pool) {
+        c->pool->log = ngx_cycle->log;
+    }
+
+    ngx_add_timer(c->read, engine->keepalive_timeout);
+
+    if (c->read->ready) {
+        ngx_http_mpns_keepalive_close_handler(c->read);
+    }
+}
+
+
+static void
+ngx_http_mpns_keepalive_close_handler(ngx_event_t *ev)
+{
+    int                     n;
+    char                    buf[1];
+    ngx_connection_t       *c;
+    ngx_http_mpns_cache_t  *item;
+
+    c = ev->data;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "mpns keepalive close handler");
+
+    if (c->close || ev->timedout) {
+        goto close;
+    }
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+
+    if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+        ev->ready = 0;
+
+        if (ngx_handle_read_event(ev, 0) != NGX_OK) {
+            goto close;
+        }
+
+        return;
+    }
+
+close:
+
+    item = c->data;
+
+    ngx_http_mpns_close(c);
+
+    ngx_queue_remove(&item->queue);
+    ngx_queue_insert_head(&item->engine->free, &item->queue);
+}
+
+
+static void
+ngx_http_mpns_keepalive_dummy_handler(ngx_event_t *ev)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "mpns keepalive dummy handler");
+}
+
+
+static u_char *
+ngx_http_mpns_log_error(ngx_log_t *log, u_char *buf, size_t len)
+{
+    u_char               *p;
+    ngx_log_t             parent;
+    ngx_http_mpns_job_t  *job;
+
+    job = log->data;
+
+    if (job->parent_log->handler) {
+
+        /* the caller's handler prints our action with its own context */
+
+        parent = *job->parent_log;
+        parent.action = log->action;
+
+        p = parent.handler(&parent, buf, len);
+
+    } else if (log->action) {
+        p = ngx_snprintf(buf, len, " while %s", log->action);
+
+    } else {
+        p = buf;
+    }
+
+    len -= p - buf;
+
+    return ngx_snprintf(p, len, ", mpns: \"%V\"", &job->name);
+}

@@ -1,0 +1,95 @@
+
+/*
+ * Copyright (C) ngx_mpns_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MPNS_ENGINE_H_INCLUDED_
+#define _NGX_HTTP_MPNS_ENGINE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
+#include "ngx_http_mpns_message.h"
+
+
+typedef struct ngx_http_mpns_job_s  ngx_http_mpns_job_t;
+
+typedef void (*ngx_http_mpns_job_handler_pt)(ngx_http_mpns_job_t *job);
+
+
+/* per worker: created in init_process, lives as long as the cycle */
+typedef struct {
+    ngx_queue_t                    cache;    /* idle connections, MRU first */
+    ngx_queue_t                    free;
+    ngx_msec_t                     keepalive_timeout;
+    ngx_uint_t                     active;   /* jobs started, not finished */
+} ngx_http_mpns_engine_t;
+
+
+/*
+ * One notification to one channel.  The caller fills the "input" part and
+ * calls ngx_http_mpns_job_start(); the engine calls "handler" exactly once
+ * with the "result" part filled, and destroys the job (and its pool) when
+ * the handler returns.  ngx_http_mpns_job_cancel() destroys a job before
+ * that without calling the handler.
+ */
+struct ngx_http_mpns_job_s {
+    ngx_http_mpns_engine_t        *engine;
+    ngx_pool_t                    *pool;
+    ngx_log_t                      log;
+    ngx_log_t                     *parent_log;
+
+    /* input */
+    ngx_str_t                      host;      /* name to resolve, or empty */
+    in_port_t                      port;
+    ngx_addr_t                    *addrs;     /* set for IP literals */
+    ngx_uint_t                     naddrs;
+    ngx_str_t                      name;      /* "host:port", for logs */
+    ngx_str_t                      request;   /* complete request bytes */
+
+    ngx_resolver_t                *resolver;
+    ngx_msec_t                     resolver_timeout;
+    ngx_msec_t                     connect_timeout;
+    ngx_msec_t                     send_timeout;
+    ngx_msec_t                     read_timeout;
+
+    ngx_http_mpns_job_handler_pt   handler;
+    void                          *data;
+
+    /* result */
+    ngx_http_mpns_response_t       response;
+    ngx_uint_t                     outcome;
+    ngx_uint_t                     attempts;
+    ngx_msec_t                     start;
+    ngx_msec_t                     elapsed;
+
+    /* set by ngx_pcalloc() in the engine */
+    ngx_resolver_ctx_t            *resolving;
+    ngx_peer_connection_t          peer;
+    ngx_uint_t                     naddr;
+    ngx_buf_t                     *buffer;
+    u_char                        *sent;
+    ngx_uint_t                     state;
+    off_t                          content_length;
+    ngx_uint_t                     http_minor;
+
+    unsigned                       reused:1;
+    unsigned                       fresh:1;
+    unsigned                       chunked:1;
+    unsigned                       close:1;
+};
+
+
+ngx_http_mpns_engine_t *ngx_http_mpns_engine_create(ngx_cycle_t *cycle,
+    ngx_uint_t keepalive, ngx_msec_t keepalive_timeout);
+
+ngx_http_mpns_job_t *ngx_http_mpns_job_create(ngx_http_mpns_engine_t *engine,
+    ngx_log_t *log);
+void ngx_http_mpns_job_start(ngx_http_mpns_job_t *job);
+void ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job);
+
+
+#endif /* _NGX_HTTP_MPNS_ENGINE_H_INCLUDED_ */

@@ -1,0 +1,45 @@
+
+/*
+ * Copyright (C) ngx_mpns_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MPNS_JSON_H_INCLUDED_
+#define _NGX_HTTP_MPNS_JSON_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+#define NGX_HTTP_MPNS_JSON_OBJECT       1
+#define NGX_HTTP_MPNS_JSON_ARRAY        2
+#define NGX_HTTP_MPNS_JSON_STRING       3
+#define NGX_HTTP_MPNS_JSON_PRIMITIVE    4
+
+
+/* a parsed value; strings are raw, between the quotes, not unescaped */
+typedef struct {
+    ngx_uint_t                     type;
+    ngx_str_t                      raw;
+    ngx_uint_t                     size;     /* elements or members */
+    ngx_uint_t                     next;     /* first token after it */
+} ngx_http_mpns_json_tok_t;
+
+
+typedef struct {
+    ngx_http_mpns_json_tok_t      *tokens;
+    ngx_uint_t                     ntokens;
+} ngx_http_mpns_json_t;
+
+
+ngx_int_t ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
+    ngx_http_mpns_json_t *json);
+ngx_int_t ngx_http_mpns_json_string(ngx_pool_t *pool,
+    ngx_http_mpns_json_tok_t *tok, ngx_str_t *value);
+
+size_t ngx_http_mpns_json_str_len(ngx_str_t *s);
+u_char *ngx_http_mpns_json_str(u_char *p, ngx_str_t *s);
+
+
+#endif /* _NGX_HTTP_MPNS_JSON_H_INCLUDED_ */

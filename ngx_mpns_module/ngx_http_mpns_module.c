@@ -1,0 +1,955 @@
+
+/*
+ * Copyright (C) ngx_mpns_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_mpns_module.h"
+#include "ngx_http_mpns_json.h"
+
+
+#define NGX_HTTP_MPNS_DEFAULT_HOSTS     "(^|\\.)notify\\.live\\.net$"
+
+
+static ngx_int_t ngx_http_mpns_send_handler(ngx_http_request_t *r);
+static void ngx_http_mpns_body_handler(ngx_http_request_t *r);
+static void ngx_http_mpns_send_done(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_cleanup(void *data);
+static ngx_int_t ngx_http_mpns_send_result(ngx_http_request_t *r,
+    ngx_http_mpns_ctx_t *ctx);
+static ngx_int_t ngx_http_mpns_send_error(ngx_http_request_t *r,
+    ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *p, size_t len);
+static ngx_int_t ngx_http_mpns_add_header(ngx_http_request_t *r,
+    char *name, ngx_str_t *value);
+static ngx_int_t ngx_http_mpns_copy(ngx_pool_t *pool, ngx_str_t *dst,
+    ngx_str_t *src);
+
+static ngx_int_t ngx_http_mpns_preconfiguration(ngx_conf_t *cf);
+static void *ngx_http_mpns_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_mpns_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_mpns_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_mpns_send(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mpns_field_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_mpns_allowed_hosts(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_mpns_add_host(ngx_conf_t *cf, ngx_array_t *hosts,
+    ngx_str_t *pattern);
+static ngx_int_t ngx_http_mpns_init_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_num_bounds_t  ngx_http_mpns_keepalive_bounds = {
+    ngx_conf_check_num_bounds, 0, 65535
+};
+
+
+static ngx_command_t  ngx_http_mpns_commands[] = {
+
+    { ngx_string("mpns_send"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_mpns_send,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_channel"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, channel),
+      NULL },
+
+    { ngx_string("mpns_field"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_mpns_field_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_allowed_hosts"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mpns_allowed_hosts,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_max_payload_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, max_payload_size),
+      NULL },
+
+    { ngx_string("mpns_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, max_body_size),
+      NULL },
+
+    { ngx_string("mpns_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("mpns_send_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, send_timeout),
+      NULL },
+
+    { ngx_string("mpns_read_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, read_timeout),
+      NULL },
+
+    { ngx_string("mpns_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mpns_main_conf_t, keepalive),
+      &ngx_http_mpns_keepalive_bounds },
+
+    { ngx_string("mpns_keepalive_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mpns_main_conf_t, keepalive_timeout),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_mpns_module_ctx = {
+    ngx_http_mpns_preconfiguration,        /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_mpns_create_main_conf,        /* create main configuration */
+    ngx_http_mpns_init_main_conf,          /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_mpns_create_loc_conf,         /* create location configuration */
+    ngx_http_mpns_merge_loc_conf           /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_mpns_module = {
+    NGX_MODULE_V1,
+    &ngx_http_mpns_module_ctx,             /* module context */
+    ngx_http_mpns_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_mpns_init_process,            /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_mpns_method_field = ngx_string("method");
+static ngx_str_t  ngx_http_mpns_body_field = ngx_string("body");
+static ngx_str_t  ngx_http_mpns_channel_field = ngx_string("channel");
+
+
+static ngx_int_t
+ngx_http_mpns_send_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_http_mpns_ctx_t       *ctx;
+    ngx_http_mpns_error_t      err;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_mpns_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_mpns_module);
+
+    err.status = 0;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))) {
+        err.status = NGX_HTTP_NOT_ALLOWED;
+        err.text = "method not allowed";
+        err.field = ngx_http_mpns_method_field;
+
+    } else if (r->headers_in.content_length_n > (off_t) mlcf->max_body_size)
+    {
+        err.status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        err.text = "request body too large";
+        err.field = ngx_http_mpns_body_field;
+    }
+
+    if (err.status) {
+        rc = ngx_http_discard_request_body(r);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (err.status == NGX_HTTP_NOT_ALLOWED) {
+            ngx_str_t  allow = ngx_string("GET, POST");
+
+            if (ngx_http_mpns_add_header(r, "Allow", &allow) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+
+        return ngx_http_mpns_send_error(r, &err);
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_mpns_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_mpns_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                  *channel;
+    ngx_http_cleanup_t         *cln;
+    ngx_http_mpns_ctx_t        *ctx;
+    ngx_http_mpns_job_t        *job;
+    ngx_http_mpns_spec_t        spec;
+    ngx_http_mpns_error_t       err;
+    ngx_http_mpns_target_t      target;
+    ngx_http_mpns_message_t     msg;
+    ngx_http_mpns_loc_conf_t   *mlcf;
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+
+    if (r->request_body && r->request_body->rest == 0
+        && r->headers_in.content_length_n == -1
+        && r->request_body->received > (off_t) mlcf->max_body_size)
+    {
+        err.status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        err.text = "request body too large";
+        err.field = ngx_http_mpns_body_field;
+        goto mistake;
+    }
+
+    rc = ngx_http_mpns_request_spec(r, mlcf, &spec, &err);
+
+    if (rc == NGX_DECLINED) {
+        goto mistake;
+    }
+
+    if (rc != NGX_OK) {
+        goto failed;
+    }
+
+    channel = &spec.values[NGX_HTTP_MPNS_F_CHANNEL];
+
+    if (channel->data == NULL) {
+        err.status = NGX_HTTP_BAD_REQUEST;
+        err.text = "missing field";
+        err.field = ngx_http_mpns_channel_field;
+        goto mistake;
+    }
+
+    ctx->channel = *channel;
+
+    rc = ngx_http_mpns_message_build(r->pool, &spec, mlcf->max_payload_size,
+                                     &msg, &err);
+
+    if (rc == NGX_DECLINED) {
+        goto mistake;
+    }
+
+    if (rc != NGX_OK) {
+        goto failed;
+    }
+
+    job = ngx_http_mpns_job_create(mmcf->engine, r->connection->log);
+    if (job == NULL) {
+        goto failed;
+    }
+
+    rc = ngx_http_mpns_request_channel(r, mlcf, channel, job, &target, &err);
+
+    if (rc != NGX_OK
+        || ngx_http_mpns_message_request(r->pool, &msg, &target,
+                                         &job->request)
+           != NGX_OK)
+    {
+        ngx_http_mpns_job_cancel(job);
+
+        if (rc == NGX_DECLINED) {
+            goto mistake;
+        }
+
+        goto failed;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        ngx_http_mpns_job_cancel(job);
+        goto failed;
+    }
+
+    cln->handler = ngx_http_mpns_cleanup;
+    cln->data = r;
+
+    job->connect_timeout = mlcf->connect_timeout;
+    job->send_timeout = mlcf->send_timeout;
+    job->read_timeout = mlcf->read_timeout;
+    job->handler = ngx_http_mpns_send_done;
+    job->data = r;
+
+    ctx->job = job;
+    ctx->message_id = msg.message_id;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mpns send %V to \"%V\"",
+                   ngx_http_mpns_type_name(msg.type), channel);
+
+    /* a client that goes away cancels the send, see the cleanup */
+
+    r->read_event_handler = ngx_http_test_reading;
+
+    ctx->starting = 1;
+    ngx_http_mpns_job_start(job);
+    ctx->starting = 0;
+
+    if (ctx->done) {
+        ngx_http_finalize_request(r, ngx_http_mpns_send_result(r, ctx));
+    }
+
+    return;
+
+mistake:
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "mpns request refused: %s, field \"%V\"",
+                  err.text, &err.field);
+
+    ngx_http_finalize_request(r, ngx_http_mpns_send_error(r, &err));
+    return;
+
+failed:
+
+    ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+}
+
+
+static void
+ngx_http_mpns_send_done(ngx_http_mpns_job_t *job)
+{
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_mpns_ctx_t       *ctx;
+    ngx_http_mpns_response_t  *src, *dst;
+
+    r = job->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+
+    /* the job's pool goes away when this returns */
+
+    src = &job->response;
+    dst = &ctx->response;
+
+    dst->status = src->status;
+
+    if (ngx_http_mpns_copy(r->pool, &dst->notification_status,
+                           &src->notification_status) != NGX_OK
+        || ngx_http_mpns_copy(r->pool, &dst->subscription_status,
+                              &src->subscription_status) != NGX_OK
+        || ngx_http_mpns_copy(r->pool, &dst->device_connection_status,
+                              &src->device_connection_status) != NGX_OK
+        || ngx_http_mpns_copy(r->pool, &dst->message_id, &src->message_id)
+           != NGX_OK)
+    {
+        ctx->failed = 1;
+    }
+
+    ctx->outcome = job->outcome;
+    ctx->attempts = job->attempts;
+    ctx->elapsed = job->elapsed;
+    ctx->job = NULL;
+    ctx->done = 1;
+
+    if (ctx->starting) {
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_mpns_send_result(r, ctx));
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_mpns_cleanup(void *data)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_http_mpns_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+
+    if (ctx && ctx->job) {
+        ngx_http_mpns_job_cancel(ctx->job);
+        ctx->job = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mpns_send_result(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
+{
+    u_char                    *p, *buf;
+    size_t                     len;
+    ngx_str_t                 *s, null;
+    ngx_uint_t                 i, status;
+    ngx_http_mpns_outcome_t   *outcome;
+    ngx_http_mpns_response_t  *resp;
+
+    static char  *keys[] = {
+        "\"notification_status\":",
+        "\"subscription_status\":",
+        "\"device_connection_status\":"
+    };
+
+    if (ctx->failed) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    resp = &ctx->response;
+    outcome = ngx_http_mpns_outcome(ctx->outcome);
+
+    if (resp->status) {
+        status = resp->status;
+
+    } else if (ctx->outcome == NGX_HTTP_MPNS_TIMEOUT) {
+        status = NGX_HTTP_GATEWAY_TIME_OUT;
+
+    } else {
+        status = NGX_HTTP_BAD_GATEWAY;
+    }
+
+    if (ngx_http_mpns_add_header(r, "X-NotificationStatus",
+                                 &resp->notification_status) != NGX_OK
+        || ngx_http_mpns_add_header(r, "X-SubscriptionStatus",
+                                    &resp->subscription_status) != NGX_OK
+        || ngx_http_mpns_add_header(r, "X-DeviceConnectionStatus",
+                                    &resp->device_connection_status)
+           != NGX_OK
+        || ngx_http_mpns_add_header(r, "X-MessageID", &resp->message_id)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&null, "null");
+
+    len = sizeof("{\"channel\":,\"status\":,\"message_id\":,\"outcome\":,"
+                 "\"action\":,\"retry_after\":,\"attempts\":,"
+                 "\"time_ms\":}\n") - 1
+          + ngx_http_mpns_json_str_len(&ctx->channel)
+          + NGX_INT_T_LEN
+          + ngx_http_mpns_json_str_len(&ctx->message_id)
+          + ngx_http_mpns_json_str_len(&outcome->name)
+          + ngx_http_mpns_json_str_len(&outcome->action)
+          + NGX_TIME_T_LEN + NGX_INT_T_LEN + NGX_INT_T_LEN;
+
+    for (i = 0; i < 3; i++) {
+        s = &resp->notification_status + i;
+        len += 1 + ngx_strlen(keys[i])
+               + (s->len ? ngx_http_mpns_json_str_len(s) : null.len);
+    }
+
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(buf, "{\"channel\":", sizeof("{\"channel\":") - 1);
+    p = ngx_http_mpns_json_str(p, &ctx->channel);
+
+    p = ngx_cpymem(p, ",\"status\":", sizeof(",\"status\":") - 1);
+    p = resp->status ? ngx_sprintf(p, "%ui", resp->status)
+                     : ngx_cpymem(p, null.data, null.len);
+
+    for (i = 0; i < 3; i++) {
+        s = &resp->notification_status + i;
+
+        *p++ = ',';
+        p = ngx_cpymem(p, keys[i], ngx_strlen(keys[i]));
+        p = s->len ? ngx_http_mpns_json_str(p, s)
+                   : ngx_cpymem(p, null.data, null.len);
+    }
+
+    p = ngx_cpymem(p, ",\"message_id\":", sizeof(",\"message_id\":") - 1);
+    p = ngx_http_mpns_json_str(p, &ctx->message_id);
+
+    p = ngx_cpymem(p, ",\"outcome\":", sizeof(",\"outcome\":") - 1);
+    p = ngx_http_mpns_json_str(p, &outcome->name);
+
+    p = ngx_cpymem(p, ",\"action\":", sizeof(",\"action\":") - 1);
+    p = ngx_http_mpns_json_str(p, &outcome->action);
+
+    p = ngx_cpymem(p, ",\"retry_after\":", sizeof(",\"retry_after\":") - 1);
+    p = outcome->retry_after ? ngx_sprintf(p, "%T", outcome->retry_after)
+                             : ngx_cpymem(p, null.data, null.len);
+
+    p = ngx_sprintf(p, ",\"attempts\":%ui,\"time_ms\":%M}\n",
+                    ctx->attempts, ctx->elapsed);
+
+    if ((size_t) (p - buf) > len) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "mpns result: buffer overflow");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mpns_send_json(r, status, buf, p - buf);
+}
+
+
+static ngx_int_t
+ngx_http_mpns_send_error(ngx_http_request_t *r, ngx_http_mpns_error_t *err)
+{
+    u_char               *p, *buf;
+    size_t                len;
+    ngx_str_t             text;
+    ngx_http_mpns_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+
+    if (ctx) {
+        ctx->error = err->text;
+    }
+
+    text.data = (u_char *) err->text;
+    text.len = ngx_strlen(err->text);
+
+    len = sizeof("{\"error\":,\"field\":}\n") - 1
+          + ngx_http_mpns_json_str_len(&text)
+          + ngx_http_mpns_json_str_len(&err->field);
+
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(buf, "{\"error\":", sizeof("{\"error\":") - 1);
+    p = ngx_http_mpns_json_str(p, &text);
+    p = ngx_cpymem(p, ",\"field\":", sizeof(",\"field\":") - 1);
+    p = ngx_http_mpns_json_str(p, &err->field);
+    *p++ = '}';
+    *p++ = LF;
+
+    return ngx_http_mpns_send_json(r, err->status, buf, p - buf);
+}
+
+
+static ngx_int_t
+ngx_http_mpns_send_json(ngx_http_request_t *r, ngx_uint_t status, u_char *p,
+    size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = p;
+    b->last = p + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_mpns_add_header(ngx_http_request_t *r, char *name, ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    if (value->len == 0) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_copy(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
+{
+    dst->len = src->len;
+
+    if (src->len == 0) {
+        dst->data = NULL;
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pstrdup(pool, src);
+
+    return dst->data ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_mpns_add_variables(cf);
+}
+
+
+static void *
+ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    mmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_main_conf_t));
+    if (mmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mmcf->engine = NULL;
+     */
+
+    mmcf->keepalive = NGX_CONF_UNSET_UINT;
+    mmcf->keepalive_timeout = NGX_CONF_UNSET_MSEC;
+
+    return mmcf;
+}
+
+
+static char *
+ngx_http_mpns_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_mpns_main_conf_t *mmcf = conf;
+
+    ngx_conf_init_uint_value(mmcf->keepalive, 32);
+    ngx_conf_init_msec_value(mmcf->keepalive_timeout, 60000);
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    mlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_loc_conf_t));
+    if (mlcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mlcf->send = 0;
+     *     mlcf->type = 0;
+     */
+
+    mlcf->channel = NGX_CONF_UNSET_PTR;
+    mlcf->fields = NGX_CONF_UNSET_PTR;
+    mlcf->allowed_hosts = NGX_CONF_UNSET_PTR;
+    mlcf->max_payload_size = NGX_CONF_UNSET_SIZE;
+    mlcf->max_body_size = NGX_CONF_UNSET_SIZE;
+    mlcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    mlcf->send_timeout = NGX_CONF_UNSET_MSEC;
+    mlcf->read_timeout = NGX_CONF_UNSET_MSEC;
+
+    return mlcf;
+}
+
+
+static char *
+ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_mpns_loc_conf_t *prev = parent;
+    ngx_http_mpns_loc_conf_t *conf = child;
+
+    ngx_str_t  hosts = ngx_string(NGX_HTTP_MPNS_DEFAULT_HOSTS);
+
+    ngx_conf_merge_ptr_value(conf->channel, prev->channel, NULL);
+    ngx_conf_merge_ptr_value(conf->fields, prev->fields, NULL);
+    ngx_conf_merge_ptr_value(conf->allowed_hosts, prev->allowed_hosts, NULL);
+
+    if (conf->allowed_hosts == NULL) {
+
+        /* the default is compiled once, at the http level */
+
+        if (prev->allowed_hosts == NULL
+            || prev->allowed_hosts == NGX_CONF_UNSET_PTR)
+        {
+            prev->allowed_hosts = ngx_array_create(cf->pool, 1,
+                                                   sizeof(ngx_regex_elt_t));
+            if (prev->allowed_hosts == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            if (ngx_http_mpns_add_host(cf, prev->allowed_hosts, &hosts)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        conf->allowed_hosts = prev->allowed_hosts;
+    }
+
+    ngx_conf_merge_size_value(conf->max_payload_size, prev->max_payload_size,
+                              1024);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              16384);
+    ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
+                              15000);
+    ngx_conf_merge_msec_value(conf->send_timeout, prev->send_timeout, 15000);
+    ngx_conf_merge_msec_value(conf->read_timeout, prev->read_timeout, 15000);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mpns_send(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    ngx_int_t                  type;
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (mlcf->send) {
+        return "is duplicate";
+    }
+
+    mlcf->send = 1;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        type = ngx_http_mpns_type(&value[1]);
+
+        if (type == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        mlcf->type = type;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_mpns_send_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mpns_field_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    ngx_int_t                          index;
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_mpns_conf_field_t        *field;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    index = ngx_http_mpns_field_index(&value[1]);
+
+    if (index == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown mpns field \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mlcf->fields == NGX_CONF_UNSET_PTR) {
+        mlcf->fields = ngx_array_create(cf->pool, 4,
+                                        sizeof(ngx_http_mpns_conf_field_t));
+        if (mlcf->fields == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    field = mlcf->fields->elts;
+
+    for (i = 0; i < mlcf->fields->nelts; i++) {
+        if (field[i].index == (ngx_uint_t) index) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate mpns field \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    field = ngx_array_push(mlcf->fields);
+    if (field == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    field->index = index;
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = &field->value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mpns_allowed_hosts(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (mlcf->allowed_hosts != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    mlcf->allowed_hosts = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                           sizeof(ngx_regex_elt_t));
+    if (mlcf->allowed_hosts == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ngx_http_mpns_add_host(cf, mlcf->allowed_hosts, &value[i])
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_add_host(ngx_conf_t *cf, ngx_array_t *hosts,
+    ngx_str_t *pattern)
+{
+    u_char               errstr[NGX_MAX_CONF_ERRSTR];
+    ngx_regex_elt_t     *re;
+    ngx_regex_compile_t  rc;
+
+    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+
+    rc.pattern = *pattern;
+    rc.pool = cf->pool;
+    rc.options = NGX_REGEX_CASELESS;
+    rc.err.len = NGX_MAX_CONF_ERRSTR;
+    rc.err.data = errstr;
+
+    if (ngx_regex_compile(&rc) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%V", &rc.err);
+        return NGX_ERROR;
+    }
+
+    re = ngx_array_push(hosts);
+    if (re == NULL) {
+        return NGX_ERROR;
+    }
+
+    re->regex = rc.regex;
+    re->name = pattern->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpns_module);
+
+    if (mmcf == NULL) {
+        return NGX_OK;
+    }
+
+    mmcf->engine = ngx_http_mpns_engine_create(cycle, mmcf->keepalive,
+                                               mmcf->keepalive_timeout);
+    if (mmcf->engine == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,80 @@
+
+/*
+ * Copyright (C) ngx_mpns_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MPNS_MODULE_H_INCLUDED_
+#define _NGX_HTTP_MPNS_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_mpns_message.h"
+#include "ngx_http_mpns_engine.h"
+
+
+#define NGX_HTTP_MPNS_MAX_CHANNEL       1024
+
+
+typedef struct {
+    ngx_uint_t                     keepalive;
+    ngx_msec_t                     keepalive_timeout;
+
+    /* per worker, set in init_process */
+    ngx_http_mpns_engine_t        *engine;
+} ngx_http_mpns_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                     index;
+    ngx_http_complex_value_t       value;
+} ngx_http_mpns_conf_field_t;
+
+
+typedef struct {
+    ngx_uint_t                     send;      /* mpns_send given */
+    ngx_uint_t                     type;      /* its type, 0: from request */
+    ngx_http_complex_value_t      *channel;
+    ngx_array_t                   *fields;    /* ngx_http_mpns_conf_field_t */
+    ngx_array_t                   *allowed_hosts;  /* ngx_regex_elt_t */
+    size_t                         max_payload_size;
+    size_t                         max_body_size;
+    ngx_msec_t                     connect_timeout;
+    ngx_msec_t                     send_timeout;
+    ngx_msec_t                     read_timeout;
+} ngx_http_mpns_loc_conf_t;
+
+
+typedef struct {
+    ngx_http_mpns_job_t           *job;
+    ngx_str_t                      channel;
+    ngx_str_t                      message_id;    /* as sent */
+    ngx_http_mpns_response_t       response;      /* as answered */
+    ngx_uint_t                     outcome;
+    ngx_uint_t                     attempts;
+    ngx_msec_t                     elapsed;
+    const char                    *error;         /* a caller's mistake */
+
+    unsigned                       done:1;
+    unsigned                       failed:1;
+    unsigned                       starting:1;
+} ngx_http_mpns_ctx_t;
+
+
+ngx_int_t ngx_http_mpns_request_spec(ngx_http_request_t *r,
+    ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
+    ngx_http_mpns_error_t *err);
+ngx_int_t ngx_http_mpns_request_channel(ngx_http_request_t *r,
+    ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel,
+    ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
+    ngx_http_mpns_error_t *err);
+
+ngx_int_t ngx_http_mpns_add_variables(ngx_conf_t *cf);
+
+
+extern ngx_module_t  ngx_http_mpns_module;
+
+
+#endif /* _NGX_HTTP_MPNS_MODULE_H_INCLUDED_ */

@@ -1,0 +1,776 @@
+
+/*
+ * Copyright (C) ngx_mpns_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_mpns_module.h"
+#include "ngx_http_mpns_json.h"
+
+
+#define NGX_HTTP_MPNS_BIT(i)            ((uint64_t) 1 << (i))
+
+
+/* one source of field values: query, body or nginx.conf */
+typedef struct {
+    ngx_http_mpns_spec_t          *spec;
+    ngx_http_mpns_error_t         *err;
+    uint64_t                       seen;
+    unsigned                       strict:1;
+} ngx_http_mpns_source_t;
+
+
+static ngx_int_t ngx_http_mpns_conf_values(ngx_http_request_t *r,
+    ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *conf,
+    ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_mpns_is_type(ngx_table_elt_t *h, char *type,
+    size_t len);
+static ngx_int_t ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
+    ngx_http_mpns_source_t *src);
+static ngx_int_t ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
+    ngx_http_mpns_source_t *src);
+static ngx_int_t ngx_http_mpns_set(ngx_http_mpns_source_t *src,
+    ngx_str_t *name, ngx_str_t *value);
+static ngx_int_t ngx_http_mpns_set_index(ngx_http_mpns_source_t *src,
+    ngx_uint_t index, ngx_str_t *value);
+static ngx_int_t ngx_http_mpns_clear(ngx_http_mpns_source_t *src,
+    ngx_str_t *name);
+static ngx_int_t ngx_http_mpns_clear_list(ngx_http_mpns_source_t *src,
+    ngx_str_t *list);
+static ngx_int_t ngx_http_mpns_mistake(ngx_http_mpns_error_t *err,
+    ngx_uint_t status, const char *text, ngx_str_t *field);
+
+
+static ngx_str_t  ngx_http_mpns_body_field = ngx_string("body");
+static ngx_str_t  ngx_http_mpns_channel_field = ngx_string("channel");
+static ngx_str_t  ngx_http_mpns_clear_field = ngx_string("clear");
+
+
+ngx_int_t
+ngx_http_mpns_request_spec(ngx_http_request_t *r,
+    ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
+    ngx_http_mpns_error_t *err)
+{
+    uint64_t                     bit;
+    ngx_int_t                    rc;
+    ngx_str_t                    body, *type;
+    ngx_uint_t                   i, passthrough;
+    ngx_table_elt_t             *ct;
+    ngx_http_mpns_spec_t         conf;
+    ngx_http_mpns_source_t       src;
+
+    ngx_memzero(spec, sizeof(ngx_http_mpns_spec_t));
+
+    src.err = err;
+    src.strict = 0;
+    src.seen = 0;
+    src.spec = spec;
+
+    if (r->args.len) {
+        rc = ngx_http_mpns_parse_form(r->pool, &r->args, &src);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    rc = ngx_http_mpns_conf_values(r, mlcf, &conf, err);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_mpns_read_body(r, &body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * a raw notification whose channel does not come from the body
+     * takes the body itself as its payload, byte for byte
+     */
+
+    type = conf.values[NGX_HTTP_MPNS_F_TYPE].data
+           ? &conf.values[NGX_HTTP_MPNS_F_TYPE]
+           : &spec->values[NGX_HTTP_MPNS_F_TYPE];
+
+    passthrough = body.len
+                  && ngx_http_mpns_type(type) == NGX_HTTP_MPNS_RAW
+                  && (conf.values[NGX_HTTP_MPNS_F_CHANNEL].data
+                      || spec->values[NGX_HTTP_MPNS_F_CHANNEL].data);
+
+    ct = r->headers_in.content_type;
+
+    if (passthrough) {
+        spec->values[NGX_HTTP_MPNS_F_PAYLOAD] = body;
+
+        if (ct) {
+            spec->content_type = ct->value;
+        }
+
+    } else if (body.len) {
+        src.seen = 0;
+        src.strict = 1;
+
+        if (ngx_http_mpns_is_type(ct, "application/json",
+                                  sizeof("application/json") - 1))
+        {
+            rc = ngx_http_mpns_parse_json(r->pool, &body, &src);
+
+        } else if (ngx_http_mpns_is_type(ct,
+                                      "application/x-www-form-urlencoded",
+                            sizeof("application/x-www-form-urlencoded") - 1))
+        {
+            rc = ngx_http_mpns_parse_form(r->pool, &body, &src);
+
+        } else {
+            return ngx_http_mpns_mistake(err, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                         "unsupported content type",
+                                         &ngx_http_mpns_body_field);
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    /* nginx.conf wins, field by field */
+
+    for (i = 0; i < NGX_HTTP_MPNS_NFIELDS; i++) {
+        bit = NGX_HTTP_MPNS_BIT(i);
+
+        if (conf.values[i].data) {
+            spec->values[i] = conf.values[i];
+            spec->clear &= ~bit;
+
+        } else if (conf.clear & bit) {
+            ngx_str_null(&spec->values[i]);
+            spec->clear |= bit;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_conf_values(ngx_http_request_t *r,
+    ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *conf,
+    ngx_http_mpns_error_t *err)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    value;
+    ngx_uint_t                   i;
+    ngx_http_mpns_source_t       src;
+    ngx_http_mpns_conf_field_t  *cf;
+
+    ngx_memzero(conf, sizeof(ngx_http_mpns_spec_t));
+
+    src.spec = conf;
+    src.err = err;
+    src.seen = 0;
+    src.strict = 1;
+
+    if (mlcf->type) {
+        conf->values[NGX_HTTP_MPNS_F_TYPE] =
+                                        *ngx_http_mpns_type_name(mlcf->type);
+    }
+
+    if (mlcf->channel) {
+        if (ngx_http_complex_value(r, mlcf->channel, &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (value.len) {
+            conf->values[NGX_HTTP_MPNS_F_CHANNEL] = value;
+        }
+    }
+
+    if (mlcf->fields == NULL) {
+        return NGX_OK;
+    }
+
+    cf = mlcf->fields->elts;
+
+    for (i = 0; i < mlcf->fields->nelts; i++) {
+
+        if (ngx_http_complex_value(r, &cf[i].value, &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /* like proxy_set_header: an empty value sets nothing */
+
+        if (value.len == 0) {
+            continue;
+        }
+
+        if (cf[i].index == NGX_HTTP_MPNS_F_CLEAR) {
+            rc = ngx_http_mpns_clear_list(&src, &value);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            continue;
+        }
+
+        conf->values[cf[i].index] = value;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mpns_request_channel(ngx_http_request_t *r,
+    ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel,
+    ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
+    ngx_http_mpns_error_t *err)
+{
+    u_char                    *p, *last, *authority;
+    size_t                     skip;
+    ngx_url_t                  u;
+    ngx_int_t                  rc;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (channel->len > NGX_HTTP_MPNS_MAX_CHANNEL) {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                     "channel is too long",
+                                     &ngx_http_mpns_channel_field);
+    }
+
+    last = channel->data + channel->len;
+
+    for (p = channel->data; p < last; p++) {
+        if (*p <= ' ' || *p >= 0x7f) {
+            return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                         "invalid character",
+                                         &ngx_http_mpns_channel_field);
+        }
+    }
+
+    if (channel->len > 7
+        && ngx_strncasecmp(channel->data, (u_char *) "http://", 7) == 0)
+    {
+        skip = 7;
+
+    } else if (channel->len > 8
+               && ngx_strncasecmp(channel->data, (u_char *) "https://", 8)
+                  == 0)
+    {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                     "https channels are not supported",
+                                     &ngx_http_mpns_channel_field);
+
+    } else {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                     "channel is not an http url",
+                                     &ngx_http_mpns_channel_field);
+    }
+
+    authority = channel->data + skip;
+
+    for (p = authority; p < last && *p != '/' && *p != '?'; p++) {
+        if (*p == '@' || *p == '#' || *p == '\\') {
+            return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                         "invalid channel",
+                                         &ngx_http_mpns_channel_field);
+        }
+    }
+
+    if (p == authority || ngx_strlchr(p, last, '#') != NULL) {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                     "invalid channel",
+                                     &ngx_http_mpns_channel_field);
+    }
+
+    target->host.data = authority;
+    target->host.len = p - authority;
+
+    if (p == last) {
+        ngx_str_set(&target->uri, "/");
+
+    } else if (*p == '?') {
+        target->uri.len = last - p + 1;
+        target->uri.data = ngx_pnalloc(r->pool, target->uri.len);
+        if (target->uri.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        target->uri.data[0] = '/';
+        ngx_memcpy(target->uri.data + 1, p, last - p);
+
+    } else {
+        target->uri.data = p;
+        target->uri.len = last - p;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = target->host;
+    u.default_port = 80;
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(r->pool, &u) != NGX_OK || u.host.len == 0) {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                     "invalid channel",
+                                     &ngx_http_mpns_channel_field);
+    }
+
+    rc = ngx_regex_exec_array(mlcf->allowed_hosts, &u.host,
+                              r->connection->log);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mpns channel host \"%V\" is not allowed", &u.host);
+
+        return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
+                                     "channel host is not allowed",
+                                     &ngx_http_mpns_channel_field);
+    }
+
+    job->port = u.port;
+    job->name = target->host;
+
+    if (u.naddrs) {
+        job->addrs = u.addrs;
+        job->naddrs = u.naddrs;
+        return NGX_OK;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    job->host = u.host;
+    job->resolver = clcf->resolver;
+    job->resolver_timeout = clcf->resolver_timeout;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = NULL;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                          : (size_t) (b->last - b->pos);
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                          b->file_pos);
+
+        if (n != b->file_last - b->file_pos) {
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_is_type(ngx_table_elt_t *h, char *type, size_t len)
+{
+    if (h == NULL || h->value.len < len
+        || ngx_strncasecmp(h->value.data, (u_char *) type, len) != 0)
+    {
+        return 0;
+    }
+
+    return h->value.len == len || h->value.data[len] == ';'
+           || h->value.data[len] == ' ';
+}
+
+
+static ngx_int_t
+ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
+    ngx_http_mpns_source_t *src)
+{
+    u_char     *p, *last, *amp, *eq, *end, *dst, *d, *s;
+    ngx_int_t   rc;
+    ngx_str_t   name, value, *part;
+    ngx_uint_t  i;
+
+    p = text->data;
+    last = p + text->len;
+
+    while (p < last) {
+
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+        if (eq == NULL) {
+            eq = amp;
+        }
+
+        name.data = p;
+        name.len = eq - p;
+        value.data = (eq == amp) ? eq : eq + 1;
+        value.len = amp - value.data;
+
+        p = amp + 1;
+
+        if (name.len == 0) {
+            continue;
+        }
+
+        /* "+" is a space in forms, then %XX */
+
+        for (i = 0; i < 2; i++) {
+            part = i ? &value : &name;
+            end = part->data + part->len;
+
+            if (ngx_strlchr(part->data, end, '%') == NULL
+                && ngx_strlchr(part->data, end, '+') == NULL)
+            {
+                continue;
+            }
+
+            dst = ngx_pnalloc(pool, part->len);
+            if (dst == NULL) {
+                return NGX_ERROR;
+            }
+
+            for (s = part->data, d = dst; s < end; s++) {
+                *d++ = (*s == '+') ? ' ' : *s;
+            }
+
+            s = dst;
+            d = dst;
+            ngx_unescape_uri(&d, &s, part->len, 0);
+
+            part->data = dst;
+            part->len = d - dst;
+        }
+
+        if (name.len == sizeof("clear") - 1
+            && ngx_strncmp(name.data, "clear", 5) == 0)
+        {
+            rc = ngx_http_mpns_clear_list(src, &value);
+
+        } else {
+            rc = ngx_http_mpns_set(src, &name, &value);
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
+    ngx_http_mpns_source_t *src)
+{
+    ngx_int_t                  rc, index;
+    ngx_str_t                  name, value;
+    ngx_uint_t                 i, k, n, e;
+    ngx_http_mpns_json_t       json;
+    ngx_http_mpns_json_tok_t  *t, *v;
+
+    rc = ngx_http_mpns_json_parse(pool, text, &json);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED
+        || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
+    {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "invalid json",
+                                     &ngx_http_mpns_body_field);
+    }
+
+    t = json.tokens;
+    i = 1;
+
+    for (n = 0; n < t[0].size; n++) {
+
+        if (ngx_http_mpns_json_string(pool, &t[i], &name) != NGX_OK) {
+            return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                         "invalid json",
+                                         &ngx_http_mpns_body_field);
+        }
+
+        v = &t[i + 1];
+        i = v->next;
+
+        index = ngx_http_mpns_field_index(&name);
+
+        if (index == NGX_ERROR) {
+            return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                         "unknown field", &name);
+        }
+
+        name = ngx_http_mpns_field(index)->name;
+
+        switch (v->type) {
+
+        case NGX_HTTP_MPNS_JSON_STRING:
+            rc = ngx_http_mpns_json_string(pool, v, &value);
+            if (rc == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (rc != NGX_OK) {
+                return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                             "invalid value", &name);
+            }
+
+            if (index == NGX_HTTP_MPNS_F_CLEAR) {
+                rc = ngx_http_mpns_clear_list(src, &value);
+
+            } else {
+                rc = ngx_http_mpns_set_index(src, index, &value);
+            }
+
+            break;
+
+        case NGX_HTTP_MPNS_JSON_PRIMITIVE:
+
+            /* node-mpns: null clears a tile property */
+
+            if (v->raw.len == 4 && ngx_strncmp(v->raw.data, "null", 4) == 0) {
+                rc = ngx_http_mpns_clear(src, &name);
+                break;
+            }
+
+            /* numbers and booleans are taken as written */
+
+            rc = ngx_http_mpns_set_index(src, index, &v->raw);
+            break;
+
+        case NGX_HTTP_MPNS_JSON_ARRAY:
+
+            if (index != NGX_HTTP_MPNS_F_CLEAR) {
+                return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                             "invalid value", &name);
+            }
+
+            rc = NGX_OK;
+            k = (v - t) + 1;
+
+            for (e = 0; e < v->size && rc == NGX_OK; e++, k = t[k].next) {
+
+                if (ngx_http_mpns_json_string(pool, &t[k], &value)
+                    != NGX_OK)
+                {
+                    return ngx_http_mpns_mistake(src->err,
+                                                 NGX_HTTP_BAD_REQUEST,
+                                                 "invalid value", &name);
+                }
+
+                rc = ngx_http_mpns_clear(src, &value);
+            }
+
+            break;
+
+        default:
+            return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                         "invalid value", &name);
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_set(ngx_http_mpns_source_t *src, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_int_t  index;
+
+    index = ngx_http_mpns_field_index(name);
+
+    if (index == NGX_ERROR) {
+        if (!src->strict) {
+            /* query strings carry other things too */
+            return NGX_OK;
+        }
+
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "unknown field", name);
+    }
+
+    return ngx_http_mpns_set_index(src, index, value);
+}
+
+
+static ngx_int_t
+ngx_http_mpns_set_index(ngx_http_mpns_source_t *src, ngx_uint_t index,
+    ngx_str_t *value)
+{
+    uint64_t  bit;
+
+    bit = NGX_HTTP_MPNS_BIT(index);
+
+    if (src->seen & bit) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "duplicate field",
+                                     &ngx_http_mpns_field(index)->name);
+    }
+
+    src->seen |= bit;
+    src->spec->values[index] = *value;
+    src->spec->clear &= ~bit;
+
+    if (value->data == NULL) {
+        /* an empty value is still a value */
+        src->spec->values[index].data = (u_char *) "";
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_clear(ngx_http_mpns_source_t *src, ngx_str_t *name)
+{
+    uint64_t                bit;
+    ngx_int_t               index;
+    ngx_http_mpns_field_t  *f;
+
+    index = ngx_http_mpns_field_index(name);
+
+    if (index == NGX_ERROR) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "invalid value",
+                                     &ngx_http_mpns_clear_field);
+    }
+
+    f = ngx_http_mpns_field(index);
+
+    if (f->element.len == 0 || !(f->types & NGX_HTTP_MPNS_ANY_TILE)) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "field cannot be cleared", &f->name);
+    }
+
+    bit = NGX_HTTP_MPNS_BIT(index);
+
+    if (src->seen & bit) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "field both set and cleared", &f->name);
+    }
+
+    src->seen |= bit;
+    src->spec->clear |= bit;
+    ngx_str_null(&src->spec->values[index]);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_clear_list(ngx_http_mpns_source_t *src, ngx_str_t *list)
+{
+    u_char     *p, *last, *comma;
+    ngx_int_t   rc;
+    ngx_str_t   name;
+
+    p = list->data;
+    last = p + list->len;
+
+    while (p < last) {
+
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        name.data = p;
+        name.len = comma - p;
+
+        p = comma + 1;
+
+        while (name.len && name.data[0] == ' ') {
+            name.data++;
+            name.len--;
+        }
+
+        while (name.len && name.data[name.len - 1] == ' ') {
+            name.len--;
+        }
+
+        if (name.len == 0) {
+            continue;
+        }
+
+        rc = ngx_http_mpns_clear(src, &name);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_mistake(ngx_http_mpns_error_t *err, ngx_uint_t status,
+    const char *text, ngx_str_t *field)
+{
+    err->status = status;
+    err->text = text;
+    err->field = *field;
+
+    return NGX_DECLINED;
+}
