@@ -861,6 +861,13 @@ ngx_http_mpns_finish(ngx_http_mpns_job_t *job, ngx_uint_t outcome,
         job->peer.connection = NULL;
     }
 
+    if (outcome == NGX_HTTP_MPNS_TRANSPORT_ERROR
+        || outcome == NGX_HTTP_MPNS_TIMEOUT)
+    {
+        /* a partial answer is no answer */
+        ngx_memzero(&job->response, sizeof(ngx_http_mpns_response_t));
+    }
+
     job->outcome = outcome;
     job->elapsed = ngx_current_msec - job->start;
     job->log.action = NULL;

@@ -326,9 +326,6 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "mpns channel host \"%V\" is not allowed", &u.host);
-
         return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
                                      "channel host is not allowed",
                                      &ngx_http_mpns_channel_field);
