@@ -10,8 +10,12 @@
 #include <ngx_event_connect.h>
 #include "ngx_http_mpns_engine.h"
 
+#include <openssl/rand.h>
 
-#define NGX_HTTP_MPNS_BUFFER_SIZE       4096
+
+/* MPNS answers with about 350 bytes of headers and no body */
+#define NGX_HTTP_MPNS_BUFFER_SIZE       2048
+#define NGX_HTTP_MPNS_POOL_SIZE         4096
 #define NGX_HTTP_MPNS_MAX_DISCARD       65536
 
 #define NGX_HTTP_MPNS_ST_STATUS         0
@@ -70,6 +74,7 @@ ngx_http_mpns_engine_create(ngx_cycle_t *cycle, ngx_uint_t keepalive,
     ngx_queue_init(&engine->free);
 
     engine->keepalive_timeout = keepalive_timeout;
+    engine->random = engine->randoms + NGX_HTTP_MPNS_RANDOM_SIZE;
 
     if (keepalive == 0) {
         return engine;
@@ -90,13 +95,47 @@ ngx_http_mpns_engine_create(ngx_cycle_t *cycle, ngx_uint_t keepalive,
 }
 
 
+/*
+ * 16 random bytes for a message id.  OpenSSL checks for a fork on every
+ * RAND_bytes() call (a getpid() system call), so they are drawn in batches.
+ */
+
+u_char *
+ngx_http_mpns_engine_random(ngx_http_mpns_engine_t *engine)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    if (engine->random == engine->randoms + NGX_HTTP_MPNS_RANDOM_SIZE) {
+
+        if (RAND_bytes(engine->randoms, NGX_HTTP_MPNS_RANDOM_SIZE) != 1) {
+            ngx_ssl_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "RAND_bytes() failed");
+
+            for (i = 0; i < NGX_HTTP_MPNS_RANDOM_SIZE; i++) {
+                engine->randoms[i] = (u_char) ngx_random();
+            }
+        }
+
+        engine->random = engine->randoms;
+    }
+
+    p = engine->random;
+    engine->random += 16;
+
+    return p;
+}
+
+
 ngx_http_mpns_job_t *
 ngx_http_mpns_job_create(ngx_http_mpns_engine_t *engine, ngx_log_t *log)
 {
     ngx_pool_t           *pool;
     ngx_http_mpns_job_t  *job;
 
-    pool = ngx_create_pool(1024, log);
+    /* one allocation holds the job, its buffer and the parsed headers */
+
+    pool = ngx_create_pool(NGX_HTTP_MPNS_POOL_SIZE, log);
     if (pool == NULL) {
         return NULL;
     }

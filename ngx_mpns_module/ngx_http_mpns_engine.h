@@ -21,11 +21,16 @@ typedef void (*ngx_http_mpns_job_handler_pt)(ngx_http_mpns_job_t *job);
 
 
 /* per worker: created in init_process, lives as long as the cycle */
+#define NGX_HTTP_MPNS_RANDOM_SIZE      4096
+
+
 typedef struct {
     ngx_queue_t                    cache;    /* idle connections, MRU first */
     ngx_queue_t                    free;
     ngx_msec_t                     keepalive_timeout;
-    ngx_uint_t                     active;   /* jobs started, not finished */
+    ngx_uint_t                     active;   /* jobs created, not finished */
+    u_char                        *random;   /* next unused random bytes */
+    u_char                         randoms[NGX_HTTP_MPNS_RANDOM_SIZE];
 } ngx_http_mpns_engine_t;
 
 
@@ -85,6 +90,8 @@ struct ngx_http_mpns_job_s {
 
 ngx_http_mpns_engine_t *ngx_http_mpns_engine_create(ngx_cycle_t *cycle,
     ngx_uint_t keepalive, ngx_msec_t keepalive_timeout);
+
+u_char *ngx_http_mpns_engine_random(ngx_http_mpns_engine_t *engine);
 
 ngx_http_mpns_job_t *ngx_http_mpns_job_create(ngx_http_mpns_engine_t *engine,
     ngx_log_t *log);

@@ -8,10 +8,6 @@
 #include <ngx_core.h>
 #include "ngx_http_mpns_message.h"
 
-#if (NGX_OPENSSL)
-#include <openssl/rand.h>
-#endif
-
 
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
 #define NGX_HTTP_MPNS_UUID_LEN    36
@@ -37,7 +33,7 @@ static ngx_int_t ngx_http_mpns_count(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_class(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_valid_uuid(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id,
-    ngx_str_t *out);
+    u_char *random,    ngx_str_t *out);
 static ngx_int_t ngx_http_mpns_empty(ngx_str_t *s);
 static uintptr_t ngx_http_mpns_element(u_char *dst,
     ngx_http_mpns_spec_t *spec, ngx_uint_t field);
@@ -619,7 +615,9 @@ ngx_http_mpns_message_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
 
     v = &spec->values[NGX_HTTP_MPNS_F_MESSAGE_ID];
 
-    if (ngx_http_mpns_message_id(pool, v, &msg->message_id) != NGX_OK) {
+    if (ngx_http_mpns_message_id(pool, v, spec->random, &msg->message_id)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -1019,10 +1017,10 @@ ngx_http_mpns_valid_uuid(ngx_str_t *s)
 
 
 static ngx_int_t
-ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id, ngx_str_t *out)
+ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id, u_char *random,
+    ngx_str_t *out)
 {
-    u_char      *p, rnd[16];
-    ngx_uint_t   i;
+    u_char  *p, rnd[16];
 
     p = ngx_pnalloc(pool, NGX_HTTP_MPNS_UUID_LEN);
     if (p == NULL) {
@@ -1037,14 +1035,11 @@ ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id, ngx_str_t *out)
         return NGX_OK;
     }
 
-#if (NGX_OPENSSL)
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-#endif
-    {
-        for (i = 0; i < sizeof(rnd); i++) {
-            rnd[i] = (u_char) ngx_random();
-        }
+    if (random == NULL) {
+        return NGX_ERROR;
     }
+
+    ngx_memcpy(rnd, random, sizeof(rnd));
 
     /* RFC 4122 version 4, variant 10 */
 

@@ -84,6 +84,7 @@ typedef struct {
     ngx_str_t                   values[NGX_HTTP_MPNS_NFIELDS];
     uint64_t                    clear;
     ngx_str_t                   content_type;  /* raw only, may be empty */
+    u_char                     *random;  /* 16 bytes, for a fresh message id */
 } ngx_http_mpns_spec_t;
 
 

@@ -279,6 +279,10 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
 
     ctx->channel = *channel;
 
+    if (spec.values[NGX_HTTP_MPNS_F_MESSAGE_ID].data == NULL) {
+        spec.random = ngx_http_mpns_engine_random(mmcf->engine);
+    }
+
     rc = ngx_http_mpns_message_build(r->pool, &spec, mlcf->max_payload_size,
                                      &msg, &err);
 
