@@ -46,6 +46,7 @@ static ngx_int_t ngx_http_mpns_process_status_line(ngx_http_mpns_job_t *job,
 static ngx_int_t ngx_http_mpns_process_header(ngx_http_mpns_job_t *job,
     u_char *p, u_char *last);
 static ngx_int_t ngx_http_mpns_header_done(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_abort(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_finish(ngx_http_mpns_job_t *job, ngx_uint_t outcome,
     ngx_uint_t keepalive);
 static void ngx_http_mpns_close(ngx_connection_t *c);
@@ -441,6 +442,11 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, wev->log, 0, "mpns write handler");
 
+    if (c->close) {
+        ngx_http_mpns_abort(job);
+        return;
+    }
+
     if (wev->timedout) {
         ngx_log_error(NGX_LOG_ERR, wev->log, NGX_ETIMEDOUT,
                       "mpns server timed out");
@@ -523,6 +529,11 @@ ngx_http_mpns_read_handler(ngx_event_t *rev)
     b = job->buffer;
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rev->log, 0, "mpns read handler");
+
+    if (c->close) {
+        ngx_http_mpns_abort(job);
+        return;
+    }
 
     if (rev->timedout) {
         ngx_log_error(NGX_LOG_ERR, rev->log, NGX_ETIMEDOUT,
@@ -861,6 +872,21 @@ ngx_http_mpns_header_done(ngx_http_mpns_job_t *job)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * worker_shutdown_timeout: nginx sets c->close on every connection and
+ * calls its read handler; the send ends without an answer
+ */
+
+static void
+ngx_http_mpns_abort(ngx_http_mpns_job_t *job)
+{
+    ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                  "mpns send aborted: worker is shutting down");
+
+    ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
 }
 
 

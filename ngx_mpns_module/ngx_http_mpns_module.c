@@ -248,16 +248,6 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
 
-    if (r->request_body && r->request_body->rest == 0
-        && r->headers_in.content_length_n == -1
-        && r->request_body->received > (off_t) mlcf->max_body_size)
-    {
-        err.status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
-        err.text = "request body too large";
-        err.field = ngx_http_mpns_body_field;
-        goto mistake;
-    }
-
     rc = ngx_http_mpns_request_spec(r, mlcf, &spec, &err);
 
     if (rc == NGX_DECLINED) {

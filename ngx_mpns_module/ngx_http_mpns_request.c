@@ -26,7 +26,7 @@ typedef struct {
 static ngx_int_t ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *conf,
     ngx_http_mpns_error_t *err);
-static ngx_int_t ngx_http_mpns_read_body(ngx_http_request_t *r,
+static ngx_int_t ngx_http_mpns_read_body(ngx_http_request_t *r, size_t max,
     ngx_str_t *body);
 static ngx_int_t ngx_http_mpns_is_type(ngx_table_elt_t *h, char *type,
     size_t len);
@@ -83,8 +83,17 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
         return rc;
     }
 
-    if (ngx_http_mpns_read_body(r, &body) != NGX_OK) {
+    rc = ngx_http_mpns_read_body(r, mlcf->max_body_size, &body);
+
+    if (rc == NGX_ERROR) {
         return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* a chunked body is measured only now */
+        return ngx_http_mpns_mistake(err, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                     "request body too large",
+                                     &ngx_http_mpns_body_field);
     }
 
     /*
@@ -351,7 +360,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_mpns_read_body(ngx_http_request_t *r, ngx_str_t *body)
+ngx_http_mpns_read_body(ngx_http_request_t *r, size_t max, ngx_str_t *body)
 {
     u_char       *p;
     size_t        len;
@@ -368,18 +377,24 @@ ngx_http_mpns_read_body(ngx_http_request_t *r, ngx_str_t *body)
 
     cl = r->request_body->bufs;
 
-    if (cl->next == NULL && !cl->buf->in_file) {
-        body->data = cl->buf->pos;
-        body->len = cl->buf->last - cl->buf->pos;
-        return NGX_OK;
-    }
-
     len = 0;
 
     for ( /* void */ ; cl; cl = cl->next) {
         b = cl->buf;
         len += b->in_file ? (size_t) (b->file_last - b->file_pos)
                           : (size_t) (b->last - b->pos);
+    }
+
+    if (len > max) {
+        return NGX_DECLINED;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = len;
+        return NGX_OK;
     }
 
     p = ngx_pnalloc(r->pool, len);
