@@ -579,8 +579,9 @@ ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
             }
 
             if (rc != NGX_OK) {
+                /* a control character or a broken surrogate pair */
                 return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
-                                             "invalid value", &name);
+                                             "invalid character", &name);
             }
 
             if (index == NGX_HTTP_MPNS_F_CLEAR) {
@@ -677,7 +678,9 @@ ngx_http_mpns_set_index(ngx_http_mpns_source_t *src, ngx_uint_t index,
 
     if (src->seen & bit) {
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
-                                     "duplicate field",
+                                     (src->spec->clear & bit)
+                                     ? "field both set and cleared"
+                                     : "duplicate field",
                                      &ngx_http_mpns_field(index)->name);
     }
 
