@@ -29,6 +29,8 @@ static ngx_int_t ngx_http_mpns_variable_response_time(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mpns_variable_error(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_http_mpns_ctx_t *ngx_http_mpns_variable_ctx(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, ngx_uint_t done);
 static void ngx_http_mpns_variable_set(ngx_http_variable_value_t *v,
     u_char *data, size_t len);
 
@@ -111,9 +113,12 @@ ngx_http_mpns_variable_status(ngx_http_request_t *r,
     u_char               *p;
     ngx_http_mpns_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+    ctx = ngx_http_mpns_variable_ctx(r, v, 1);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
 
-    if (ctx == NULL || !ctx->done || ctx->response.status == 0) {
+    if (ctx->response.status == 0) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -138,10 +143,8 @@ ngx_http_mpns_variable_header(ngx_http_request_t *r,
     ngx_str_t            *s;
     ngx_http_mpns_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
-
-    if (ctx == NULL || !ctx->done) {
-        v->not_found = 1;
+    ctx = ngx_http_mpns_variable_ctx(r, v, 1);
+    if (ctx == NULL) {
         return NGX_OK;
     }
 
@@ -165,10 +168,8 @@ ngx_http_mpns_variable_str(ngx_http_request_t *r,
     ngx_str_t            *s;
     ngx_http_mpns_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
-
+    ctx = ngx_http_mpns_variable_ctx(r, v, 0);
     if (ctx == NULL) {
-        v->not_found = 1;
         return NGX_OK;
     }
 
@@ -193,10 +194,8 @@ ngx_http_mpns_variable_outcome(ngx_http_request_t *r,
     ngx_http_mpns_ctx_t      *ctx;
     ngx_http_mpns_outcome_t  *outcome;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
-
-    if (ctx == NULL || !ctx->done) {
-        v->not_found = 1;
+    ctx = ngx_http_mpns_variable_ctx(r, v, 1);
+    if (ctx == NULL) {
         return NGX_OK;
     }
 
@@ -216,10 +215,8 @@ ngx_http_mpns_variable_attempts(ngx_http_request_t *r,
     u_char               *p;
     ngx_http_mpns_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
-
-    if (ctx == NULL || !ctx->done) {
-        v->not_found = 1;
+    ctx = ngx_http_mpns_variable_ctx(r, v, 1);
+    if (ctx == NULL) {
         return NGX_OK;
     }
 
@@ -241,10 +238,8 @@ ngx_http_mpns_variable_response_time(ngx_http_request_t *r,
     u_char               *p;
     ngx_http_mpns_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
-
-    if (ctx == NULL || !ctx->done) {
-        v->not_found = 1;
+    ctx = ngx_http_mpns_variable_ctx(r, v, 1);
+    if (ctx == NULL) {
         return NGX_OK;
     }
 
@@ -271,9 +266,12 @@ ngx_http_mpns_variable_error(ngx_http_request_t *r,
 {
     ngx_http_mpns_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+    ctx = ngx_http_mpns_variable_ctx(r, v, 0);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
 
-    if (ctx == NULL || ctx->error == NULL) {
+    if (ctx->error == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -282,6 +280,25 @@ ngx_http_mpns_variable_error(ngx_http_request_t *r,
                                ngx_strlen(ctx->error));
 
     return NGX_OK;
+}
+
+
+/* the request's ctx, if it has one (and a finished send, if "done") */
+
+static ngx_http_mpns_ctx_t *
+ngx_http_mpns_variable_ctx(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, ngx_uint_t done)
+{
+    ngx_http_mpns_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+
+    if (ctx == NULL || (done && !ctx->done)) {
+        v->not_found = 1;
+        return NULL;
+    }
+
+    return ctx;
 }
 
 
