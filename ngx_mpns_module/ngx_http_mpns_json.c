@@ -14,6 +14,12 @@
 #include <jsmn.h>
 
 
+static ngx_int_t ngx_http_mpns_json_check(ngx_str_t *text, jsmntok_t *t,
+    ngx_http_mpns_json_tok_t *tok, ngx_uint_t n);
+static u_char *ngx_http_mpns_json_value(u_char *start, u_char *p,
+    jsmntok_t *t);
+static ngx_int_t ngx_http_mpns_json_primitive(u_char *p, u_char *last);
+static u_char *ngx_http_mpns_json_space(u_char *p, u_char *last);
 static ngx_int_t ngx_http_mpns_json_hex(u_char *p, ngx_uint_t *ch);
 
 
@@ -98,10 +104,196 @@ ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
         tok[i].next = j;
     }
 
+    if (ngx_http_mpns_json_check(text, t, tok, n) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
     json->tokens = tok;
     json->ntokens = n;
 
     return NGX_OK;
+}
+
+
+/*
+ * jsmn finds the values but tolerates what JSON does not: missing or
+ * extra separators, trailing commas, "01", raw control characters in
+ * strings.  The text between the tokens is checked here.
+ */
+
+static ngx_int_t
+ngx_http_mpns_json_check(ngx_str_t *text, jsmntok_t *t,
+    ngx_http_mpns_json_tok_t *tok, ngx_uint_t n)
+{
+    u_char      *p, *last, *start;
+    ngx_uint_t   i, j, k;
+
+    start = text->data;
+
+    for (i = 0; i < n; i++) {
+
+        last = start + t[i].end;
+
+        if (t[i].type == JSMN_PRIMITIVE) {
+            if (ngx_http_mpns_json_primitive(start + t[i].start, last)
+                != NGX_OK)
+            {
+                return NGX_DECLINED;
+            }
+
+            continue;
+        }
+
+        if (t[i].type == JSMN_STRING) {
+            for (p = start + t[i].start; p < last; p++) {
+                if (*p < 0x20) {
+                    return NGX_DECLINED;
+                }
+            }
+
+            continue;
+        }
+
+        /* an object or an array: "{" members "}", "[" elements "]" */
+
+        p = start + t[i].start + 1;
+        last--;
+        j = i + 1;
+
+        for (k = 0; k < (ngx_uint_t) t[i].size; k++) {
+
+            p = ngx_http_mpns_json_space(p, last);
+
+            if (k > 0) {
+                if (*p++ != ',') {
+                    return NGX_DECLINED;
+                }
+
+                p = ngx_http_mpns_json_space(p, last);
+            }
+
+            if (t[i].type == JSMN_OBJECT) {
+                if (t[j].type != JSMN_STRING) {
+                    return NGX_DECLINED;
+                }
+
+                p = ngx_http_mpns_json_value(start, p, &t[j]);
+                if (p == NULL) {
+                    return NGX_DECLINED;
+                }
+
+                p = ngx_http_mpns_json_space(p, last);
+
+                if (*p++ != ':') {
+                    return NGX_DECLINED;
+                }
+
+                p = ngx_http_mpns_json_space(p, last);
+                j++;
+            }
+
+            p = ngx_http_mpns_json_value(start, p, &t[j]);
+            if (p == NULL) {
+                return NGX_DECLINED;
+            }
+
+            j = tok[j].next;
+        }
+
+        if (ngx_http_mpns_json_space(p, last) != last) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the value must start at p; returns the position after it */
+
+static u_char *
+ngx_http_mpns_json_value(u_char *start, u_char *p, jsmntok_t *t)
+{
+    size_t  quote;
+
+    quote = (t->type == JSMN_STRING);
+
+    if (p != start + t->start - quote) {
+        return NULL;
+    }
+
+    return start + t->end + quote;
+}
+
+
+/* true, false, null, or -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+
+static ngx_int_t
+ngx_http_mpns_json_primitive(u_char *p, u_char *last)
+{
+    size_t  len;
+
+    len = last - p;
+
+    if ((len == 4 && ngx_strncmp(p, "true", 4) == 0)
+        || (len == 5 && ngx_strncmp(p, "false", 5) == 0)
+        || (len == 4 && ngx_strncmp(p, "null", 4) == 0))
+    {
+        return NGX_OK;
+    }
+
+    if (p < last && *p == '-') {
+        p++;
+    }
+
+    if (p == last || *p < '0' || *p > '9') {
+        return NGX_DECLINED;
+    }
+
+    if (*p++ != '0') {
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < last && *p == '.') {
+        if (++p == last || *p < '0' || *p > '9') {
+            return NGX_DECLINED;
+        }
+
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < last && (*p == 'e' || *p == 'E')) {
+        if (++p < last && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        if (p == last || *p < '0' || *p > '9') {
+            return NGX_DECLINED;
+        }
+
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    return (p == last) ? NGX_OK : NGX_DECLINED;
+}
+
+
+static u_char *
+ngx_http_mpns_json_space(u_char *p, u_char *last)
+{
+    while (p < last
+           && (*p == ' ' || *p == '\t' || *p == CR || *p == LF))
+    {
+        p++;
+    }
+
+    return p;
 }
 
 

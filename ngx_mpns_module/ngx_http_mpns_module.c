@@ -343,10 +343,6 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
 
 mistake:
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "mpns request refused: %s, field \"%V\"",
-                  err.text, &err.field);
-
     ngx_http_finalize_request(r, ngx_http_mpns_send_error(r, &err));
     return;
 
@@ -536,6 +532,10 @@ ngx_http_mpns_send_error(ngx_http_request_t *r, ngx_http_mpns_error_t *err)
     size_t                len;
     ngx_str_t             text;
     ngx_http_mpns_ctx_t  *ctx;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "mpns request refused: %s, field \"%V\"",
+                  err->text, &err->field);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
 

@@ -527,6 +527,7 @@ static ngx_int_t
 ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src)
 {
+    uint64_t                   keys;
     ngx_int_t                  rc, index;
     ngx_str_t                  name, value;
     ngx_uint_t                 i, k, n, e;
@@ -549,6 +550,7 @@ ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
 
     t = json.tokens;
     i = 1;
+    keys = 0;
 
     for (n = 0; n < t[0].size; n++) {
 
@@ -570,6 +572,15 @@ ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
 
         name = ngx_http_mpns_field(index)->name;
 
+        /* a key given twice, whatever its values (null included) */
+
+        if (keys & NGX_HTTP_MPNS_BIT(index)) {
+            return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                         "duplicate field", &name);
+        }
+
+        keys |= NGX_HTTP_MPNS_BIT(index);
+
         switch (v->type) {
 
         case NGX_HTTP_MPNS_JSON_STRING:
@@ -579,7 +590,7 @@ ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
             }
 
             if (rc != NGX_OK) {
-                /* a control character or a broken surrogate pair */
+                /* a broken surrogate pair */
                 return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
                                              "invalid character", &name);
             }
