@@ -1,0 +1,364 @@
+#!/usr/bin/perl
+
+# Configuration of ngx_http_mpns_module (docs/directives.md): every
+# configuration mistake is refused by "nginx -t" with its exact [emerg]
+# text, a configuration using every directive is accepted, and the
+# documented size defaults hold at run time.
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP;
+use Time::HiRes qw(time);
+
+use lib 't/lib';
+use MpnsTest;
+
+my $t = MpnsTest->new;
+
+###############################################################################
+
+# nginx -t on a configuration with $http, $server and $location inserted at
+# the three levels; returns (exit code, the [emerg] message of this run
+# without " in FILE:LINE", the whole output).  The message is taken from
+# nginx's own stderr ("nginx: [emerg] ..."), which only this run wrote.
+sub conf_test {
+    my (%at) = @_;
+
+    my ($h, $s, $l) = map { $_ // '' } @at{qw(http server location)};
+
+    my ($rc, $out) = $t->nginx_test(<<"EOF_CONF");
+
+%%TEST_GLOBALS%%
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    mpns_allowed_hosts ^127\\.0\\.0\\.1\$;
+    $h
+
+    server {
+        listen       127.0.0.1:%%PORT%%;
+        server_name  localhost;
+        $s
+
+        location = /push {
+            mpns_send;
+        }
+
+        location = /x {
+            $l
+        }
+    }
+}
+
+EOF_CONF
+
+    my ($msg) = $out =~ /^nginx: \[emerg\] (.*) in \S+\.conf:\d+$/m;
+
+    return ($rc, $msg, $out);
+}
+
+# a configuration mistake: non-zero exit and exactly $text
+sub refused {
+    my ($where, $directive, $text, $name) = @_;
+
+    my ($rc, $msg, $out) = conf_test($where => $directive);
+
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+    subtest $name => sub {
+        isnt($rc, 0, 'nginx -t fails');
+        is($msg, $text, 'emerg text') or diag($out);
+    };
+}
+
+###############################################################################
+
+# mistakes
+
+refused(location => 'mpns_send bogus;',
+        'invalid parameter "bogus"', 'mpns_send with an unknown type');
+refused(location => 'mpns_send; mpns_send toast;',
+        '"mpns_send" directive is duplicate', 'mpns_send twice');
+refused(server => 'mpns_send;',
+        '"mpns_send" directive is not allowed here',
+        'mpns_send at server level');
+refused(http => 'mpns_send;',
+        '"mpns_send" directive is not allowed here',
+        'mpns_send at http level');
+refused(location => 'mpns_field bogus x;',
+        'unknown mpns field "bogus"', 'mpns_field with an unknown name');
+refused(location => 'mpns_field text1 a; mpns_field text1 b;',
+        'duplicate mpns field "text1"', 'mpns_field twice for one name');
+refused(server => 'mpns_field text1 a; mpns_field text1 b;',
+        'duplicate mpns field "text1"',
+        'mpns_field twice for one name at server level');
+refused(location => 'mpns_allowed_hosts a; mpns_allowed_hosts b;',
+        '"mpns_allowed_hosts" directive is duplicate',
+        'mpns_allowed_hosts twice on one level');
+refused(http => 'mpns_keepalive -1;',
+        '"mpns_keepalive" directive invalid number',
+        'mpns_keepalive -1');
+refused(http => 'mpns_keepalive abc;',
+        '"mpns_keepalive" directive invalid number',
+        'mpns_keepalive abc');
+refused(http => 'mpns_keepalive 1; mpns_keepalive 2;',
+        '"mpns_keepalive" directive is duplicate', 'mpns_keepalive twice');
+refused(location => 'mpns_keepalive 1;',
+        '"mpns_keepalive" directive is not allowed here',
+        'mpns_keepalive in a location');
+refused(server => 'mpns_keepalive 1;',
+        '"mpns_keepalive" directive is not allowed here',
+        'mpns_keepalive in a server');
+refused(location => 'mpns_keepalive_timeout 1s;',
+        '"mpns_keepalive_timeout" directive is not allowed here',
+        'mpns_keepalive_timeout in a location');
+refused(location => 'mpns_connect_timeout abc;',
+        '"mpns_connect_timeout" directive invalid value',
+        'mpns_connect_timeout abc');
+refused(location => 'mpns_send_timeout abc;',
+        '"mpns_send_timeout" directive invalid value',
+        'mpns_send_timeout abc');
+refused(location => 'mpns_read_timeout abc;',
+        '"mpns_read_timeout" directive invalid value',
+        'mpns_read_timeout abc');
+refused(http => 'mpns_keepalive_timeout abc;',
+        '"mpns_keepalive_timeout" directive invalid value',
+        'mpns_keepalive_timeout abc');
+refused(location => 'mpns_max_payload_size x;',
+        '"mpns_max_payload_size" directive invalid value',
+        'mpns_max_payload_size x');
+refused(location => 'mpns_max_body_size x;',
+        '"mpns_max_body_size" directive invalid value',
+        'mpns_max_body_size x');
+
+# the PCRE message itself comes from the library: assert its frame
+
+{
+    my ($rc, $msg, $out) = conf_test(location => 'mpns_allowed_hosts (;');
+
+    subtest 'mpns_allowed_hosts with an invalid regex' => sub {
+        isnt($rc, 0, 'nginx -t fails');
+        like($msg // '', qr/^pcre2_compile\(\) failed: .+ in "\("/,
+             'emerg names pcre2_compile() and the pattern') or diag($out);
+    };
+}
+
+{
+    my ($rc, $msg, $out) = conf_test(
+        location => 'mpns_allowed_hosts ^a$ "(b";');
+
+    subtest 'mpns_allowed_hosts: the second regex invalid' => sub {
+        isnt($rc, 0, 'nginx -t fails');
+        like($msg // '', qr/^pcre2_compile\(\) failed: .+ in "\(b"/,
+             'emerg names the bad pattern') or diag($out);
+    };
+}
+
+# a configuration with every directive, on every level it is allowed on
+
+{
+    my ($rc, $out) = $t->nginx_test(<<'EOF_CONF');
+
+%%TEST_GLOBALS%%
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    log_format mpns '$mpns_action $mpns_attempts $mpns_channel '
+                    '$mpns_device_connection_status $mpns_error '
+                    '$mpns_message_id $mpns_notification_status '
+                    '$mpns_outcome $mpns_response_time $mpns_status '
+                    '$mpns_subscription_status';
+
+    resolver 127.0.0.1:53 valid=30s ipv6=off;
+
+    mpns_keepalive 16;
+    mpns_keepalive_timeout 30s;
+
+    mpns_allowed_hosts ^127\.0\.0\.1$ (^|\.)notify\.live\.net$;
+    mpns_channel $arg_channel;
+    mpns_field text2 "from http";
+    mpns_connect_timeout 5s;
+    mpns_send_timeout 5s;
+    mpns_read_timeout 5s;
+    mpns_max_payload_size 2k;
+    mpns_max_body_size 32k;
+
+    server {
+        listen       127.0.0.1:%%PORT%%;
+        server_name  localhost;
+
+        access_log %%TESTDIR%%/mpns.log mpns;
+
+        mpns_allowed_hosts \.test$;
+        mpns_channel "";
+        mpns_field class 450;
+        mpns_connect_timeout 1s;
+        mpns_send_timeout 1s;
+        mpns_read_timeout 1s;
+        mpns_max_payload_size 1k;
+        mpns_max_body_size 16k;
+
+        location = /push {
+            mpns_send;
+        }
+
+        location = /toast {
+            mpns_send toast;
+            mpns_channel http://127.0.0.1:%%SIM_PORT%%/t/a;
+            mpns_field text1 "Order shipped";
+            mpns_field text2 $arg_order;
+            mpns_field param /Page.xaml?id=7;
+            mpns_field silent on;
+            mpns_allowed_hosts ^127\.0\.0\.1$;
+            mpns_connect_timeout 300ms;
+            mpns_send_timeout 300ms;
+            mpns_read_timeout 300ms;
+            mpns_max_payload_size 512;
+            mpns_max_body_size 4k;
+            add_header X-Outcome $mpns_outcome;
+        }
+
+        location = /tile    { mpns_send tile;   mpns_field clear title,count; }
+        location = /flip    { mpns_send flip;   mpns_field back_title x; }
+        location = /cycle   { mpns_send cycle;  mpns_field cycle_image1 a; }
+        location = /iconic {
+            mpns_send iconic;
+            mpns_field background_color "#FF00FF00";
+        }
+        location = /raw     { mpns_send raw; }
+    }
+}
+
+EOF_CONF
+
+    subtest 'every directive: configuration accepted' => sub {
+        is($rc, 0, 'nginx -t succeeds');
+        like($out, qr/syntax is ok/, 'syntax is ok');
+        like($out, qr/test is successful/, 'test is successful');
+    } or diag($out);
+}
+
+###############################################################################
+
+# the documented size defaults, at run time
+
+$t->sim_start;
+
+$t->write_conf(<<'EOF_CONF');
+
+%%TEST_GLOBALS%%
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    mpns_allowed_hosts ^127\.0\.0\.1$;
+
+    server {
+        listen       127.0.0.1:%%PORT%%;
+        server_name  localhost;
+
+        location = /push {
+            mpns_send;
+        }
+
+        location = /raw {
+            mpns_send raw;
+            mpns_channel http://127.0.0.1:%%SIM_PORT%%/t/raw-1;
+        }
+    }
+}
+
+EOF_CONF
+
+$t->run;
+
+my $r;
+
+# mpns_max_payload_size 1k
+
+$t->sim_reset;
+$r = $t->http('POST', '/raw', body => 'x' x 1025,
+              headers => ['Content-Type' => 'text/plain']);
+is($r->{status}, 413, 'default payload limit: 1025-byte raw payload is 413');
+is_deeply($r->{json}, { error => 'payload too large', field => 'payload' },
+          'default payload limit: error body');
+is(scalar @{$t->sim_requests}, 0, 'default payload limit: nothing sent');
+
+$r = $t->http('POST', '/raw', body => 'y' x 1024,
+              headers => ['Content-Type' => 'text/plain']);
+is($r->{status}, 200, 'default payload limit: 1024-byte raw payload sent');
+is(($r->{json} // {})->{outcome}, 'delivered',
+   'default payload limit: 1024 bytes delivered');
+is(join('', map { $_->{body} } @{$t->sim_requests}), 'y' x 1024,
+   'default payload limit: payload byte-exact');
+
+# mpns_max_body_size 16k
+
+# a toast padded with JSON whitespace to $len bytes
+sub padded_toast {
+    my ($len) = @_;
+    my $json = JSON::PP->new->canonical->encode(
+        { channel => $t->sim_url('/t/body-1'), type => 'toast',
+          text1 => 'Hi' });
+    return $json . (' ' x ($len - length $json));
+}
+
+$t->sim_reset;
+$r = $t->post_json('/push', padded_toast(16385));
+is($r->{status}, 413, 'default body limit: 16385-byte body is 413');
+is_deeply($r->{json}, { error => 'request body too large', field => 'body' },
+          'default body limit: error body');
+is(scalar @{$t->sim_requests}, 0, 'default body limit: nothing sent');
+
+# the same without Content-Length: the limit holds for a chunked body too
+{
+    my $body = padded_toast(16385);
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->port('http'),
+                                  Proto => 'tcp')
+        or die "connect: $!";
+    $s->syswrite("POST /push HTTP/1.1\r\nHost: localhost\r\n"
+                 . "Connection: close\r\nContent-Type: application/json\r\n"
+                 . "Transfer-Encoding: chunked\r\n\r\n"
+                 . sprintf("%x\r\n%s\r\n0\r\n\r\n", length $body, $body));
+
+    my ($raw, $sel) = ('', IO::Select->new($s));
+    my $end = time + 10 * $t->timeout_factor;
+    while ($sel->can_read($end - time > 0 ? $end - time : 0)) {
+        last if !$s->sysread($raw, 65536, length $raw);
+    }
+    close $s;
+
+    like($raw, qr{^HTTP/1\.1 413 },
+         'default body limit: 16385-byte chunked body is 413');
+    like($raw, qr/"error":"request body too large"/,
+         'default body limit: chunked error body');
+    is(scalar @{$t->sim_requests}, 0, 'default body limit: chunked not sent');
+}
+
+$r = $t->post_json('/push', padded_toast(16384));
+is($r->{status}, 200, 'default body limit: 16384-byte body accepted');
+is(($r->{json} // {})->{outcome}, 'delivered',
+   'default body limit: 16384-byte body delivered');
+
+is(join("\n", $t->error_log_lines('error')), '', 'no [error] lines');
+
+###############################################################################
+
+$t->done;
+done_testing;
