@@ -762,23 +762,33 @@ ngx_http_mpns_message_request(ngx_pool_t *pool, ngx_http_mpns_message_t *msg,
     out->data = p;
     last = p + len;
 
-    p = ngx_slprintf(p, last, "POST %V HTTP/1.1" CRLF
-                              "Host: %V" CRLF
-                              "Content-Type: %V" CRLF
-                              "Content-Length: %uz" CRLF,
-                     &target->uri, &target->host, &msg->content_type,
-                     msg->body.len);
+    /* literal copies: this runs once per notification */
+
+    p = ngx_cpymem(p, "POST ", sizeof("POST ") - 1);
+    p = ngx_cpymem(p, target->uri.data, target->uri.len);
+    p = ngx_cpymem(p, " HTTP/1.1" CRLF "Host: ",
+                   sizeof(" HTTP/1.1" CRLF "Host: ") - 1);
+    p = ngx_cpymem(p, target->host.data, target->host.len);
+    p = ngx_cpymem(p, CRLF "Content-Type: ",
+                   sizeof(CRLF "Content-Type: ") - 1);
+    p = ngx_cpymem(p, msg->content_type.data, msg->content_type.len);
+    p = ngx_sprintf(p, CRLF "Content-Length: %uz" CRLF, msg->body.len);
 
     if (msg->target.len) {
-        p = ngx_slprintf(p, last, "X-WindowsPhone-Target: %V" CRLF,
-                         &msg->target);
+        p = ngx_cpymem(p, "X-WindowsPhone-Target: ",
+                       sizeof("X-WindowsPhone-Target: ") - 1);
+        p = ngx_cpymem(p, msg->target.data, msg->target.len);
+        *p++ = CR; *p++ = LF;
     }
 
-    p = ngx_slprintf(p, last, "X-NotificationClass: %ui" CRLF
-                              "X-MessageID: %V" CRLF
-                              "Accept: application/*" CRLF
-                              "Connection: keep-alive" CRLF CRLF,
-                     msg->notification_class, &msg->message_id);
+    p = ngx_sprintf(p, "X-NotificationClass: %ui" CRLF,
+                    msg->notification_class);
+    p = ngx_cpymem(p, "X-MessageID: ", sizeof("X-MessageID: ") - 1);
+    p = ngx_cpymem(p, msg->message_id.data, msg->message_id.len);
+    p = ngx_cpymem(p, CRLF "Accept: application/*" CRLF
+                      "Connection: keep-alive" CRLF CRLF,
+                   sizeof(CRLF "Accept: application/*" CRLF
+                          "Connection: keep-alive" CRLF CRLF) - 1);
 
     if ((size_t) (last - p) < msg->body.len) {
         return NGX_ERROR;

@@ -462,14 +462,14 @@ ngx_http_mpns_send_result(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
 
     ngx_str_set(&null, "null");
 
-    len = sizeof("{\"channel\":,\"status\":,\"message_id\":,\"outcome\":,"
-                 "\"action\":,\"retry_after\":,\"attempts\":,"
-                 "\"time_ms\":}\n") - 1
+    /* the message id, outcome and action need no escaping */
+
+    len = sizeof("{\"channel\":,\"status\":,\"message_id\":\"\","
+                 "\"outcome\":\"\",\"action\":\"\",\"retry_after\":,"
+                 "\"attempts\":,\"time_ms\":}\n") - 1
           + ngx_http_mpns_json_str_len(&ctx->channel)
           + NGX_INT_T_LEN
-          + ngx_http_mpns_json_str_len(&ctx->message_id)
-          + ngx_http_mpns_json_str_len(&outcome->name)
-          + ngx_http_mpns_json_str_len(&outcome->action)
+          + ctx->message_id.len + outcome->name.len + outcome->action.len
           + NGX_TIME_T_LEN + NGX_INT_T_LEN + NGX_INT_T_LEN;
 
     for (i = 0; i < 3; i++) {
@@ -499,14 +499,15 @@ ngx_http_mpns_send_result(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
                    : ngx_cpymem(p, null.data, null.len);
     }
 
-    p = ngx_cpymem(p, ",\"message_id\":", sizeof(",\"message_id\":") - 1);
-    p = ngx_http_mpns_json_str(p, &ctx->message_id);
+    p = ngx_cpymem(p, ",\"message_id\":\"", sizeof(",\"message_id\":\"") - 1);
+    p = ngx_cpymem(p, ctx->message_id.data, ctx->message_id.len);
 
-    p = ngx_cpymem(p, ",\"outcome\":", sizeof(",\"outcome\":") - 1);
-    p = ngx_http_mpns_json_str(p, &outcome->name);
+    p = ngx_cpymem(p, "\",\"outcome\":\"", sizeof("\",\"outcome\":\"") - 1);
+    p = ngx_cpymem(p, outcome->name.data, outcome->name.len);
 
-    p = ngx_cpymem(p, ",\"action\":", sizeof(",\"action\":") - 1);
-    p = ngx_http_mpns_json_str(p, &outcome->action);
+    p = ngx_cpymem(p, "\",\"action\":\"", sizeof("\",\"action\":\"") - 1);
+    p = ngx_cpymem(p, outcome->action.data, outcome->action.len);
+    *p++ = '"';
 
     p = ngx_cpymem(p, ",\"retry_after\":", sizeof(",\"retry_after\":") - 1);
     p = outcome->retry_after ? ngx_sprintf(p, "%T", outcome->retry_after)
