@@ -150,8 +150,6 @@ ngx_http_mpns_job_create(ngx_http_mpns_engine_t *engine, ngx_log_t *log)
     job->engine = engine;
     job->pool = pool;
 
-    engine->active++;
-
     /*
      * the job logs through its own log object: the caller's context
      * (client, request) followed by the mpns server it talks to
@@ -207,8 +205,6 @@ ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job)
         ngx_http_mpns_close(job->peer.connection);
         job->peer.connection = NULL;
     }
-
-    job->engine->active--;
 
     ngx_destroy_pool(job->pool);
 }
@@ -936,7 +932,6 @@ ngx_http_mpns_finish(ngx_http_mpns_job_t *job, ngx_uint_t outcome,
     job->outcome = outcome;
     job->elapsed = ngx_current_msec - job->start;
     job->log.action = NULL;
-    job->engine->active--;
 
     job->handler(job);
 

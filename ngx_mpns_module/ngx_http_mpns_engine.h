@@ -28,7 +28,6 @@ typedef struct {
     ngx_queue_t                    cache;    /* idle connections, MRU first */
     ngx_queue_t                    free;
     ngx_msec_t                     keepalive_timeout;
-    ngx_uint_t                     active;   /* jobs created, not finished */
     u_char                        *random;   /* next unused random bytes */
     u_char                         randoms[NGX_HTTP_MPNS_RANDOM_SIZE];
 } ngx_http_mpns_engine_t;

@@ -165,6 +165,7 @@ ngx_module_t  ngx_http_mpns_module = {
 };
 
 
+static ngx_str_t  ngx_http_mpns_allow = ngx_string("GET, POST");
 static ngx_str_t  ngx_http_mpns_method_field = ngx_string("method");
 static ngx_str_t  ngx_http_mpns_body_field = ngx_string("body");
 static ngx_str_t  ngx_http_mpns_channel_field = ngx_string("channel");
@@ -209,9 +210,9 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
         }
 
         if (err.status == NGX_HTTP_NOT_ALLOWED) {
-            ngx_str_t  allow = ngx_string("GET, POST");
-
-            if (ngx_http_mpns_add_header(r, "Allow", &allow) != NGX_OK) {
+            if (ngx_http_mpns_add_header(r, "Allow", &ngx_http_mpns_allow)
+                != NGX_OK)
+            {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
         }
