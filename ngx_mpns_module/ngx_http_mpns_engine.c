@@ -42,9 +42,9 @@ static void ngx_http_mpns_write_handler(ngx_event_t *wev);
 static void ngx_http_mpns_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_http_mpns_process(ngx_http_mpns_job_t *job);
 static ngx_int_t ngx_http_mpns_process_status_line(ngx_http_mpns_job_t *job,
-    u_char *p, u_char *last);
-static ngx_int_t ngx_http_mpns_process_header(ngx_http_mpns_job_t *job,
-    u_char *p, u_char *last);
+    u_char *lf);
+static ngx_int_t ngx_http_mpns_process_header(ngx_http_mpns_job_t *job);
+static ngx_uint_t ngx_http_mpns_header_is(ngx_str_t *name, char *lowcase);
 static ngx_int_t ngx_http_mpns_header_done(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_abort(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_finish(ngx_http_mpns_job_t *job, ngx_uint_t outcome,
@@ -596,7 +596,7 @@ static ngx_int_t
 ngx_http_mpns_process(ngx_http_mpns_job_t *job)
 {
     size_t      n;
-    u_char     *p, *lf, *last;
+    u_char     *lf;
     ngx_int_t   rc;
     ngx_buf_t  *b;
 
@@ -625,45 +625,34 @@ ngx_http_mpns_process(ngx_http_mpns_job_t *job)
             return job->content_length ? NGX_AGAIN : NGX_OK;
         }
 
-        lf = ngx_strlchr(b->pos, b->last, LF);
-
-        if (lf == NULL) {
-
-            if (b->last == b->end) {
-                ngx_log_error(NGX_LOG_ERR, &job->log, 0,
-                              "mpns server sent too big header");
-                return NGX_ERROR;
-            }
-
-            return NGX_AGAIN;
-        }
-
-        p = b->pos;
-        last = lf;
-        b->pos = lf + 1;
-
-        if (last > p && *(last - 1) == CR) {
-            last--;
-        }
-
         if (job->state == NGX_HTTP_MPNS_ST_STATUS) {
-            rc = ngx_http_mpns_process_status_line(job, p, last);
+            lf = ngx_strlchr(b->pos, b->last, LF);
 
-        } else if (last == p) {
+            rc = (lf == NULL) ? NGX_AGAIN
+                              : ngx_http_mpns_process_status_line(job, lf);
+
+        } else {
+            rc = ngx_http_mpns_process_header(job);
+        }
+
+        if (rc == NGX_AGAIN && b->last == b->end) {
+            ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                          "mpns server sent too big header");
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DONE) {
+            /* the empty line after the headers */
+
             rc = ngx_http_mpns_header_done(job);
 
-            if (rc == NGX_DONE) {
-                continue;
-            }
-
-            if (rc == NGX_OK && job->state == NGX_HTTP_MPNS_ST_BODY) {
+            if (rc == NGX_DONE
+                || (rc == NGX_OK && job->state == NGX_HTTP_MPNS_ST_BODY))
+            {
                 continue;
             }
 
             return rc;
-
-        } else {
-            rc = ngx_http_mpns_process_header(job, p, last);
         }
 
         if (rc != NGX_OK) {
@@ -674,10 +663,13 @@ ngx_http_mpns_process(ngx_http_mpns_job_t *job)
 
 
 static ngx_int_t
-ngx_http_mpns_process_status_line(ngx_http_mpns_job_t *job, u_char *p,
-    u_char *last)
+ngx_http_mpns_process_status_line(ngx_http_mpns_job_t *job, u_char *lf)
 {
-    ngx_uint_t  status;
+    u_char      *p, *last;
+    ngx_uint_t   status;
+
+    p = job->buffer->pos;
+    last = (lf > p && *(lf - 1) == CR) ? lf - 1 : lf;
 
     /* "HTTP/1.x NNN[ reason]" */
 
@@ -703,85 +695,158 @@ ngx_http_mpns_process_status_line(ngx_http_mpns_job_t *job, u_char *p,
     job->http_minor = p[7] - '0';
     job->response.status = status;
     job->state = NGX_HTTP_MPNS_ST_HEADER;
+    job->buffer->pos = lf + 1;
 
     return NGX_OK;
 }
 
 
+/*
+ * One header line in one pass: the name (a token), ":", the value (no
+ * control characters but HT; CR only before LF).  NGX_AGAIN until the
+ * line is complete, NGX_DONE for the empty line that ends the headers.
+ */
+
 static ngx_int_t
-ngx_http_mpns_process_header(ngx_http_mpns_job_t *job, u_char *p,
-    u_char *last)
+ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
 {
-    u_char     *colon, *v;
+    u_char      ch, *p, *last;
     ngx_str_t   name, value, *dst;
+    ngx_buf_t  *b;
 
-    colon = ngx_strlchr(p, last, ':');
+    b = job->buffer;
+    p = b->pos;
+    last = b->last;
 
-    if (colon == NULL || colon == p) {
-        goto invalid;
+    if (p < last && (*p == CR || *p == LF)) {
+
+        if (*p == CR) {
+            if (p + 1 == last) {
+                return NGX_AGAIN;
+            }
+
+            if (*++p != LF) {
+                goto invalid;
+            }
+        }
+
+        b->pos = p + 1;
+
+        return NGX_DONE;
     }
 
     name.data = p;
-    name.len = colon - p;
 
-    for (v = p; v < colon; v++) {
-        if (*v <= ' ' || *v >= 0x7f) {
+    for ( /* void */ ; p < last; p++) {
+        ch = *p;
+
+        if (ch == ':') {
+            break;
+        }
+
+        if (ch <= ' ' || ch >= 0x7f) {
             goto invalid;
         }
     }
 
-    for (v = colon + 1; v < last && (*v == ' ' || *v == '\t'); v++) {
+    if (p == last) {
+        return NGX_AGAIN;
+    }
+
+    name.len = p - name.data;
+
+    if (name.len == 0) {
+        goto invalid;
+    }
+
+    for (p++; p < last && (*p == ' ' || *p == '\t'); p++) {
         /* void */
     }
 
-    while (last > v && (*(last - 1) == ' ' || *(last - 1) == '\t')) {
-        last--;
-    }
+    value.data = p;
 
-    value.data = v;
-    value.len = last - v;
+    for ( /* void */ ; p < last; p++) {
+        ch = *p;
 
-    for ( /* void */ ; v < last; v++) {
-        if ((*v < ' ' && *v != '\t') || *v == 0x7f) {
+        if (ch >= ' ' && ch != 0x7f) {
+            continue;
+        }
+
+        if (ch == LF) {
+            break;
+        }
+
+        if (ch == CR) {
+            if (p + 1 == last) {
+                return NGX_AGAIN;
+            }
+
+            if (p[1] == LF) {
+                continue;
+            }
+        }
+
+        if (ch != '\t') {
             goto invalid;
         }
     }
+
+    if (p == last) {
+        return NGX_AGAIN;
+    }
+
+    b->pos = p + 1;
+
+    if (p > value.data && *(p - 1) == CR) {
+        p--;
+    }
+
+    while (p > value.data && (*(p - 1) == ' ' || *(p - 1) == '\t')) {
+        p--;
+    }
+
+    value.len = p - value.data;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns header: \"%V: %V\"", &name, &value);
 
     dst = NULL;
 
-    if (name.len == sizeof("X-NotificationStatus") - 1
-        && ngx_strncasecmp(name.data, (u_char *) "X-NotificationStatus",
-                           name.len) == 0)
-    {
-        dst = &job->response.notification_status;
+    switch (name.len) {
 
-    } else if (name.len == sizeof("X-SubscriptionStatus") - 1
-               && ngx_strncasecmp(name.data,
-                                  (u_char *) "X-SubscriptionStatus",
-                                  name.len) == 0)
-    {
-        dst = &job->response.subscription_status;
+    case sizeof("x-notificationstatus") - 1:
 
-    } else if (name.len == sizeof("X-DeviceConnectionStatus") - 1
-               && ngx_strncasecmp(name.data,
-                                  (u_char *) "X-DeviceConnectionStatus",
-                                  name.len) == 0)
-    {
-        dst = &job->response.device_connection_status;
+        if (ngx_http_mpns_header_is(&name, "x-notificationstatus")) {
+            dst = &job->response.notification_status;
 
-    } else if (name.len == sizeof("X-MessageID") - 1
-               && ngx_strncasecmp(name.data, (u_char *) "X-MessageID",
-                                  name.len) == 0)
-    {
-        dst = &job->response.message_id;
+        } else if (ngx_http_mpns_header_is(&name, "x-subscriptionstatus")) {
+            dst = &job->response.subscription_status;
+        }
 
-    } else if (name.len == sizeof("Content-Length") - 1
-               && ngx_strncasecmp(name.data, (u_char *) "Content-Length",
-                                  name.len) == 0)
-    {
+        break;
+
+    case sizeof("x-deviceconnectionstatus") - 1:
+
+        if (ngx_http_mpns_header_is(&name, "x-deviceconnectionstatus")) {
+            dst = &job->response.device_connection_status;
+        }
+
+        break;
+
+    case sizeof("x-messageid") - 1:
+
+        if (ngx_http_mpns_header_is(&name, "x-messageid")) {
+            dst = &job->response.message_id;
+        }
+
+        break;
+
+    case sizeof("content-length") - 1:
+
+        if (!ngx_http_mpns_header_is(&name, "content-length")) {
+            break;
+        }
+
         if (job->content_length != -1) {
             goto invalid;
         }
@@ -792,22 +857,27 @@ ngx_http_mpns_process_header(ngx_http_mpns_job_t *job, u_char *p,
             goto invalid;
         }
 
-    } else if (name.len == sizeof("Transfer-Encoding") - 1
-               && ngx_strncasecmp(name.data, (u_char *) "Transfer-Encoding",
-                                  name.len) == 0)
-    {
-        job->chunked = 1;
+        break;
 
-    } else if (name.len == sizeof("Connection") - 1
-               && ngx_strncasecmp(name.data, (u_char *) "Connection",
-                                  name.len) == 0)
-    {
-        if (ngx_strlcasestrn(value.data, value.data + value.len,
-                             (u_char *) "close", 5 - 1)
-            != NULL)
+    case sizeof("transfer-encoding") - 1:
+
+        if (ngx_http_mpns_header_is(&name, "transfer-encoding")) {
+            job->chunked = 1;
+        }
+
+        break;
+
+    case sizeof("connection") - 1:
+
+        if (ngx_http_mpns_header_is(&name, "connection")
+            && ngx_strlcasestrn(value.data, value.data + value.len,
+                                (u_char *) "close", 5 - 1)
+               != NULL)
         {
             job->close = 1;
         }
+
+        break;
     }
 
     if (dst) {
@@ -829,6 +899,26 @@ invalid:
                   "mpns server sent invalid header");
 
     return NGX_ERROR;
+}
+
+
+/* a header name, already checked to be a token, against a lower-case one */
+
+static ngx_uint_t
+ngx_http_mpns_header_is(ngx_str_t *name, char *lowcase)
+{
+    size_t  i;
+
+    for (i = 0; i < name->len; i++) {
+
+        /* a token's byte ORed with 0x20 is a letter or "-" only if it was */
+
+        if ((name->data[i] | 0x20) != (u_char) lowcase[i]) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
