@@ -33,7 +33,10 @@ $(BUILD)/nginx/objs/Makefile: config
 # Internal: the build itself, without the package check.
 module: $(BUILD)/nginx/objs/Makefile
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/$(MODULE_NAME).so $(MODULE)
+	@# a new file, renamed into place: nginx processes that have the old
+	@# one mapped must not see it change under them
+	cp $(BUILD)/nginx/objs/$(MODULE_NAME).so $(MODULE).tmp
+	mv -f $(MODULE).tmp $(MODULE)
 
 test:
 	util/install-deps test

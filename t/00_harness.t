@@ -10,7 +10,7 @@ use warnings;
 use Test::More;
 
 use lib 't/lib';
-use MpnsTest;
+use MpnsTest qw(http_conf);
 
 my $t = MpnsTest->new;
 
@@ -36,18 +36,9 @@ EOF_CONF
 
 is($rc, 0, 'nginx -t with the module loaded') or diag($out);
 
-($rc, $out) = $t->nginx_test(<<'EOF_CONF');
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+($rc, $out) = $t->nginx_test(http_conf(<<'EOF_CONF'));
 
     no_such_directive;
-}
 
 EOF_CONF
 
@@ -55,15 +46,7 @@ isnt($rc, 0, 'nginx -t fails on a bad config');
 like($out, qr/\[emerg\] unknown directive "no_such_directive"/,
      'nginx -t output has the emerg line');
 
-$t->write_conf(<<'EOF_CONF');
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+$t->write_conf(http_conf(<<'EOF_CONF'));
 
     server {
         listen       127.0.0.1:%%PORT%%;
@@ -78,7 +61,6 @@ http {
             return  200 "hello";
         }
     }
-}
 
 EOF_CONF
 

@@ -10,13 +10,10 @@ use warnings;
 
 use Test::More;
 
-use IO::Select;
-use IO::Socket::INET;
 use JSON::PP;
-use Time::HiRes qw(time);
 
 use lib 't/lib';
-use MpnsTest;
+use MpnsTest qw(http_conf);
 
 my $t = MpnsTest->new;
 
@@ -31,15 +28,7 @@ sub conf_test {
 
     my ($h, $s, $l) = map { $_ // '' } @at{qw(http server location)};
 
-    my ($rc, $out) = $t->nginx_test(<<"EOF_CONF");
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+    my ($rc, $out) = $t->nginx_test(http_conf(<<"EOF_CONF"));
 
     mpns_allowed_hosts ^127\\.0\\.0\\.1\$;
     $h
@@ -57,7 +46,6 @@ http {
             $l
         }
     }
-}
 
 EOF_CONF
 
@@ -166,15 +154,7 @@ refused(location => 'mpns_max_body_size x;',
 # a configuration with every directive, on every level it is allowed on
 
 {
-    my ($rc, $out) = $t->nginx_test(<<'EOF_CONF');
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+    my ($rc, $out) = $t->nginx_test(http_conf(<<'EOF_CONF'));
 
     log_format mpns '$mpns_action $mpns_attempts $mpns_channel '
                     '$mpns_device_connection_status $mpns_error '
@@ -240,7 +220,6 @@ http {
         }
         location = /raw     { mpns_send raw; }
     }
-}
 
 EOF_CONF
 
@@ -257,15 +236,7 @@ EOF_CONF
 
 $t->sim_start;
 
-$t->write_conf(<<'EOF_CONF');
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+$t->write_conf(http_conf(<<'EOF_CONF'));
 
     mpns_allowed_hosts ^127\.0\.0\.1$;
 
@@ -282,7 +253,6 @@ http {
             mpns_channel http://127.0.0.1:%%SIM_PORT%%/t/raw-1;
         }
     }
-}
 
 EOF_CONF
 
@@ -328,21 +298,9 @@ is(scalar @{$t->sim_requests}, 0, 'default body limit: nothing sent');
 
 # the same without Content-Length: the limit holds for a chunked body too
 {
-    my $body = padded_toast(16385);
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->port('http'),
-                                  Proto => 'tcp')
-        or die "connect: $!";
-    $s->syswrite("POST /push HTTP/1.1\r\nHost: localhost\r\n"
-                 . "Connection: close\r\nContent-Type: application/json\r\n"
-                 . "Transfer-Encoding: chunked\r\n\r\n"
-                 . sprintf("%x\r\n%s\r\n0\r\n\r\n", length $body, $body));
-
-    my ($raw, $sel) = ('', IO::Select->new($s));
-    my $end = time + 10 * $t->timeout_factor;
-    while ($sel->can_read($end - time > 0 ? $end - time : 0)) {
-        last if !$s->sysread($raw, 65536, length $raw);
-    }
-    close $s;
+    my $raw = $t->http('POST', '/push',
+                       headers => ['Content-Type' => 'application/json'],
+                       chunks => [padded_toast(16385)])->{raw};
 
     like($raw, qr{^HTTP/1\.1 413 },
          'default body limit: 16385-byte chunked body is 413');

@@ -10,21 +10,13 @@ use warnings;
 use Test::More;
 
 use lib 't/lib';
-use MpnsTest;
+use MpnsTest qw(http_conf);
 
 my $t = MpnsTest->new;
 
 $t->sim_start;
 
-$t->write_conf(<<'EOF_CONF');
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+$t->write_conf(http_conf(<<'EOF_CONF'));
 
     mpns_allowed_hosts ^127\.0\.0\.1$;
 
@@ -46,7 +38,6 @@ http {
             mpns_channel $arg_channel;
         }
     }
-}
 
 EOF_CONF
 
@@ -72,13 +63,8 @@ my @types = qw(toast tile flip cycle iconic raw);
 
 ###############################################################################
 
-sub log_size { length $t->error_log }
-
-sub errors_since {
-    my ($offset) = @_;
-    return join "\n", grep { /\[error\]/ } split /\n/,
-                      substr($t->error_log, $offset);
-}
+# the [error] lines after offset $log (from log_mark)
+sub errors_since { join "\n", $t->log_since('error', $_[0]) }
 
 # sent($data, %opts): posts JSON (channel $CH unless given) and returns
 # (answer, the one recorded request or undef).
@@ -97,23 +83,11 @@ sub sent {
     return ($r, @$reqs == 1 ? $reqs->[0] : undef, scalar @$reqs);
 }
 
+# refused($name, $data, $status, $error, $field): $data sent as by sent
+# is refused (see refused in the harness)
 sub refused {
     my ($name, $data, $status, $error, $field) = @_;
-
-    subtest $name => sub {
-        my $log = log_size();
-        my ($r, undef, $n) = sent($data);
-
-        is($r->{status}, $status, 'answer status') or diag($r->{raw});
-        is_deeply($r->{json}, { error => $error, field => $field },
-                  'answer error and field') or diag($r->{body});
-        is($n, 0, 'nothing sent');
-
-        my @info = grep { /\[info\]/ } split /\n/,
-                   substr($t->error_log, $log);
-        ok((grep { /\Q$error\E.*"\Q$field\E"/ } @info),
-           'refusal logged at info') or diag(join "\n", @info);
-    };
+    $t->refused($name, $status, $error, $field, sub { (sent($data))[0] });
 }
 
 ###############################################################################
@@ -125,7 +99,7 @@ my %target = (toast => 'toast', raw => undef,
 
 for my $type (@types) {
     subtest "$type: request method, headers and length" => sub {
-        my $log = log_size();
+        my $log = $t->log_mark;
         my ($r, $req) = sent({ type => $type, %{$minimal{$type}} });
 
         is($r->{status}, 200, 'answer 200') or diag($r->{raw});
@@ -199,7 +173,7 @@ refused('an unknown class is refused',
 # other headers
 
 {
-    my $log = log_size();
+    my $log = $t->log_mark;
     my ($r, $req) = sent({ type => 'toast', text1 => 'Hi' });
 
     is($req && $req->{hdr}{host}, '127.0.0.1:' . $t->sim_port,
@@ -264,7 +238,7 @@ for my $case (
 # X-MessageID
 
 {
-    my $log = log_size();
+    my $log = $t->log_mark;
 
     my ($r1, $req1) = sent({ type => 'toast', text1 => 'Hi' });
     my ($r2, $req2) = sent({ type => 'toast', text1 => 'Hi' });
@@ -320,7 +294,7 @@ for my $bad (['abc', 'a short string'],
 # MPNS headers copied into the answer
 
 {
-    my $log = log_size();
+    my $log = $t->log_mark;
     my ($r, $req) = sent({ type => 'toast', text1 => 'Hi' });
 
     is($r->{headers}{'x-notificationstatus'}, 'Received',

@@ -10,26 +10,16 @@ use strict;
 use warnings;
 
 use Test::More;
-use IO::Socket::INET;
 use JSON::PP;
-use Time::HiRes qw(sleep);
 
 use lib 't/lib';
-use MpnsTest;
+use MpnsTest qw(http_conf);
 
 my $t = MpnsTest->new;
 
 $t->sim_start;
 
-$t->write_conf(<<'EOF_CONF');
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+$t->write_conf(http_conf(<<'EOF_CONF'));
 
     mpns_allowed_hosts ^127\.0\.0\.1$;
 
@@ -46,7 +36,6 @@ http {
             mpns_read_timeout 300ms;
         }
     }
-}
 
 EOF_CONF
 
@@ -208,7 +197,7 @@ for my $row (@rows) {
     }
 
     my $channel = $t->sim_url($row->{path});
-    my $log_before = length $t->error_log;
+    my $log_before = $t->log_mark;
 
     my $r = $t->post_json('/push',
                           { channel => $channel, type => 'toast',
@@ -286,7 +275,7 @@ for my $row (@transport) {
     $t->sim_reset;
 
     my $channel = $t->sim_url($row->{path});
-    my $log_before = length $t->error_log;
+    my $log_before = $t->log_mark;
 
     my $r = $t->post_json('/push',
                           { channel => $channel, type => 'toast',
@@ -311,7 +300,7 @@ for my $row (@transport) {
     $t->sim_reset;
 
     my $channel = $t->sim_url('/t/silent-1');
-    my $log_before = length $t->error_log;
+    my $log_before = $t->log_mark;
 
     my $r = $t->post_json('/push-timeout',
                           { channel => $channel, type => 'toast',
@@ -332,19 +321,16 @@ for my $row (@transport) {
         or diag(join "\n", new_errors($log_before));
 }
 
-# connection refused: a port nobody listens on
+# connection refused: a port handed out to this test (see port in the
+# harness) that nobody listens on
 
 {
     my $name = 'connection refused';
 
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1)
-        or die "cannot bind 127.0.0.1:0: $!";
-    my $port = $s->sockport;
-    close $s;
+    my $port = $t->port('refused');
 
     my $channel = "http://127.0.0.1:$port/t/active-1";
-    my $log_before = length $t->error_log;
+    my $log_before = $t->log_mark;
 
     my $r = $t->post_json('/push',
                           { channel => $channel, type => 'toast',
@@ -427,23 +413,12 @@ sub check_no_answer {
 }
 
 # [error] lines written after offset $from of error.log.
-sub new_errors {
-    my ($from) = @_;
-    my $log = $t->error_log;
-    return grep { index($_, '[error]') >= 0 }
-           split /\n/, substr($log, $from < length $log ? $from : length $log);
-}
+sub new_errors { $t->log_since('error', $_[0]) }
 
 # Waits up to 2 s for an [error] line after $from matching $re.
 sub wait_error {
     my ($from, $re) = @_;
-
-    for (1 .. 40) {
-        return 1 if grep { $_ =~ $re } new_errors($from);
-        sleep 0.05;
-    }
-
-    return 0;
+    return $t->wait_for(sub { grep { $_ =~ $re } new_errors($from) }, 2);
 }
 
 ###############################################################################

@@ -12,21 +12,13 @@ use Test::More;
 use Encode qw(encode_utf8);
 
 use lib 't/lib';
-use MpnsTest;
+use MpnsTest qw(http_conf uri_escape);
 
 my $t = MpnsTest->new;
 
 $t->sim_start;
 
-$t->write_conf(<<'EOF_CONF');
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+$t->write_conf(http_conf(<<'EOF_CONF'));
 
     mpns_allowed_hosts ^127\.0\.0\.1$;
 
@@ -48,7 +40,6 @@ http {
             mpns_channel $arg_channel;
         }
     }
-}
 
 EOF_CONF
 
@@ -87,16 +78,6 @@ sub cleared { "<wp:$_[0] Action=\"Clear\"></wp:$_[0]>" }
 
 # helpers
 
-sub uri_escape {
-    my ($s) = @_;
-    $s =~ s/([^A-Za-z0-9\-._~])/sprintf('%%%02X', ord $1)/ge;
-    return $s;
-}
-
-sub log_since { substr($t->error_log, $_[0]) }
-
-sub log_size { length $t->error_log }
-
 # send_ok($name, $send, $expected_body): $send is a hash (JSON-encoded with
 # the channel added), a JSON string, or a code ref returning the answer.
 # Checks 200 from the simulator, exactly one request and its body bytes.
@@ -120,7 +101,7 @@ sub send_ok {
 
     subtest $name => sub {
         $t->sim_reset;
-        my $log = log_size();
+        my $log = $t->log_mark;
 
         my $r = do_send($send, $opts{uri});
 
@@ -134,34 +115,21 @@ sub send_ok {
         is($req->{body}, $expected, 'body bytes');
 
         if (!$opts{errors_ok}) {
-            is(join("\n", grep { /\[error\]/ } split /\n/, log_since($log)),
-               '', 'no [error] in the log');
+            is(join("\n", $t->log_since('error', $log)), '',
+               'no [error] in the log');
         }
     };
 
     return $req;
 }
 
-# refused($name, $send, $status, $error, $field): the answer, the info log
-# line, and nothing sent.
+# refused($name, $send, $status, $error, $field, uri => ...): $send
+# (as for send_ok) is refused: see refused in the harness.
 
 sub refused {
     my ($name, $send, $status, $error, $field, %opts) = @_;
-
-    subtest $name => sub {
-        $t->sim_reset;
-        my $log = log_size();
-
-        my $r = do_send($send, $opts{uri});
-
-        is($r->{status}, $status, 'answer status') or diag($r->{raw});
-        is_deeply($r->{json}, { error => $error, field => $field },
-                  'answer error and field') or diag($r->{body});
-        is(scalar @{$t->sim_requests}, 0, 'nothing sent');
-        my @info = grep { /\[info\]/ } split /\n/, log_since($log);
-        ok((grep { /\Q$error\E.*"\Q$field\E"/ } @info),
-           'refusal logged at info') or diag(join "\n", @info);
-    };
+    $t->refused($name, $status, $error, $field,
+                sub { do_send($send, $opts{uri}) });
 }
 
 ###############################################################################

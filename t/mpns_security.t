@@ -14,19 +14,11 @@ use Test::More;
 use JSON::PP;
 
 use lib 't/lib';
-use MpnsTest;
+use MpnsTest qw(http_conf toast_xml uri_escape);
 
 my $t = MpnsTest->new;
 
-$t->write_conf(<<'EOF_CONF');
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+$t->write_conf(http_conf(<<'EOF_CONF'));
 
     # the simulator only
     server {
@@ -73,7 +65,6 @@ http {
             mpns_allowed_hosts  ^localhost$;
         }
     }
-}
 
 EOF_CONF
 
@@ -82,8 +73,6 @@ $t->run;
 
 my $SIM = $t->sim_port;
 my $CH = $t->sim_url('/throttledthirdparty/01.00/AAF');
-my $XML_HEAD = '<?xml version="1.0" encoding="utf-8"?>'
-               . '<wp:Notification xmlns:wp="WPNotification">';
 
 my @TOAST_HEADERS = sort qw(host content-type content-length accept
                             connection x-windowsphone-target
@@ -92,46 +81,7 @@ my @RAW_HEADERS = grep { $_ ne 'x-windowsphone-target' } @TOAST_HEADERS;
 
 ###############################################################################
 
-sub delivered {
-    my ($name, $req, $check) = @_;
-
-    subtest $name => sub {
-        $t->sim_reset;
-        my $mark = length $t->error_log;
-
-        my $r = $req->();
-        is($r->{status}, 200, 'answer 200') or diag($r->{raw});
-
-        my $sims = $t->sim_requests;
-        is(scalar @$sims, 1, 'one notification sent');
-        is(join("\n", log_since($mark, 'error')), '', 'no [error] lines');
-
-        $check->($sims->[0] // { hdr => {}, body => '' }, $r) if $check;
-    };
-}
-
-sub refused {
-    my ($name, $status, $error, $field, $req) = @_;
-
-    subtest $name => sub {
-        $t->sim_reset;
-        my $mark = length $t->error_log;
-
-        my $r = $req->();
-        is($r->{status}, $status, "answer $status") or diag($r->{raw});
-        like($r->{headers}{'content-type'} // '',
-             qr{^application/json\s*(;.*)?$}, 'answer is application/json');
-        is_deeply($r->{json}, { error => $error, field => $field },
-                  qq{{"error":"$error","field":"$field"}})
-            or diag($r->{body});
-        is(scalar @{$t->sim_requests}, 0, 'nothing sent');
-
-        my $line = qq{mpns request refused: $error, field "$field"};
-        ok((grep { index($_, $line) >= 0 } log_since($mark, 'info')),
-           'info log line')
-            or diag(join "\n", log_since($mark, 'info'));
-    };
-}
+# helpers ($t->delivered and $t->refused: see the harness)
 
 # the host passed the allow-list: with no resolver the send fails as a
 # transport error, having touched no network
@@ -140,11 +90,9 @@ sub allowed_unresolved {
 
     subtest $name => sub {
         $t->sim_reset;
-        my $mark = length $t->error_log;
+        my $mark = $t->log_mark;
 
-        my $r = $t->post_json('/push', { channel => $channel,
-                                         type => 'toast', text1 => 'Hi' },
-                              port => $t->port($port));
+        my $r = $t->push_toast($channel, port => $t->port($port));
 
         is($r->{status}, 502, 'answer 502') or diag($r->{raw});
         is($r->{json} && $r->{json}{outcome}, 'transport_error',
@@ -152,63 +100,29 @@ sub allowed_unresolved {
         is($r->{json} && $r->{json}{channel}, $channel, 'channel echoed');
 
         my $line = "no resolver defined to resolve $host";
-        ok((grep { index($_, $line) >= 0 } log_since($mark, 'error')),
+        ok((grep { index($_, $line) >= 0 } $t->log_since('error', $mark)),
            "\"$line\" logged")
-            or diag(join "\n", log_since($mark, 'error'));
-        ok(!(grep { /mpns request refused/ } log_since($mark, 'info')),
+            or diag(join "\n", $t->log_since('error', $mark));
+        ok(!(grep { /mpns request refused/ } $t->log_since('info', $mark)),
            'not refused');
         is(scalar @{$t->sim_requests}, 0, 'nothing sent');
     };
 }
 
-sub log_since {
-    my ($mark, $level) = @_;
-    return grep { index($_, "[$level]") >= 0 }
-           split /\n/, substr($t->error_log, $mark);
-}
-
-sub esc {
-    my ($s) = @_;
-    utf8::encode($s) if utf8::is_utf8($s);
-    $s =~ s/([^A-Za-z0-9\-._~])/sprintf('%%%02X', ord $1)/ge;
-    return $s;
-}
-
-sub post_body {
-    my ($uri, $type, $body, %opts) = @_;
-    return $t->http('POST', $uri, body => $body, %opts,
-                    headers => ['Content-Type' => $type]);
-}
-
-sub toast {
-    my ($channel, %opts) = @_;
-    return $t->post_json('/push', { channel => $channel, type => 'toast',
-                                    text1 => 'Hi' }, %opts);
-}
-
-sub toast_xml {
-    my (%f) = @_;
-
-    my $x = $XML_HEAD . '<wp:Toast>';
-
-    for my $n (qw(Text1 Text2 Sound Param)) {
-        $x .= "<wp:$n>$f{$n}</wp:$n>" if defined $f{$n};
-    }
-
-    return $x . '</wp:Toast></wp:Notification>';
-}
+# a toast to $channel through /push (opts as for http)
+sub toast { $t->push_toast(@_) }
 
 ###############################################################################
 
 # the default allow-list: notify.live.net and hosts under it
 
-refused('default list refuses 127.0.0.1', 403, 'channel host is not allowed',
-        'channel', sub {
+$t->refused('default list refuses 127.0.0.1', 403,
+            'channel host is not allowed', 'channel', sub {
     toast($CH, port => $t->port('default'));
 });
 
-refused('default list refuses a conf channel of 127.0.0.1', 403,
-        'channel host is not allowed', 'channel', sub {
+$t->refused('default list refuses a conf channel of 127.0.0.1', 403,
+            'channel host is not allowed', 'channel', sub {
     $t->http_get("/hook?channel=$CH", port => $t->port('default'));
 });
 
@@ -230,45 +144,45 @@ for my $host (qw(notify.live.net.evil.com evilnotify.live.net live.net
                  notify-live.net notify.live.net.127.0.0.1.nip.io
                  db3.notify.live.network))
 {
-    refused("default list refuses $host", 403,
-            'channel host is not allowed', 'channel', sub {
+    $t->refused("default list refuses $host", 403,
+                'channel host is not allowed', 'channel', sub {
         toast("http://$host/x", port => $t->port('default'));
     });
 }
 
-refused('default list: allowed name in the path', 403,
-        'channel host is not allowed', 'channel', sub {
+$t->refused('default list: allowed name in the path', 403,
+            'channel host is not allowed', 'channel', sub {
     toast("http://127.0.0.1:$SIM/db3.notify.live.net/x",
           port => $t->port('default'));
 });
 
-refused('default list: allowed name in the query', 403,
-        'channel host is not allowed', 'channel', sub {
+$t->refused('default list: allowed name in the query', 403,
+            'channel host is not allowed', 'channel', sub {
     toast("http://127.0.0.1:$SIM/x?h=.notify.live.net",
           port => $t->port('default'));
 });
 
-refused('default list: allowed name as userinfo', 400, 'invalid channel',
-        'channel', sub {
+$t->refused('default list: allowed name as userinfo', 400, 'invalid channel',
+            'channel', sub {
     toast("http://db3.notify.live.net\@127.0.0.1:$SIM/x",
           port => $t->port('default'));
 });
 
-refused('default list: allowed name in a fragment', 400, 'invalid channel',
-        'channel', sub {
+$t->refused('default list: allowed name in a fragment', 400, 'invalid channel',
+            'channel', sub {
     toast("http://127.0.0.1:$SIM#.notify.live.net",
           port => $t->port('default'));
 });
 
-refused('default list: allowed name after a backslash', 400,
-        'invalid channel', 'channel', sub {
+$t->refused('default list: allowed name after a backslash', 400,
+            'invalid channel', 'channel', sub {
     toast("http://127.0.0.1:$SIM\\.notify.live.net/x",
           port => $t->port('default'));
 });
 
 # a custom list with several patterns
 
-delivered('custom list: 127.0.0.1 matches its pattern', sub {
+$t->delivered('custom list: 127.0.0.1 matches its pattern', sub {
     toast($CH, port => $t->port('custom'));
 });
 
@@ -285,14 +199,14 @@ for my $host ('127.0.0.2', '127.0.0.10', '1127.0.0.1', 'localhost.evil.com',
               'evil.localhost', 'db3.notify.live.net', '[::1]',
               '[::ffff:127.0.0.1]', '2130706433', '0x7f000001')
 {
-    refused("custom list refuses $host", 403, 'channel host is not allowed',
-            'channel', sub {
+    $t->refused("custom list refuses $host", 403,
+                'channel host is not allowed', 'channel', sub {
         toast("http://$host:$SIM/x", port => $t->port('custom'));
     });
 }
 
-refused('a location list replaces the server list', 403,
-        'channel host is not allowed', 'channel', sub {
+$t->refused('a location list replaces the server list', 403,
+            'channel host is not allowed', 'channel', sub {
     $t->post_json('/narrow', { channel => $CH, text1 => 'Hi' },
                   port => $t->port('custom'));
 });
@@ -301,29 +215,29 @@ refused('a location list replaces the server list', 403,
 
 # channel tricks
 
-delivered('a plain simulator channel is sent', sub {
+$t->delivered('a plain simulator channel is sent', sub {
     toast($CH);
 }, sub {
     is($_[0]{target}, '/throttledthirdparty/01.00/AAF', 'path');
     is($_[0]{hdr}{host}, "127.0.0.1:$SIM", 'Host from the URI');
 });
 
-refused('userinfo before the allowed host', 400, 'invalid channel',
-        'channel', sub {
+$t->refused('userinfo before the allowed host', 400, 'invalid channel',
+            'channel', sub {
     toast("http://evil.com\@127.0.0.1:$SIM/x");
 });
 
-refused('userinfo with the allowed host', 400, 'invalid channel', 'channel',
-        sub {
+$t->refused('userinfo with the allowed host', 400, 'invalid channel',
+            'channel', sub {
     toast("http://127.0.0.1:$SIM\@evil.com/x");
 });
 
-refused('empty userinfo', 400, 'invalid channel', 'channel', sub {
+$t->refused('empty userinfo', 400, 'invalid channel', 'channel', sub {
     toast("http://\@127.0.0.1:$SIM/x");
 });
 
-refused('https channel', 400, 'https channels are not supported', 'channel',
-        sub {
+$t->refused('https channel', 400, 'https channels are not supported',
+            'channel', sub {
     toast("https://127.0.0.1:$SIM/x");
 });
 
@@ -332,8 +246,8 @@ for my $channel ("ftp://127.0.0.1:$SIM/x", "//127.0.0.1:$SIM/x",
                  "file:///etc/passwd",
                  "gopher://127.0.0.1:$SIM/x")
 {
-    refused("not an http url: $channel", 400, 'channel is not an http url',
-            'channel', sub {
+    $t->refused("not an http url: $channel", 400, 'channel is not an http url',
+                'channel', sub {
         toast($channel);
     });
 }
@@ -341,15 +255,15 @@ for my $channel ("ftp://127.0.0.1:$SIM/x", "//127.0.0.1:$SIM/x",
 {
     my $base = "http://127.0.0.1:$SIM/t/";
 
-    delivered('a channel of exactly 1024 characters', sub {
+    $t->delivered('a channel of exactly 1024 characters', sub {
         toast($base . 'a' x (1024 - length $base));
     }, sub {
         is(length("http://127.0.0.1:$SIM" . $_[0]{target}), 1024,
            'whole channel sent');
     });
 
-    refused('a channel of 1025 characters', 400, 'channel is too long',
-            'channel', sub {
+    $t->refused('a channel of 1025 characters', 400, 'channel is too long',
+                'channel', sub {
         toast($base . 'a' x (1025 - length $base));
     });
 }
@@ -359,44 +273,45 @@ for my $c (["CR", "\r"], ["LF", "\n"], ["CRLF header", "\r\nX-Evil: 1"],
            ["DEL", "\x7f"], ["non-ASCII", "\x{e9}"],
            ["escape", "\x1b"])
 {
-    refused("$c->[0] in the channel path", 400, 'invalid character',
-            'channel', sub {
+    $t->refused("$c->[0] in the channel path", 400, 'invalid character',
+                'channel', sub {
         toast("http://127.0.0.1:$SIM/x$c->[1]y");
     });
 }
 
-refused('NUL in the channel host', 400, 'invalid character', 'channel', sub {
+$t->refused('NUL in the channel host', 400, 'invalid character', 'channel',
+            sub {
     toast("http://127.0.0.1\x00.notify.live.net:$SIM/x");
 });
 
-refused('NUL as a JSON escape in the channel', 400, 'invalid character',
-        'channel', sub {
-    post_body('/push', 'application/json',
-              qq|{"channel":"http://127.0.0.1:$SIM/x\\u0000y",|
-              . q|"type":"toast","text1":"Hi"}|);
+$t->refused('NUL as a JSON escape in the channel', 400, 'invalid character',
+            'channel', sub {
+    $t->post_body('/push', 'application/json',
+                  qq|{"channel":"http://127.0.0.1:$SIM/x\\u0000y",|
+                  . q|"type":"toast","text1":"Hi"}|);
 });
 
-refused('a decoded CRLF from the query channel', 400, 'invalid character',
-        'channel', sub {
+$t->refused('a decoded CRLF from the query channel', 400, 'invalid character',
+            'channel', sub {
     $t->http_get("/push?type=toast&text1=Hi&channel=http://127.0.0.1:$SIM"
                  . '/x%0D%0AX-Evil:%201');
 });
 
-refused('a decoded CRLF from a form channel', 400, 'invalid character',
-        'channel', sub {
-    post_body('/push', 'application/x-www-form-urlencoded',
-              'type=toast&text1=Hi&channel='
-              . esc("http://127.0.0.1:$SIM/x\r\nX-Evil: 1"));
+$t->refused('a decoded CRLF from a form channel', 400, 'invalid character',
+            'channel', sub {
+    $t->post_body('/push', 'application/x-www-form-urlencoded',
+                  'type=toast&text1=Hi&channel='
+                  . uri_escape("http://127.0.0.1:$SIM/x\r\nX-Evil: 1"));
 });
 
-refused('an invalid UTF-8 byte in a form channel', 400, 'invalid character',
-        'channel', sub {
-    post_body('/push', 'application/x-www-form-urlencoded',
-              'type=toast&text1=Hi&channel='
-              . esc("http://127.0.0.1:$SIM/x") . '%FF');
+$t->refused('an invalid UTF-8 byte in a form channel', 400,
+            'invalid character', 'channel', sub {
+    $t->post_body('/push', 'application/x-www-form-urlencoded',
+                  'type=toast&text1=Hi&channel='
+                  . uri_escape("http://127.0.0.1:$SIM/x") . '%FF');
 });
 
-delivered('a percent-encoded CRLF from $arg_channel stays encoded', sub {
+$t->delivered('a percent-encoded CRLF from $arg_channel stays encoded', sub {
     $t->http_get("/hook?channel=http://127.0.0.1:$SIM/x%0D%0AX-Evil:%201");
 }, sub {
     is($_[0]{target}, '/x%0D%0AX-Evil:%201', 'target as given');
@@ -404,32 +319,33 @@ delivered('a percent-encoded CRLF from $arg_channel stays encoded', sub {
               'no extra header');
 });
 
-refused('a fragment', 400, 'invalid channel', 'channel', sub {
+$t->refused('a fragment', 400, 'invalid channel', 'channel', sub {
     toast("http://127.0.0.1:$SIM/x#y");
 });
 
-refused('an empty host', 400, 'invalid channel', 'channel', sub {
+$t->refused('an empty host', 400, 'invalid channel', 'channel', sub {
     toast('http:///x');
 });
 
-refused('an empty host with a port', 400, 'invalid channel', 'channel', sub {
+$t->refused('an empty host with a port', 400, 'invalid channel', 'channel',
+            sub {
     toast("http://:$SIM/x");
 });
 
-refused('a backslash in the authority', 400, 'invalid channel', 'channel',
-        sub {
+$t->refused('a backslash in the authority', 400, 'invalid channel', 'channel',
+            sub {
     toast("http://127.0.0.1:$SIM\\\@evil.com/x");
 });
 
-refused('a backslash before the allowed host', 400, 'invalid channel',
-        'channel', sub {
+$t->refused('a backslash before the allowed host', 400, 'invalid channel',
+            'channel', sub {
     toast("http://evil.com\\127.0.0.1:$SIM/x");
 });
 
 for my $port ('abc', '65536', '99999999999', "$SIM:$SIM", '-1')
 {
-    refused("invalid port \"$port\"", 400, 'invalid channel', 'channel',
-            sub {
+    $t->refused("invalid port \"$port\"", 400, 'invalid channel', 'channel',
+                sub {
         toast("http://127.0.0.1:$port/x");
     });
 }
@@ -446,20 +362,20 @@ subtest 'a percent-encoded host does not pass the allow-list' => sub {
 
 # header injection
 
-refused('CRLF in message_id', 400, 'invalid value', 'message_id', sub {
+$t->refused('CRLF in message_id', 400, 'invalid value', 'message_id', sub {
     $t->post_json('/push', {
         channel => $CH, type => 'toast', text1 => 'Hi',
         message_id => "12345678-1234-1234-1234-123456789abc\r\nX-Evil: 1" });
 });
 
-refused('LF in message_id', 400, 'invalid value', 'message_id', sub {
-    $t->http_get('/push?type=toast&text1=Hi&channel=' . esc($CH)
+$t->refused('LF in message_id', 400, 'invalid value', 'message_id', sub {
+    $t->http_get('/push?type=toast&text1=Hi&channel=' . uri_escape($CH)
                  . '&message_id=12345678-1234-1234-1234-123456789abc%0A');
 });
 
-delivered('raw pass-through sends the request Content-Type exactly', sub {
-    post_body('/push/raw?channel=' . esc($CH),
-              'application/octet-stream; name="a;b"; x=1', '<x>1</x>');
+$t->delivered('raw pass-through sends the request Content-Type exactly', sub {
+    $t->post_body('/push/raw?channel=' . uri_escape($CH),
+                  'application/octet-stream; name="a;b"; x=1', '<x>1</x>');
 }, sub {
     is($_[0]{hdr}{'content-type'}, 'application/octet-stream; name="a;b"; x=1',
        'Content-Type');
@@ -471,13 +387,14 @@ delivered('raw pass-through sends the request Content-Type exactly', sub {
 subtest 'CR/LF in a request header is refused by nginx' => sub {
     $t->sim_reset;
 
-    my $r = $t->http('POST', '/push/raw?channel=' . esc($CH), body => 'x',
+    my $r = $t->http('POST', '/push/raw?channel=' . uri_escape($CH),
+                     body => 'x',
                      headers => ['Content-Type' => "text/xml\rX-Evil: 1"]);
     is($r->{status}, 400, 'answer 400');
     is(scalar @{$t->sim_requests}, 0, 'nothing sent');
 };
 
-delivered('CR/LF in text fields stays in the XML body', sub {
+$t->delivered('CR/LF in text fields stays in the XML body', sub {
     $t->post_json('/push', { channel => $CH, type => 'toast',
                              text1 => "a\r\nX-Evil: 1\r\n\r\nb",
                              text2 => "c\nX-Evil2: 2",
@@ -495,7 +412,7 @@ delivered('CR/LF in text fields stays in the XML body', sub {
     is($s->{hdr}{'content-length'}, length $s->{body}, 'Content-Length');
 });
 
-delivered('CR/LF in a tile id stays in the XML body', sub {
+$t->delivered('CR/LF in a tile id stays in the XML body', sub {
     $t->post_json('/push', { channel => $CH, type => 'tile',
                              id => "/P.xaml\r\nX-Evil: 1", title => 'T' });
 }, sub {
@@ -507,7 +424,7 @@ delivered('CR/LF in a tile id stays in the XML body', sub {
 
 # XML injection
 
-delivered('markup in text1 is escaped', sub {
+$t->delivered('markup in text1 is escaped', sub {
     $t->post_json('/push', {
         channel => $CH, type => 'toast',
         text1 => '</wp:Text1><wp:Param>/Evil.xaml</wp:Param>' });
@@ -520,7 +437,7 @@ delivered('markup in text1 is escaped', sub {
     unlike($s->{body}, qr{<wp:Param}, 'no Param element');
 });
 
-delivered('& in text is escaped', sub {
+$t->delivered('& in text is escaped', sub {
     $t->post_json('/push', { channel => $CH, type => 'toast',
                              text1 => 'a &amp; b & <c>',
                              param => '/P.xaml?a=1&b=2' });
@@ -530,7 +447,7 @@ delivered('& in text is escaped', sub {
        'escaped');
 });
 
-delivered('a quote in an attribute is escaped', sub {
+$t->delivered('a quote in an attribute is escaped', sub {
     $t->post_json('/push', { channel => $CH, type => 'tile',
                              id => '/P.xaml?a=1&b=2" Template="FlipTile',
                              title => 'T' });
@@ -541,7 +458,7 @@ delivered('a quote in an attribute is escaped', sub {
     unlike($_[0]{body}, qr{Template="}, 'no Template attribute');
 });
 
-delivered('a CDATA end in text is escaped', sub {
+$t->delivered('a CDATA end in text is escaped', sub {
     $t->post_json('/push', { channel => $CH, type => 'toast',
                              text1 => 'x]]>y<!--z--><?pi?>' });
 }, sub {
@@ -556,47 +473,50 @@ delivered('a CDATA end in text is escaped', sub {
 {
     my $n = length toast_xml(Text1 => '');
 
-    delivered('a toast of exactly 1024 bytes', sub {
+    $t->delivered('a toast of exactly 1024 bytes', sub {
         $t->post_json('/push', { channel => $CH, type => 'toast',
                                  text1 => 'a' x (1024 - $n) });
     }, sub {
         is(length $_[0]{body}, 1024, '1024 bytes sent');
     });
 
-    refused('a toast of 1025 bytes', 413, 'payload too large', 'payload', sub {
+    $t->refused('a toast of 1025 bytes', 413, 'payload too large', 'payload',
+                sub {
         $t->post_json('/push', { channel => $CH, type => 'toast',
                                  text1 => 'a' x (1025 - $n) });
     });
 
-    refused('escaping counts toward the size', 413, 'payload too large',
-            'payload', sub {
+    $t->refused('escaping counts toward the size', 413, 'payload too large',
+                'payload', sub {
         $t->post_json('/push', { channel => $CH, type => 'toast',
                                  text1 => '&' x (1024 - $n) });
     });
 }
 
-delivered('a raw payload of exactly 1024 bytes', sub {
+$t->delivered('a raw payload of exactly 1024 bytes', sub {
     $t->post_json('/push', { channel => $CH, type => 'raw',
                              payload => 'p' x 1024 });
 }, sub {
     is($_[0]{body}, 'p' x 1024, 'payload sent');
 });
 
-refused('a raw payload of 1025 bytes', 413, 'payload too large', 'payload',
-        sub {
+$t->refused('a raw payload of 1025 bytes', 413, 'payload too large', 'payload',
+            sub {
     $t->post_json('/push', { channel => $CH, type => 'raw',
                              payload => 'p' x 1025 });
 });
 
-delivered('a raw pass-through body of exactly 1024 bytes', sub {
-    post_body('/push/raw?channel=' . esc($CH), 'text/plain', 'p' x 1024);
+$t->delivered('a raw pass-through body of exactly 1024 bytes', sub {
+    $t->post_body('/push/raw?channel=' . uri_escape($CH), 'text/plain',
+                  'p' x 1024);
 }, sub {
     is($_[0]{body}, 'p' x 1024, 'payload sent');
 });
 
-refused('a raw pass-through body of 1025 bytes', 413, 'payload too large',
-        'payload', sub {
-    post_body('/push/raw?channel=' . esc($CH), 'text/plain', 'p' x 1025);
+$t->refused('a raw pass-through body of 1025 bytes', 413, 'payload too large',
+            'payload', sub {
+    $t->post_body('/push/raw?channel=' . uri_escape($CH), 'text/plain',
+                  'p' x 1025);
 });
 
 ###############################################################################

@@ -10,19 +10,14 @@ use warnings;
 
 use Test::More;
 
-use IO::Select;
-use IO::Socket::INET;
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(sleep);
 
 use lib 't/lib';
-use MpnsTest;
+use MpnsTest qw(http_conf result);
 
 my $t = MpnsTest->new;
-my $main_pid = $$;
-my @children;                   # in-test servers, killed at the end
 
-$t->sim_start(second => 1);
+$t->sim_start(second => 1, dns => 1);
 
 my $sim = $t->sim_port;
 my $sim2 = $t->port('sim2');
@@ -31,37 +26,13 @@ my $sim2 = $t->port('sim2');
 
 # helpers
 
-# a toast to $channel through $location
-sub push_to {
-    my ($channel, $location) = @_;
-    return $t->post_json($location // '/push',
-                         { channel => $channel, type => 'toast',
-                           text1 => 'Hi' });
-}
-
-# "STATUS OUTCOME" of an answer, for compact assertions
-sub result {
-    my ($r) = @_;
-    return ($r->{status} // 'none') . ' '
-           . ($r->{json} ? $r->{json}{outcome} // 'none' : 'no-json');
-}
-
-my $log_mark = 0;
-
-sub mark_log { $log_mark = length $t->error_log }
-
-# error.log lines at $level written since the last mark_log
-sub new_lines {
-    my ($level) = @_;
-    return grep { index($_, "[$level]") >= 0 }
-           split /\n/, substr($t->error_log, $log_mark);
-}
+# a toast to $channel through $location (default /push)
+sub push_to { $t->push_toast($_[0], uri => $_[1]) }
 
 sub no_new_errors {
     my ($name) = @_;
-    my @e = new_lines('error');
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    is(join("\n", @e), '', $name);
+    is(join("\n", $t->log_since('error')), '', $name);
 }
 
 # one [error] line since the mark has the literal @$parts in this order
@@ -69,176 +40,13 @@ sub new_error_like {
     my ($parts, $name) = @_;
     my $re = join '.*', map { quotemeta } @$parts;
     $re = qr/\[error\] .*$re/;
-    my @e = grep { $_ =~ $re } new_lines('error');
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    ok(scalar @e, $name)
+    ok(scalar $t->log_since($re), $name)
         or diag("[error] lines since mark:\n"
-                . join("\n", new_lines('error')));
+                . join("\n", $t->log_since('error')));
 }
-
-sub wait_for {
-    my ($cond, $secs) = @_;
-    my $end = time + $secs * $t->timeout_factor;
-    while (1) {
-        return 1 if $cond->();
-        return 0 if time > $end;
-        sleep 0.05;
-    }
-}
-
-# nginx with a fresh worker (no cached connections) and a reset simulator
-sub fresh_nginx {
-    my ($conf) = @_;
-    $t->stop;
-    $t->write_conf($conf);
-    $t->run;
-    $t->sim_reset;
-    mark_log();
-}
-
-# A tiny HTTP/1.1 server in a forked child for answers the simulator cannot
-# give.  It reads requests (Content-Length bodies), answers each by its
-# path from %$answers (raw bytes) and never closes a connection itself; it
-# appends "CONN PATH" for every request to $log.
-sub fake_server {
-    my ($port, $log, $answers) = @_;
-
-    my $ls = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
-                                   Listen => 16, ReuseAddr => 1,
-                                   Proto => 'tcp')
-        or die "cannot listen on 127.0.0.1:$port: $!";
-
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid) {
-        close $ls;
-        push @children, $pid;
-        return $pid;
-    }
-
-    $SIG{PIPE} = 'IGNORE';
-
-    my $sel = IO::Select->new($ls);
-    my (%buf, %id);
-    my $n = 0;
-
-    while (1) {
-        for my $s ($sel->can_read) {
-
-            if ($s == $ls) {
-                my $c = $ls->accept or next;
-                binmode $c;
-                $sel->add($c);
-                $id{$c} = ++$n;
-                $buf{$c} = '';
-                next;
-            }
-
-            my $got = sysread($s, $buf{$s}, 65536, length $buf{$s});
-
-            if (!$got) {
-                $sel->remove($s);
-                delete $buf{$s};
-                close $s;
-                next;
-            }
-
-            while ($buf{$s} =~ /\r\n\r\n/) {
-                my $hlen = $+[0];
-                my ($len) = substr($buf{$s}, 0, $hlen)
-                            =~ /^Content-Length:\s*(\d+)/mi;
-                $len //= 0;
-                last if length($buf{$s}) < $hlen + $len;
-
-                my $req = substr($buf{$s}, 0, $hlen + $len, '');
-                my ($path) = $req =~ m{^\S+ (\S+)};
-
-                open my $fh, '>>', $log or POSIX::_exit(1);
-                print $fh "$id{$s} $path\n";
-                close $fh;
-
-                syswrite($s, $answers->{$path}
-                             // "HTTP/1.1 500 No Script\r\n"
-                                . "Content-Length: 0\r\n\r\n");
-            }
-        }
-    }
-}
-
-# "CONN PATH" lines the fake server logged
-sub fake_log {
-    my ($log) = @_;
-    open my $fh, '<', $log or return ();
-    return map { chomp; [ split / /, $_, 2 ] } <$fh>;
-}
-
-# the connection number of the last request for $path in the fake log
-sub fake_conn {
-    my ($log, $path) = @_;
-    my @hits = grep { $_->[1] eq $path } fake_log($log);
-    return @hits ? $hits[-1][0] : undef;
-}
-
-# A second simulator process for DNS (the harness's sim_start has no --dns):
-# both ports are picked by the simulator and read from its stderr.
-sub dns_sim_start {
-    my $out = $t->testdir . '/dns-sim.log';
-    my @cmd = ($ENV{MPNS_SIMULATOR} // "$MpnsTest::ROOT/util/mpns-simulator",
-               '--listen', '127.0.0.1:0', '--dns', '127.0.0.1:0');
-
-    my $pid = fork() // die "fork: $!";
-
-    if (!$pid) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out or POSIX::_exit(127);
-        open STDERR, '>&', \*STDOUT;
-        exec { $cmd[0] } @cmd or print STDERR "exec $cmd[0]: $!\n";
-        POSIX::_exit(127);
-    }
-
-    push @children, $pid;
-
-    my ($http, $dns);
-
-    wait_for(sub {
-        my $text = slurp($out);
-        ($http) = $text =~ /listening on 127\.0\.0\.1:(\d+)/;
-        ($dns) = $text =~ /answering DNS on 127\.0\.0\.1:(\d+)/;
-        return $http && $dns;
-    }, 10) or die "DNS simulator did not start:\n" . slurp($out);
-
-    return ($http, $dns);
-}
-
-sub slurp {
-    my ($file) = @_;
-    open my $fh, '<:raw', $file or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-sub dns_stats {
-    my ($port) = @_;
-    return $t->http_get('/_sim/stats', port => $port)->{json};
-}
-
-sub stop_children {
-    for my $pid (@children) {
-        kill 'TERM', $pid;
-    }
-    for my $pid (@children) {
-        wait_for(sub { waitpid($pid, WNOHANG) != 0 }, 5)
-            or kill('KILL', $pid) && waitpid($pid, 0);
-    }
-    @children = ();
-}
-
-END { stop_children() if $$ == $main_pid }
 
 ###############################################################################
-
-my $fake = $t->port('fake');
-my $fake_log = $t->testdir . '/fake.log';
 
 my %answers = (
     '/ok' => "HTTP/1.1 200 OK\r\nX-NotificationStatus: Received\r\n"
@@ -273,19 +81,9 @@ my %answers = (
 
 cmp_ok(length $answers{'/big-header'}, '>', 5000, 'big header is 5 KB');
 
-fake_server($fake, $fake_log, \%answers);
+my $fake = $t->fake_server(\%answers);
 
-my ($dns_http, $dns_port) = dns_sim_start();
-
-(my $conf = <<'EOF_CONF') =~ s/%%DNS_PORT%%/$dns_port/g;
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+my $conf = http_conf(<<'EOF_CONF');
 
     mpns_allowed_hosts ^127\.0\.0\.1$ \.test$;
 
@@ -318,7 +116,6 @@ http {
             resolver 127.0.0.1:%%DNS_PORT%% valid=30s ipv6=off;
         }
     }
-}
 
 EOF_CONF
 
@@ -328,7 +125,7 @@ my ($r, $reqs, $stats);
 
 # connection reuse
 
-fresh_nginx($conf);
+$t->restart($conf);
 
 for my $i (1 .. 5) {
     $r = push_to($t->sim_url("/t/reuse-$i"));
@@ -346,7 +143,7 @@ no_new_errors('reuse: no [error]');
 
 # "Connection: close" from the simulator: the connection is not reused
 
-mark_log();
+$t->log_mark;
 $r = push_to($t->sim_url('/t/close-1'));
 is(result($r), '200 delivered', 'close: answer delivered');
 
@@ -362,7 +159,7 @@ no_new_errors('close: no [error]');
 
 # two server addresses never share a connection
 
-fresh_nginx($conf);
+$t->restart($conf);
 
 for my $i (1 .. 3) {
     is(result(push_to($t->sim_url("/t/a-$i"))), '200 delivered',
@@ -400,7 +197,7 @@ no_new_errors('two ports: no [error]');
 
 # stale keep-alive connection: one retry on a new connection
 
-fresh_nginx($conf);
+$t->restart($conf);
 
 $r = push_to($t->sim_url('/t/stale-1'));
 is(result($r), '200 delivered', 'stale: first send delivered');
@@ -425,7 +222,7 @@ no_new_errors('stale: no [error]');
 
 # timeouts
 
-mark_log();
+$t->log_mark;
 $r = push_to($t->sim_url('/t/silent-1'), '/push-rt300');
 is(result($r), '504 timeout', 'read timeout: 504 timeout');
 is($r->{json}{status}, undef, 'read timeout: no MPNS status');
@@ -435,32 +232,20 @@ new_error_like(['mpns server timed out',
                 qq{mpns: "127.0.0.1:$sim"}],
                'read timeout: logged');
 
-mark_log();
+$t->log_mark;
 $r = push_to($t->sim_url('/t/slow200-1'), '/push-rt1s');
 is(result($r), '200 delivered', 'slow answer within read timeout delivered');
 no_new_errors('slow answer: no [error]');
 
-# connect timeout: a listener with backlog 1 that never accepts.  Linux
-# queues backlog + 1 = 2 finished handshakes; with the queue full it drops
-# further SYNs (it does not answer them), so nginx's connect() stays in
-# progress until mpns_connect_timeout.  The fillers connect non-blocking:
-# the third one is itself left waiting.
+# connect timeout: a listener that drops the SYN (see blackhole in the
+# harness), so nginx's connect() stays in progress until
+# mpns_connect_timeout
 
 {
-    my $black = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                      LocalPort => 0, Listen => 1,
-                                      Proto => 'tcp')
-        or die "cannot listen: $!";
-    my $bport = $black->sockport;
+    my $black = $t->blackhole;
+    my $bport = $black->port;
 
-    my @fill = map {
-        IO::Socket::INET->new(PeerAddr => "127.0.0.1:$bport",
-                              Proto => 'tcp', Blocking => 0)
-    } 1 .. 3;
-
-    sleep 0.2;
-
-    mark_log();
+    $t->log_mark;
     $r = push_to("http://127.0.0.1:$bport/x", '/push-ct300');
     is(result($r), '504 timeout', 'connect timeout: 504 timeout');
     is($r->{json}{status}, undef, 'connect timeout: no MPNS status');
@@ -471,15 +256,14 @@ no_new_errors('slow answer: no [error]');
                     qq{mpns: "127.0.0.1:$bport"}],
                    'connect timeout: logged');
 
-    close $_ for grep { defined } @fill;
-    close $black;
+    $black->close;
 }
 
 ###############################################################################
 
 # servers that answer badly
 
-fresh_nginx($conf);
+$t->restart($conf);
 
 for my $case (['/bad-status', 'status line "HTTP/1.1 2000 OK"',
                'mpns server sent invalid status line'],
@@ -492,7 +276,7 @@ for my $case (['/bad-status', 'status line "HTTP/1.1 2000 OK"',
 {
     my ($path, $what, $text) = @$case;
 
-    mark_log();
+    $t->log_mark;
     $r = push_to("http://127.0.0.1:$fake$path");
     is(result($r), '502 transport_error', "$what: 502 transport_error");
     is($r->{json}{status}, undef, "$what: no MPNS status reported");
@@ -512,7 +296,7 @@ for my $case (['/body', 'Content-Length: 5 body', 1],
 {
     my ($path, $what, $reuse) = @$case;
 
-    mark_log();
+    $t->log_mark;
     $r = push_to("http://127.0.0.1:$fake$path");
     is(result($r), '200 delivered', "$what: delivered");
     is($r->{headers}{'x-notificationstatus'}, 'Received',
@@ -521,8 +305,7 @@ for my $case (['/body', 'Content-Length: 5 body', 1],
     $r = push_to("http://127.0.0.1:$fake/ok");
     is(result($r), '200 delivered', "$what: next send delivered");
 
-    my ($c1, $c2) = (fake_conn($fake_log, $path),
-                     fake_conn($fake_log, '/ok'));
+    my ($c1, $c2) = ($t->fake_conn($path), $t->fake_conn('/ok'));
 
     if ($reuse) {
         is($c2, $c1, "$what: connection reused");
@@ -538,7 +321,7 @@ for my $case (['/body', 'Content-Length: 5 body', 1],
 is(result(push_to($t->sim_url('/t/pre-reset'))), '200 delivered',
    'reset mid-response: connection made');
 
-mark_log();
+$t->log_mark;
 $r = push_to($t->sim_url('/t/reset-1'));
 is(result($r), '502 transport_error', 'reset mid-response: 502');
 is($r->{json}{attempts}, 1, 'reset mid-response: attempts 1');
@@ -558,10 +341,10 @@ new_error_like(['mpns server prematurely closed connection while reading'
 
 ###############################################################################
 
-# resolver
+# resolver: the simulator's DNS (resolver in /push-dns) answers every
+# name with 127.0.0.1
 
-fresh_nginx($conf);
-$t->http('POST', '/_sim/reset', port => $dns_http);
+$t->restart($conf);
 
 for my $i (1 .. 5) {
     $r = push_to("http://mpns.test:$sim/x", '/push-dns');
@@ -575,19 +358,19 @@ is($reqs->[0]{target}, '/x', 'resolver: target from the URI');
 is(result(push_to($t->sim_url('/t/literal'), '/push-dns')), '200 delivered',
    'resolver: IP literal delivered');
 
-$stats = dns_stats($dns_http);
+$stats = $t->sim_stats;
 is($stats->{dns_queries}, 1, 'resolver: 5 sends, 1 DNS query');
 is_deeply($stats->{dns_names}, { 'mpns.test' => 1 },
           'resolver: the query was for mpns.test, none for the IP literal');
 no_new_errors('resolver: no [error]');
 
-mark_log();
+$t->log_mark;
 $r = push_to("http://nxdomain.test:$sim/x", '/push-dns');
 is(result($r), '502 transport_error', 'resolver: NXDOMAIN is 502');
 new_error_like(['nxdomain.test could not be resolved (3: Host not found)'],
                'resolver: NXDOMAIN logged');
 
-mark_log();
+$t->log_mark;
 $r = push_to("http://mpns.test:$sim/x", '/push');
 is(result($r), '502 transport_error', 'no resolver: 502');
 new_error_like(['no resolver defined to resolve mpns.test'],
@@ -599,7 +382,7 @@ new_error_like(['no resolver defined to resolve mpns.test'],
 
 (my $conf0 = $conf) =~ s/(mpns_allowed_hosts)/mpns_keepalive 0;\n    $1/;
 
-fresh_nginx($conf0);
+$t->restart($conf0);
 
 for my $i (1 .. 5) {
     is(result(push_to($t->sim_url("/t/k0-$i"))), '200 delivered',
@@ -610,7 +393,7 @@ $reqs = $t->sim_requests;
 is($t->sim_stats->{accepted}, 5, 'keepalive 0: 5 connections');
 is(join(',', map { $_->{conn} } @$reqs), '1,2,3,4,5',
    'keepalive 0: one request per connection');
-ok(wait_for(sub { $t->sim_stats->{open} == 0 }, 2),
+ok($t->wait_for(sub { $t->sim_stats->{open} == 0 }, 2),
    'keepalive 0: no connection left open');
 no_new_errors('keepalive 0: no [error]');
 
@@ -619,7 +402,7 @@ no_new_errors('keepalive 0: no [error]');
 (my $conf_kt = $conf)
     =~ s/(mpns_allowed_hosts)/mpns_keepalive_timeout 200ms;\n    $1/;
 
-fresh_nginx($conf_kt);
+$t->restart($conf_kt);
 
 is(result(push_to($t->sim_url('/t/kt-1'))), '200 delivered',
    'keepalive timeout: first send delivered');
@@ -627,7 +410,7 @@ is($t->sim_stats->{open}, 1, 'keepalive timeout: connection idle');
 
 sleep 0.5;
 
-ok(wait_for(sub { $t->sim_stats->{open} == 0 }, 1),
+ok($t->wait_for(sub { $t->sim_stats->{open} == 0 }, 1),
    'keepalive timeout: idle connection closed');
 
 is(result(push_to($t->sim_url('/t/kt-2'))), '200 delivered',
@@ -639,13 +422,13 @@ no_new_errors('keepalive timeout: no [error]');
 
 (my $conf1 = $conf) =~ s/(mpns_allowed_hosts)/mpns_keepalive 1;\n    $1/;
 
-fresh_nginx($conf1);
+$t->restart($conf1);
 
 is(result(push_to($t->sim_url('/t/lru-1'))), '200 delivered',
    'keepalive 1: send to sim delivered');
 is(result(push_to("http://127.0.0.1:$sim2/t/lru-2")), '200 delivered',
    'keepalive 1: send to sim2 delivered');
-ok(wait_for(sub { $t->sim_stats->{open} == 1 }, 2),
+ok($t->wait_for(sub { $t->sim_stats->{open} == 1 }, 2),
    'keepalive 1: the older idle connection closed');
 is(result(push_to("http://127.0.0.1:$sim2/t/lru-3")), '200 delivered',
    'keepalive 1: send to sim2 again delivered');
@@ -657,8 +440,6 @@ is($t->sim_stats->{accepted}, 2, 'keepalive 1: 2 connections');
 no_new_errors('keepalive 1: no [error]');
 
 ###############################################################################
-
-stop_children();
 
 $t->done;
 done_testing;

@@ -9,27 +9,16 @@ use strict;
 use warnings;
 
 use Test::More;
-use IO::Select;
-use IO::Socket::INET;
 use JSON::PP;
-use Time::HiRes qw(sleep time);
 
 use lib 't/lib';
-use MpnsTest;
+use MpnsTest qw(http_conf);
 
 my $t = MpnsTest->new;
 
 $t->sim_start;
 
-$t->write_conf(<<'EOF_CONF');
-
-%%TEST_GLOBALS%%
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
+$t->write_conf(http_conf(<<'EOF_CONF'));
 
     mpns_allowed_hosts ^127\.0\.0\.1$;
 
@@ -77,7 +66,6 @@ http {
             add_header X-Delete $delete_it always;
         }
     }
-}
 
 EOF_CONF
 
@@ -321,28 +309,17 @@ done_testing;
 # Waits up to 5 s for access log line number $lines + 1 and returns it
 # split into the variables' values (undef for "-").
 sub next_log {
-    my $end = time + 5 * $t->timeout_factor;
-    my $file = $t->testdir . '/mpns.log';
+    my @l;
 
-    while (1) {
-        my @l;
-        if (open my $fh, '<', $file) {
-            @l = <$fh>;
-        }
+    $t->wait_for(sub { (@l = $t->access_log_lines('mpns.log')) > $lines }, 5)
+        or return { raw => '' };
 
-        if (@l > $lines && $l[$lines] =~ /\n\z/) {
-            my $line = $l[$lines++];
-            chomp $line;
-            my @v = split /\|/, $line, -1;
-            return { raw => $line,
-                     map { $VARS[$_][0] => ($v[$_] // '') eq '-' ? undef
-                                                                 : $v[$_] }
-                         0 .. $#VARS };
-        }
+    my $line = $l[$lines++];
+    my @v = split /\|/, $line, -1;
 
-        return { raw => '' } if time > $end;
-        sleep 0.05;
-    }
+    return { raw => $line,
+             map { $VARS[$_][0] => ($v[$_] // '') eq '-' ? undef : $v[$_] }
+                 0 .. $#VARS };
 }
 
 # For each variable: the access log value and (with an answer) the
@@ -383,62 +360,25 @@ sub check_vars {
 sub keepalive_requests {
     my (@bodies) = @_;
 
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $t->port('http'),
-                                  Proto => 'tcp')
-        or die "cannot connect: $!";
-    binmode $s;
-
+    my $s = $t->http_connect;
     my $json = JSON::PP->new->utf8->canonical;
     my @answers;
-    my $buf = '';
 
     for my $i (0 .. $#bodies) {
-        my $body = $json->encode($bodies[$i]);
         my $conn = $i == $#bodies ? 'close' : 'keep-alive';
 
-        my $req = "POST /push HTTP/1.1\r\nHost: localhost\r\n"
-                  . "Connection: $conn\r\n"
-                  . "Content-Type: application/json\r\n"
-                  . "Content-Length: " . length($body) . "\r\n\r\n$body";
+        $t->http_start('POST', '/push', socket => $s,
+                       body => $json->encode($bodies[$i]),
+                       headers => ['Connection' => $conn,
+                                   'Content-Type' => 'application/json']);
 
-        $s->syswrite($req) == length $req or die "write: $!";
-
-        my $raw = read_answer($s, \$buf);
-        push @answers, MpnsTest::_parse_response($raw, defined $raw ? undef
-                                                                   : 'eof');
-        last if !defined $raw;
+        push @answers, $t->http_response($s);
+        last if $answers[-1]{error};
     }
 
     close $s;
 
     return @answers;
-}
-
-# Reads one answer with a Content-Length body from $s; leftovers stay in
-# $$buf.  Returns undef on EOF or timeout before a complete answer.
-sub read_answer {
-    my ($s, $buf) = @_;
-
-    my $sel = IO::Select->new($s);
-    my $end = time + 10 * $t->timeout_factor;
-
-    while (1) {
-        if ($$buf =~ /\r\n\r\n/) {
-            my $hlen = $+[0];
-            my ($len) = substr($$buf, 0, $hlen)
-                        =~ /^Content-Length:\s*(\d+)/mi;
-            $len //= 0;
-            if (length $$buf >= $hlen + $len) {
-                return substr($$buf, 0, $hlen + $len, '');
-            }
-        }
-
-        my $left = $end - time;
-        return undef if $left <= 0 || !$sel->can_read($left);
-
-        my $n = $s->sysread($$buf, 65536, length $$buf);
-        return undef if !$n;
-    }
 }
 
 ###############################################################################
