@@ -77,6 +77,13 @@ my %answers = (
                    . "Content-Length: 0\r\n\r\nJUNK",
     '/long-body' => "HTTP/1.1 200 OK\r\nX-NotificationStatus: Received\r\n"
                     . "Content-Length: 5\r\n\r\nhello, world",
+
+    # every byte in its own write: lines and CR LF split anywhere
+    '/dribble' => [ split //, "HTTP/1.1 200 OK\r\nServer: x\r\n"
+                    . "X-NotificationStatus: QueueFull\r\n"
+                    . "X-SubscriptionStatus:\tActive  \r\n"
+                    . "x-deviceconnectionstatus: TempDisconnected\r\n"
+                    . "Content-Length: 3\r\n\r\nabc" ],
 );
 
 cmp_ok(length $answers{'/big-header'}, '>', 5000, 'big header is 5 KB');
@@ -315,6 +322,21 @@ for my $case (['/body', 'Content-Length: 5 body', 1],
 
     no_new_errors("$what: no [error]");
 }
+
+# a response written one byte at a time
+
+$t->log_mark;
+$r = push_to("http://127.0.0.1:$fake/dribble");
+is(result($r), '200 queue_full', 'byte by byte: 200 queue_full');
+is(join('|', map { $r->{json}{$_} } qw/notification_status
+    subscription_status device_connection_status/),
+   'QueueFull|Active|TempDisconnected',
+   'byte by byte: statuses trimmed, names matched in any case');
+is(result(push_to("http://127.0.0.1:$fake/ok")), '200 delivered',
+   'byte by byte: next send delivered');
+is($t->fake_conn('/ok'), $t->fake_conn('/dribble'),
+   'byte by byte: body discarded, connection reused');
+no_new_errors('byte by byte: no [error]');
 
 # on a reused connection: a response begun is an answer, no retry
 

@@ -813,7 +813,8 @@ sub access_log_lines {
 # $t->fake_server(\%answers): a tiny HTTP/1.1 server in a forked child on
 # port('fake'), for answers the simulator cannot give.  It reads requests
 # (Content-Length bodies), answers each by its path from %answers (raw
-# bytes; else a 500) and never closes a connection itself; fake_requests
+# bytes, or an array of chunks written one at a time a little apart;
+# else a 500) and never closes a connection itself; fake_requests
 # tells what it got.  Returns the port; stopped by done.
 sub fake_server {
     my ($self, $answers) = @_;
@@ -875,9 +876,15 @@ sub fake_server {
                 print $fh "$id{$s} $path\n";
                 close $fh;
 
-                syswrite($s, $answers->{$path}
+                my $answer = $answers->{$path}
                              // "HTTP/1.1 500 No Script\r\n"
-                                . "Content-Length: 0\r\n\r\n");
+                                . "Content-Length: 0\r\n\r\n";
+
+                # an array of chunks goes out one write at a time
+                for my $chunk (ref $answer ? @$answer : $answer) {
+                    syswrite($s, $chunk);
+                    sleep(0.002) if ref $answer;
+                }
             }
         }
     }
