@@ -20,12 +20,6 @@ static void ngx_http_mpns_send_done(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_cleanup(void *data);
 static ngx_int_t ngx_http_mpns_send_result(ngx_http_request_t *r,
     ngx_http_mpns_ctx_t *ctx);
-static ngx_int_t ngx_http_mpns_send_error(ngx_http_request_t *r,
-    ngx_http_mpns_error_t *err);
-static ngx_int_t ngx_http_mpns_send_json(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *p, size_t len);
-static ngx_int_t ngx_http_mpns_add_header(ngx_http_request_t *r,
-    char *name, ngx_str_t *value);
 static ngx_int_t ngx_http_mpns_copy(ngx_pool_t *pool, ngx_str_t *dst,
     ngx_str_t *src);
 
@@ -43,11 +37,22 @@ static char *ngx_http_mpns_allowed_hosts(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_mpns_add_host(ngx_conf_t *cf, ngx_array_t *hosts,
     ngx_str_t *pattern);
+static char *ngx_http_mpns_broadcast(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_mpns_init_process(ngx_cycle_t *cycle);
+static void ngx_http_mpns_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_conf_num_bounds_t  ngx_http_mpns_keepalive_bounds = {
     ngx_conf_check_num_bounds, 0, 65535
+};
+
+static ngx_conf_num_bounds_t  ngx_http_mpns_concurrency_bounds = {
+    ngx_conf_check_num_bounds, 1, 65535
+};
+
+static ngx_conf_num_bounds_t  ngx_http_mpns_report_bounds = {
+    ngx_conf_check_num_bounds, 0, 10000
 };
 
 
@@ -130,6 +135,55 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       offsetof(ngx_http_mpns_main_conf_t, keepalive_timeout),
       NULL },
 
+    { ngx_string("mpns_worker_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mpns_main_conf_t, worker_concurrency),
+      &ngx_http_mpns_concurrency_bounds },
+
+    { ngx_string("mpns_registry_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_mpns_registry_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_registry"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpns_registry_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_broadcast"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_mpns_broadcast,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, concurrency),
+      &ngx_http_mpns_concurrency_bounds },
+
+    { ngx_string("mpns_remove_expired"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, remove_expired),
+      NULL },
+
+    { ngx_string("mpns_report_failures"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, report_failures),
+      &ngx_http_mpns_report_bounds },
+
       ngx_null_command
 };
 
@@ -159,7 +213,7 @@ ngx_module_t  ngx_http_mpns_module = {
     ngx_http_mpns_init_process,            /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_mpns_exit_process,            /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -249,7 +303,7 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
 
-    rc = ngx_http_mpns_request_spec(r, mlcf, &spec, &err);
+    rc = ngx_http_mpns_request_spec(r, mlcf, &spec, NULL, &err);
 
     if (rc == NGX_DECLINED) {
         goto mistake;
@@ -290,7 +344,8 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
         goto failed;
     }
 
-    rc = ngx_http_mpns_request_channel(r, mlcf, channel, job, &target, &err);
+    rc = ngx_http_mpns_request_channel(r, mlcf, channel, job->pool, job,
+                                       &target, &err);
 
     if (rc != NGX_OK
         || ngx_http_mpns_message_request(r->pool, &msg, &target,
@@ -527,7 +582,7 @@ ngx_http_mpns_send_result(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_mpns_send_error(ngx_http_request_t *r, ngx_http_mpns_error_t *err)
 {
     u_char               *p, *buf;
@@ -568,7 +623,7 @@ ngx_http_mpns_send_error(ngx_http_request_t *r, ngx_http_mpns_error_t *err)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_mpns_send_json(ngx_http_request_t *r, ngx_uint_t status, u_char *p,
     size_t len)
 {
@@ -606,7 +661,7 @@ ngx_http_mpns_send_json(ngx_http_request_t *r, ngx_uint_t status, u_char *p,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_mpns_add_header(ngx_http_request_t *r, char *name, ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
@@ -673,6 +728,14 @@ ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
 
     mmcf->keepalive = NGX_CONF_UNSET_UINT;
     mmcf->keepalive_timeout = NGX_CONF_UNSET_MSEC;
+    mmcf->worker_concurrency = NGX_CONF_UNSET_UINT;
+
+    if (ngx_array_init(&mmcf->registries, cf->pool, 1,
+                       sizeof(ngx_shm_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     return mmcf;
 }
@@ -685,6 +748,7 @@ ngx_http_mpns_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_uint_value(mmcf->keepalive, 32);
     ngx_conf_init_msec_value(mmcf->keepalive_timeout, 60000);
+    ngx_conf_init_uint_value(mmcf->worker_concurrency, 1000);
 
     return NGX_CONF_OK;
 }
@@ -705,6 +769,8 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
      *
      *     mlcf->send = 0;
      *     mlcf->type = 0;
+     *     mlcf->registry = NULL;
+     *     mlcf->broadcast = NULL;
      */
 
     mlcf->channel = NGX_CONF_UNSET_PTR;
@@ -715,6 +781,9 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
     mlcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->send_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->read_timeout = NGX_CONF_UNSET_MSEC;
+    mlcf->concurrency = NGX_CONF_UNSET_UINT;
+    mlcf->remove_expired = NGX_CONF_UNSET;
+    mlcf->report_failures = NGX_CONF_UNSET_UINT;
 
     return mlcf;
 }
@@ -764,6 +833,17 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->send_timeout, prev->send_timeout, 15000);
     ngx_conf_merge_msec_value(conf->read_timeout, prev->read_timeout, 15000);
 
+    ngx_conf_merge_uint_value(conf->concurrency, prev->concurrency, 100);
+    ngx_conf_merge_value(conf->remove_expired, prev->remove_expired, 1);
+    ngx_conf_merge_uint_value(conf->report_failures, prev->report_failures,
+                              100);
+
+    if (ngx_http_mpns_registry_check(cf, conf->registry) != NGX_CONF_OK
+        || ngx_http_mpns_registry_check(cf, conf->broadcast) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -777,7 +857,7 @@ ngx_http_mpns_send(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (mlcf->send) {
+    if (mlcf->send || mlcf->broadcast || mlcf->registry) {
         return "is duplicate";
     }
 
@@ -791,6 +871,45 @@ ngx_http_mpns_send(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (type == NGX_ERROR) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        mlcf->type = type;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_mpns_send_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mpns_broadcast(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    ngx_int_t                  type;
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (mlcf->send || mlcf->broadcast || mlcf->registry) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    mlcf->broadcast = ngx_http_mpns_registry_add(cf, &value[1]);
+    if (mlcf->broadcast == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3) {
+        type = ngx_http_mpns_type(&value[2]);
+
+        if (type == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
             return NGX_CONF_ERROR;
         }
 
@@ -947,5 +1066,12 @@ ngx_http_mpns_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_http_mpns_registry_init_process(cycle);
+}
+
+
+static void
+ngx_http_mpns_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mpns_registry_exit_process(cycle);
 }

@@ -13,14 +13,20 @@
 #include <ngx_http.h>
 #include "ngx_http_mpns_message.h"
 #include "ngx_http_mpns_engine.h"
+#include "ngx_http_mpns_json.h"
 
 
 #define NGX_HTTP_MPNS_MAX_CHANNEL       1024
 
 
+#include "ngx_http_mpns_registry.h"
+
+
 typedef struct {
     ngx_uint_t                     keepalive;
     ngx_msec_t                     keepalive_timeout;
+    ngx_uint_t                     worker_concurrency;
+    ngx_array_t                    registries;  /* ngx_shm_zone_t * */
 
     /* per worker, set in init_process */
     ngx_http_mpns_engine_t        *engine;
@@ -44,7 +50,33 @@ typedef struct {
     ngx_msec_t                     connect_timeout;
     ngx_msec_t                     send_timeout;
     ngx_msec_t                     read_timeout;
+
+    ngx_shm_zone_t                *registry;  /* mpns_registry */
+    ngx_shm_zone_t                *broadcast; /* mpns_broadcast */
+    ngx_uint_t                     concurrency;
+    ngx_flag_t                     remove_expired;
+    ngx_uint_t                     report_failures;
 } ngx_http_mpns_loc_conf_t;
+
+
+/* who a notification goes to, besides "channel" */
+typedef struct {
+    ngx_http_mpns_filter_t         filter;    /* mpns_broadcast */
+    ngx_http_mpns_json_t           json;      /* the body, for "channels" */
+    ngx_uint_t                     channels;  /* its token, 0: none */
+} ngx_http_mpns_targets_t;
+
+
+typedef struct ngx_http_mpns_batch_s  ngx_http_mpns_batch_t;
+
+
+/* recipients by result: failed = sent - delivered - expired */
+typedef struct {
+    ngx_uint_t                     sent;
+    ngx_uint_t                     delivered;
+    ngx_uint_t                     expired;
+    ngx_uint_t                     failed;
+} ngx_http_mpns_counts_t;
 
 
 typedef struct {
@@ -57,6 +89,9 @@ typedef struct {
     ngx_msec_t                     elapsed;
     const char                    *error;         /* a caller's mistake */
 
+    ngx_http_mpns_batch_t         *batch;         /* several recipients */
+    ngx_http_mpns_counts_t         counts;
+
     unsigned                       done:1;
     unsigned                       failed:1;
     unsigned                       starting:1;
@@ -65,11 +100,25 @@ typedef struct {
 
 ngx_int_t ngx_http_mpns_request_spec(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
-    ngx_http_mpns_error_t *err);
+    ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_request_channel(ngx_http_request_t *r,
-    ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel,
+    ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel, ngx_pool_t *pool,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
     ngx_http_mpns_error_t *err);
+ngx_int_t ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max,
+    ngx_str_t *body);
+ngx_int_t ngx_http_mpns_request_is_type(ngx_table_elt_t *h, char *type,
+    size_t len);
+
+ngx_int_t ngx_http_mpns_send_error(ngx_http_request_t *r,
+    ngx_http_mpns_error_t *err);
+ngx_int_t ngx_http_mpns_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *p, size_t len);
+ngx_int_t ngx_http_mpns_add_header(ngx_http_request_t *r, char *name,
+    ngx_str_t *value);
+
+ngx_int_t ngx_http_mpns_batch_start(ngx_http_request_t *r,
+    ngx_http_mpns_message_t *msg, ngx_http_mpns_targets_t *targets);
 
 ngx_int_t ngx_http_mpns_add_variables(ngx_conf_t *cf);
 

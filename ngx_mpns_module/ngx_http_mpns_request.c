@@ -26,10 +26,6 @@ typedef struct {
 static ngx_int_t ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *conf,
     ngx_http_mpns_error_t *err);
-static ngx_int_t ngx_http_mpns_read_body(ngx_http_request_t *r, size_t max,
-    ngx_str_t *body);
-static ngx_int_t ngx_http_mpns_is_type(ngx_table_elt_t *h, char *type,
-    size_t len);
 static ngx_int_t ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src);
 static ngx_int_t ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
@@ -54,7 +50,7 @@ static ngx_str_t  ngx_http_mpns_clear_field = ngx_string("clear");
 ngx_int_t
 ngx_http_mpns_request_spec(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
-    ngx_http_mpns_error_t *err)
+    ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err)
 {
     uint64_t                     bit;
     ngx_int_t                    rc;
@@ -83,7 +79,7 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
         return rc;
     }
 
-    rc = ngx_http_mpns_read_body(r, mlcf->max_body_size, &body);
+    rc = ngx_http_mpns_request_body(r, mlcf->max_body_size, &body);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -123,12 +119,12 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
         src.seen = 0;
         src.strict = 1;
 
-        if (ngx_http_mpns_is_type(ct, "application/json",
+        if (ngx_http_mpns_request_is_type(ct, "application/json",
                                   sizeof("application/json") - 1))
         {
             rc = ngx_http_mpns_parse_json(r->pool, &body, &src);
 
-        } else if (ngx_http_mpns_is_type(ct,
+        } else if (ngx_http_mpns_request_is_type(ct,
                                       "application/x-www-form-urlencoded",
                             sizeof("application/x-www-form-urlencoded") - 1))
         {
@@ -233,7 +229,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
 
 ngx_int_t
 ngx_http_mpns_request_channel(ngx_http_request_t *r,
-    ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel,
+    ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel, ngx_pool_t *pool,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
     ngx_http_mpns_error_t *err)
 {
@@ -302,7 +298,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
 
     } else if (*p == '?') {
         target->uri.len = last - p + 1;
-        target->uri.data = ngx_pnalloc(r->pool, target->uri.len);
+        target->uri.data = ngx_pnalloc(pool, target->uri.len);
         if (target->uri.data == NULL) {
             return NGX_ERROR;
         }
@@ -321,7 +317,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
     u.default_port = 80;
     u.no_resolve = 1;
 
-    if (ngx_parse_url(r->pool, &u) != NGX_OK || u.host.len == 0) {
+    if (ngx_parse_url(pool, &u) != NGX_OK || u.host.len == 0) {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                      "invalid channel",
                                      &ngx_http_mpns_channel_field);
@@ -338,6 +334,11 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
         return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
                                      "channel host is not allowed",
                                      &ngx_http_mpns_channel_field);
+    }
+
+    if (job == NULL) {
+        /* validation only */
+        return NGX_OK;
     }
 
     job->port = u.port;
@@ -359,8 +360,8 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_mpns_read_body(ngx_http_request_t *r, size_t max, ngx_str_t *body)
+ngx_int_t
+ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max, ngx_str_t *body)
 {
     u_char       *p;
     size_t        len;
@@ -427,8 +428,8 @@ ngx_http_mpns_read_body(ngx_http_request_t *r, size_t max, ngx_str_t *body)
 }
 
 
-static ngx_int_t
-ngx_http_mpns_is_type(ngx_table_elt_t *h, char *type, size_t len)
+ngx_int_t
+ngx_http_mpns_request_is_type(ngx_table_elt_t *h, char *type, size_t len)
 {
     if (h == NULL || h->value.len < len
         || ngx_strncasecmp(h->value.data, (u_char *) type, len) != 0)

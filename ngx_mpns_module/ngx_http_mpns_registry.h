@@ -1,0 +1,109 @@
+
+/*
+ * Copyright (C) ngx_mpns_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MPNS_REGISTRY_H_INCLUDED_
+#define _NGX_HTTP_MPNS_REGISTRY_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#define NGX_HTTP_MPNS_MAX_TAGS          16
+#define NGX_HTTP_MPNS_MAX_TAG           64
+#define NGX_HTTP_MPNS_MAX_NAME          255     /* user, device, os */
+
+/* how many entries one ngx_http_mpns_registry_next() call may look at */
+#define NGX_HTTP_MPNS_SCAN              4096
+
+#define NGX_HTTP_MPNS_BY_CHANNEL        0
+#define NGX_HTTP_MPNS_BY_DEVICE         1
+#define NGX_HTTP_MPNS_BY_USER           2
+
+
+typedef struct ngx_http_mpns_registry_s  ngx_http_mpns_registry_t;
+
+
+/* one registration; when read from the zone, strings point into it */
+typedef struct {
+    ngx_str_t                      channel;
+    ngx_str_t                      user;      /* empty: none */
+    ngx_str_t                      device;
+    ngx_str_t                      os;
+    ngx_str_t                      tags[NGX_HTTP_MPNS_MAX_TAGS];
+    ngx_uint_t                     ntags;
+    time_t                         created;
+} ngx_http_mpns_entry_t;
+
+
+/* which entries a listing or a broadcast wants; an empty string: any */
+typedef struct {
+    ngx_str_t                      user;
+    ngx_str_t                      tag;
+    ngx_str_t                      os;
+} ngx_http_mpns_filter_t;
+
+
+/*
+ * A position in the registry that survives releasing the zone lock:
+ * the last entry handed out, compared as the registry orders entries.
+ */
+typedef struct {
+    uint32_t                       hash;
+    size_t                         len;
+    u_char                         channel[NGX_HTTP_MPNS_MAX_CHANNEL];
+
+    unsigned                       started:1;
+    unsigned                       done:1;
+} ngx_http_mpns_cursor_t;
+
+
+/*
+ * Called with the zone locked: copy what is needed and return NGX_OK to
+ * take the entry (the cursor moves past it), NGX_DECLINED to stop before
+ * it (it is offered again by the next call), or NGX_ERROR.
+ */
+typedef ngx_int_t (*ngx_http_mpns_entry_pt)(ngx_http_mpns_entry_t *entry,
+    void *data);
+
+
+/* directives, referenced from the module's command table */
+char *ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_mpns_registry_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* "NAME" of mpns_registry/mpns_broadcast; NULL after an [emerg] */
+ngx_shm_zone_t *ngx_http_mpns_registry_add(ngx_conf_t *cf, ngx_str_t *name);
+
+/* NGX_CONF_OK, or an error if the zone was referenced but not declared */
+char *ngx_http_mpns_registry_check(ngx_conf_t *cf, ngx_shm_zone_t *zone);
+
+ngx_http_mpns_registry_t *ngx_http_mpns_registry_get(ngx_shm_zone_t *zone);
+ngx_str_t *ngx_http_mpns_registry_name(ngx_http_mpns_registry_t *reg);
+
+/*
+ * Entries after "cursor" that match "filter", at most "limit" of them and
+ * looking at no more than NGX_HTTP_MPNS_SCAN; sets cursor->done at the end.
+ */
+ngx_int_t ngx_http_mpns_registry_next(ngx_http_mpns_registry_t *reg,
+    ngx_http_mpns_filter_t *filter, ngx_http_mpns_cursor_t *cursor,
+    ngx_uint_t limit, ngx_http_mpns_entry_pt handler, void *data);
+
+/* removes entries by channel, device or user; "deleted" counts them */
+ngx_int_t ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg,
+    ngx_uint_t by, ngx_str_t *value, ngx_uint_t *deleted);
+
+/* the location handler of mpns_registry */
+ngx_int_t ngx_http_mpns_registry_handler(ngx_http_request_t *r);
+
+/* per worker: arm state saving; flush it when the worker exits */
+ngx_int_t ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle);
+void ngx_http_mpns_registry_exit_process(ngx_cycle_t *cycle);
+
+
+#endif /* _NGX_HTTP_MPNS_REGISTRY_H_INCLUDED_ */
