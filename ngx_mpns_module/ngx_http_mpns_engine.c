@@ -73,6 +73,7 @@ ngx_http_mpns_engine_create(ngx_cycle_t *cycle, ngx_uint_t keepalive,
 
     ngx_queue_init(&engine->cache);
     ngx_queue_init(&engine->free);
+    ngx_queue_init(&engine->waiting);
 
     engine->keepalive_timeout = keepalive_timeout;
     engine->random = engine->randoms + NGX_HTTP_MPNS_RANDOM_SIZE;

@@ -28,6 +28,11 @@ typedef struct {
     ngx_queue_t                    cache;    /* idle connections, MRU first */
     ngx_queue_t                    free;
     ngx_msec_t                     keepalive_timeout;
+
+    /* fan-out: jobs of all batches in flight, batches waiting for a slot */
+    ngx_uint_t                     busy;
+    ngx_queue_t                    waiting;
+
     u_char                        *random;   /* next unused random bytes */
     u_char                         randoms[NGX_HTTP_MPNS_RANDOM_SIZE];
 } ngx_http_mpns_engine_t;
@@ -62,6 +67,7 @@ struct ngx_http_mpns_job_s {
 
     ngx_http_mpns_job_handler_pt   handler;
     void                          *data;
+    ngx_queue_t                    queue;     /* the owner's, if it wants */
 
     /* result */
     ngx_http_mpns_response_t       response;

@@ -294,7 +294,10 @@ static ngx_http_mpns_outcome_t  ngx_http_mpns_outcomes[] = {
 
     { ngx_string("unavailable"), ngx_string("retry"), 60 },
     { ngx_string("transport_error"), ngx_string("retry"), 60 },
-    { ngx_string("timeout"), ngx_string("retry"), 60 }
+    { ngx_string("timeout"), ngx_string("retry"), 60 },
+
+    /* a fan-out recipient that mpns_allowed_hosts no longer allows */
+    { ngx_string("refused"), ngx_string("fix_request"), 0 }
 };
 
 

@@ -129,6 +129,8 @@ typedef struct {
 #define NGX_HTTP_MPNS_UNAVAILABLE                 11
 #define NGX_HTTP_MPNS_TRANSPORT_ERROR             12
 #define NGX_HTTP_MPNS_TIMEOUT                     13
+#define NGX_HTTP_MPNS_REFUSED                     14   /* never sent */
+#define NGX_HTTP_MPNS_NOUTCOMES                   15
 
 
 typedef struct {

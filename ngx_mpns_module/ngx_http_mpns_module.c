@@ -296,6 +296,7 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
     ngx_http_mpns_error_t       err;
     ngx_http_mpns_target_t      target;
     ngx_http_mpns_message_t     msg;
+    ngx_http_mpns_targets_t     targets;
     ngx_http_mpns_loc_conf_t   *mlcf;
     ngx_http_mpns_main_conf_t  *mmcf;
 
@@ -303,7 +304,10 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
 
-    rc = ngx_http_mpns_request_spec(r, mlcf, &spec, NULL, &err);
+    ngx_memzero(&targets, sizeof(ngx_http_mpns_targets_t));
+    targets.broadcast = (mlcf->broadcast != NULL);
+
+    rc = ngx_http_mpns_request_spec(r, mlcf, &spec, &targets, &err);
 
     if (rc == NGX_DECLINED) {
         goto mistake;
@@ -315,7 +319,7 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
 
     channel = &spec.values[NGX_HTTP_MPNS_F_CHANNEL];
 
-    if (channel->data == NULL) {
+    if (channel->data == NULL && !targets.broadcast && !targets.channels) {
         err.status = NGX_HTTP_BAD_REQUEST;
         err.text = "missing field";
         err.field = ngx_http_mpns_channel_field;
@@ -337,6 +341,20 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
 
     if (rc != NGX_OK) {
         goto failed;
+    }
+
+    if (targets.broadcast || targets.channels) {
+        rc = ngx_http_mpns_batch_start(r, &msg, &targets, &err);
+
+        if (rc == NGX_DECLINED) {
+            goto mistake;
+        }
+
+        if (rc != NGX_OK) {
+            goto failed;
+        }
+
+        return;
     }
 
     job = ngx_http_mpns_job_create(mmcf->engine, r->connection->log);
@@ -441,6 +459,19 @@ ngx_http_mpns_send_done(ngx_http_mpns_job_t *job)
 
     ctx->outcome = job->outcome;
     ctx->attempts = job->attempts;
+
+    ctx->counts.sent = 1;
+
+    if (job->outcome == NGX_HTTP_MPNS_DELIVERED) {
+        ctx->counts.delivered = 1;
+
+    } else if (job->outcome == NGX_HTTP_MPNS_EXPIRED) {
+        ctx->counts.expired = 1;
+
+    } else {
+        ctx->counts.failed = 1;
+    }
+
     ctx->elapsed = job->elapsed;
     ctx->job = NULL;
     ctx->done = 1;

@@ -64,6 +64,7 @@ typedef struct {
     ngx_http_mpns_filter_t         filter;    /* mpns_broadcast */
     ngx_http_mpns_json_t           json;      /* the body, for "channels" */
     ngx_uint_t                     channels;  /* its token, 0: none */
+    unsigned                       broadcast:1;
 } ngx_http_mpns_targets_t;
 
 
@@ -118,7 +119,8 @@ ngx_int_t ngx_http_mpns_add_header(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
 
 ngx_int_t ngx_http_mpns_batch_start(ngx_http_request_t *r,
-    ngx_http_mpns_message_t *msg, ngx_http_mpns_targets_t *targets);
+    ngx_http_mpns_message_t *msg, ngx_http_mpns_targets_t *targets,
+    ngx_http_mpns_error_t *err);
 
 ngx_int_t ngx_http_mpns_add_variables(ngx_conf_t *cf);
 

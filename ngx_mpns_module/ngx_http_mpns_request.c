@@ -17,8 +17,11 @@
 /* one source of field values: query, body or nginx.conf */
 typedef struct {
     ngx_http_mpns_spec_t          *spec;
+    ngx_http_mpns_targets_t       *targets;   /* NULL: a single channel */
     ngx_http_mpns_error_t         *err;
+    ngx_pool_t                    *pool;
     uint64_t                       seen;
+    ngx_uint_t                     seen_targets;
     unsigned                       strict:1;
 } ngx_http_mpns_source_t;
 
@@ -32,6 +35,9 @@ static ngx_int_t ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src);
 static ngx_int_t ngx_http_mpns_set(ngx_http_mpns_source_t *src,
     ngx_str_t *name, ngx_str_t *value);
+static ngx_int_t ngx_http_mpns_set_target(ngx_http_mpns_source_t *src,
+    ngx_str_t *name, ngx_http_mpns_json_t *json,
+    ngx_http_mpns_json_tok_t *v);
 static ngx_int_t ngx_http_mpns_set_index(ngx_http_mpns_source_t *src,
     ngx_uint_t index, ngx_str_t *value);
 static ngx_int_t ngx_http_mpns_clear(ngx_http_mpns_source_t *src,
@@ -45,6 +51,17 @@ static ngx_int_t ngx_http_mpns_mistake(ngx_http_mpns_error_t *err,
 static ngx_str_t  ngx_http_mpns_body_field = ngx_string("body");
 static ngx_str_t  ngx_http_mpns_channel_field = ngx_string("channel");
 static ngx_str_t  ngx_http_mpns_clear_field = ngx_string("clear");
+static ngx_str_t  ngx_http_mpns_channels_field = ngx_string("channels");
+
+
+/* fields that choose recipients rather than fill the notification */
+static ngx_str_t  ngx_http_mpns_target_names[] = {
+    ngx_string("channels"),                /* mpns_send */
+    ngx_string("user"),                    /* mpns_broadcast filters */
+    ngx_string("tag"),
+    ngx_string("os"),
+    ngx_null_string
+};
 
 
 ngx_int_t
@@ -65,7 +82,10 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
     src.err = err;
     src.strict = 0;
     src.seen = 0;
+    src.seen_targets = 0;
     src.spec = spec;
+    src.targets = targets;
+    src.pool = r->pool;
 
     if (r->args.len) {
         rc = ngx_http_mpns_parse_form(r->pool, &r->args, &src);
@@ -117,6 +137,7 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
 
     } else if (body.len) {
         src.seen = 0;
+        src.seen_targets = 0;
         src.strict = 1;
 
         if (ngx_http_mpns_request_is_type(ct, "application/json",
@@ -139,6 +160,24 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
         if (rc != NGX_OK) {
             return rc;
         }
+    }
+
+    if (targets && mlcf->broadcast
+        && spec->values[NGX_HTTP_MPNS_F_CHANNEL].data)
+    {
+        /* a broadcast's recipients come from the registry only */
+        return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                     "unknown field",
+                                     &ngx_http_mpns_channel_field);
+    }
+
+    if (targets && targets->channels
+        && (spec->values[NGX_HTTP_MPNS_F_CHANNEL].data
+            || conf.values[NGX_HTTP_MPNS_F_CHANNEL].data))
+    {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                     "both channel and channels given",
+                                     &ngx_http_mpns_channels_field);
     }
 
     /* nginx.conf wins, field by field */
@@ -174,8 +213,11 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_memzero(conf, sizeof(ngx_http_mpns_spec_t));
 
     src.spec = conf;
+    src.targets = NULL;
     src.err = err;
+    src.pool = r->pool;
     src.seen = 0;
+    src.seen_targets = 0;
     src.strict = 1;
 
     if (mlcf->type) {
@@ -564,6 +606,16 @@ ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
         v = &t[i + 1];
         i = v->next;
 
+        rc = ngx_http_mpns_set_target(src, &name, &json, v);
+
+        if (rc != NGX_DECLINED) {
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            continue;
+        }
+
         index = ngx_http_mpns_field_index(&name);
 
         if (index == NGX_ERROR) {
@@ -662,7 +714,21 @@ static ngx_int_t
 ngx_http_mpns_set(ngx_http_mpns_source_t *src, ngx_str_t *name,
     ngx_str_t *value)
 {
-    ngx_int_t  index;
+    ngx_int_t                 rc, index;
+    ngx_http_mpns_json_tok_t  tok;
+
+    if (src->targets) {
+        tok.type = NGX_HTTP_MPNS_JSON_STRING;
+        tok.raw = *value;
+        tok.size = 0;
+        tok.next = 0;
+
+        rc = ngx_http_mpns_set_target(src, name, NULL, &tok);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
 
     index = ngx_http_mpns_field_index(name);
 
@@ -677,6 +743,109 @@ ngx_http_mpns_set(ngx_http_mpns_source_t *src, ngx_str_t *name,
     }
 
     return ngx_http_mpns_set_index(src, index, value);
+}
+
+
+/*
+ * "channels" (a JSON array, for mpns_send) and the broadcast filters;
+ * NGX_DECLINED when "name" is none of them here.  A value from a form is
+ * passed as an already decoded string token with no json.
+ */
+
+static ngx_int_t
+ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
+    ngx_http_mpns_json_t *json, ngx_http_mpns_json_tok_t *v)
+{
+    ngx_str_t                 *dst, value;
+    ngx_uint_t                 i, bit;
+    ngx_http_mpns_targets_t   *tg;
+
+    tg = src->targets;
+
+    if (tg == NULL) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; ngx_http_mpns_target_names[i].len; i++) {
+        if (name->len == ngx_http_mpns_target_names[i].len
+            && ngx_strncmp(name->data, ngx_http_mpns_target_names[i].data,
+                           name->len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    if (ngx_http_mpns_target_names[i].len == 0) {
+        return NGX_DECLINED;
+    }
+
+    /* "channels" belongs to mpns_send, the filters to mpns_broadcast */
+
+    if ((i == 0) == tg->broadcast) {
+        return NGX_DECLINED;
+    }
+
+    bit = (ngx_uint_t) 1 << i;
+
+    if (src->seen_targets & bit) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "duplicate field",
+                                     &ngx_http_mpns_target_names[i]);
+    }
+
+    src->seen_targets |= bit;
+
+    if (i == 0) {
+        if (json == NULL || v->type != NGX_HTTP_MPNS_JSON_ARRAY) {
+            return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                         "invalid value",
+                                         &ngx_http_mpns_channels_field);
+        }
+
+        if (v->size == 0) {
+            return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                         "empty list",
+                                         &ngx_http_mpns_channels_field);
+        }
+
+        tg->json = *json;
+        tg->channels = v - json->tokens;
+
+        return NGX_OK;
+    }
+
+    if (v->type != NGX_HTTP_MPNS_JSON_STRING) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "invalid value",
+                                     &ngx_http_mpns_target_names[i]);
+    }
+
+    if (json) {
+        if (ngx_http_mpns_json_string(src->pool, v, &value) != NGX_OK) {
+            return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                         "invalid value",
+                                         &ngx_http_mpns_target_names[i]);
+        }
+
+    } else {
+        value = v->raw;
+    }
+
+    if (value.len > NGX_HTTP_MPNS_MAX_NAME) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "value too long",
+                                     &ngx_http_mpns_target_names[i]);
+    }
+
+    /* an empty filter matches everything */
+
+    dst = (i == 1) ? &tg->filter.user
+                   : (i == 2) ? &tg->filter.tag : &tg->filter.os;
+
+    *dst = value;
+
+    return NGX_OK;
 }
 
 

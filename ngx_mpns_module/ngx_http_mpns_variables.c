@@ -29,6 +29,8 @@ static ngx_int_t ngx_http_mpns_variable_response_time(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mpns_variable_error(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mpns_variable_count(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_http_mpns_ctx_t *ngx_http_mpns_variable_ctx(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, ngx_uint_t done);
 static void ngx_http_mpns_variable_set(ngx_http_variable_value_t *v,
@@ -81,6 +83,26 @@ static ngx_http_variable_t  ngx_http_mpns_vars[] = {
 
     { ngx_string("mpns_error"), NULL,
       ngx_http_mpns_variable_error, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpns_sent"), NULL,
+      ngx_http_mpns_variable_count,
+      offsetof(ngx_http_mpns_ctx_t, counts.sent),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpns_delivered"), NULL,
+      ngx_http_mpns_variable_count,
+      offsetof(ngx_http_mpns_ctx_t, counts.delivered),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpns_expired"), NULL,
+      ngx_http_mpns_variable_count,
+      offsetof(ngx_http_mpns_ctx_t, counts.expired),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpns_failed"), NULL,
+      ngx_http_mpns_variable_count,
+      offsetof(ngx_http_mpns_ctx_t, counts.failed),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -199,6 +221,12 @@ ngx_http_mpns_variable_outcome(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    if (ctx->batch) {
+        /* each recipient has its own; see $mpns_delivered and others */
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
     outcome = ngx_http_mpns_outcome(ctx->outcome);
     s = data ? &outcome->action : &outcome->name;
 
@@ -217,6 +245,11 @@ ngx_http_mpns_variable_attempts(ngx_http_request_t *r,
 
     ctx = ngx_http_mpns_variable_ctx(r, v, 1);
     if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    if (ctx->batch) {
+        v->not_found = 1;
         return NGX_OK;
     }
 
@@ -278,6 +311,33 @@ ngx_http_mpns_variable_error(ngx_http_request_t *r,
 
     ngx_http_mpns_variable_set(v, (u_char *) ctx->error,
                                ngx_strlen(ctx->error));
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_variable_count(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char               *p;
+    ngx_http_mpns_ctx_t  *ctx;
+
+    ctx = ngx_http_mpns_variable_ctx(r, v, 1);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_mpns_variable_set(v, p,
+                               ngx_sprintf(p, "%ui",
+                                           *(ngx_uint_t *) ((char *) ctx
+                                                            + data))
+                               - p);
 
     return NGX_OK;
 }
