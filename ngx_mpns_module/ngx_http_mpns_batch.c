@@ -144,7 +144,15 @@ ngx_http_mpns_batch_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
     batch->mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
     batch->mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
     batch->engine = batch->mmcf->engine;
-    batch->msg = msg;
+
+    /* the caller's message is on its stack */
+
+    batch->msg = ngx_palloc(r->pool, sizeof(ngx_http_mpns_message_t));
+    if (batch->msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    *batch->msg = *msg;
 
     if (targets->channels) {
         batch->tokens = targets->json.tokens;
@@ -355,7 +363,9 @@ ngx_http_mpns_batch_pump(ngx_http_mpns_batch_t *batch)
         if (engine->busy >= batch->mmcf->worker_concurrency
             || (!batch->woken && !ngx_queue_empty(&engine->waiting)))
         {
-            if (!batch->waiting) {
+            /* one already woken has a slot coming: its event pumps */
+
+            if (!batch->waiting && !batch->wake.posted) {
                 ngx_queue_insert_tail(&engine->waiting, &batch->queue);
                 batch->waiting = 1;
             }

@@ -608,7 +608,7 @@ ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
 
         rc = ngx_http_mpns_set_target(src, &name, &json, v);
 
-        if (rc != NGX_DECLINED) {
+        if (rc != NGX_DONE) {
             if (rc != NGX_OK) {
                 return rc;
             }
@@ -725,7 +725,7 @@ ngx_http_mpns_set(ngx_http_mpns_source_t *src, ngx_str_t *name,
 
         rc = ngx_http_mpns_set_target(src, name, NULL, &tok);
 
-        if (rc != NGX_DECLINED) {
+        if (rc != NGX_DONE) {
             return rc;
         }
     }
@@ -748,7 +748,7 @@ ngx_http_mpns_set(ngx_http_mpns_source_t *src, ngx_str_t *name,
 
 /*
  * "channels" (a JSON array, for mpns_send) and the broadcast filters;
- * NGX_DECLINED when "name" is none of them here.  A value from a form is
+ * NGX_DONE when "name" is none of them here.  A value from a form is
  * passed as an already decoded string token with no json.
  */
 
@@ -763,7 +763,7 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
     tg = src->targets;
 
     if (tg == NULL) {
-        return NGX_DECLINED;
+        return NGX_DONE;
     }
 
     for (i = 0; ngx_http_mpns_target_names[i].len; i++) {
@@ -777,13 +777,13 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
     }
 
     if (ngx_http_mpns_target_names[i].len == 0) {
-        return NGX_DECLINED;
+        return NGX_DONE;
     }
 
     /* "channels" belongs to mpns_send, the filters to mpns_broadcast */
 
     if ((i == 0) == tg->broadcast) {
-        return NGX_DECLINED;
+        return NGX_DONE;
     }
 
     bit = (ngx_uint_t) 1 << i;
