@@ -66,6 +66,7 @@ bench:
 	util/install-deps bench
 	$(MAKE) module
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench
+	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-fanout
 
 clean:
 	rm -rf build build-clang t/tmp

@@ -1217,5 +1217,10 @@ ngx_http_mpns_batch_cleanup(void *data)
 
     batch->active = 0;
 
+    /* the access log gets what was done so far */
+
+    batch->ctx->elapsed = ngx_current_msec - batch->start;
+    batch->ctx->done = 1;
+
     ngx_http_mpns_batch_stop(batch);
 }
