@@ -31,6 +31,7 @@ sub conf_test {
     my ($rc, $out) = $t->nginx_test(http_conf(<<"EOF_CONF"));
 
     mpns_allowed_hosts ^127\\.0\\.0\\.1\$;
+    mpns_registry_zone zone=r:1m;
     $h
 
     server {
@@ -128,6 +129,38 @@ refused(location => 'mpns_max_body_size x;',
         '"mpns_max_body_size" directive invalid value',
         'mpns_max_body_size x');
 
+refused(location => 'mpns_concurrency 0;',
+        'value must be between 1 and 65535', 'mpns_concurrency 0');
+refused(location => 'mpns_concurrency 65536;',
+        'value must be between 1 and 65535', 'mpns_concurrency 65536');
+refused(location => 'mpns_concurrency x;',
+        '"mpns_concurrency" directive invalid number', 'mpns_concurrency x');
+refused(http => 'mpns_worker_concurrency 0;',
+        'value must be between 1 and 65535', 'mpns_worker_concurrency 0');
+refused(location => 'mpns_worker_concurrency 10;',
+        '"mpns_worker_concurrency" directive is not allowed here',
+        'mpns_worker_concurrency in a location');
+refused(location => 'mpns_report_failures 10001;',
+        'value must be between 0 and 10000', 'mpns_report_failures 10001');
+refused(location => 'mpns_remove_expired maybe;',
+        'invalid value "maybe" in "mpns_remove_expired" directive, '
+        . 'it must be "on" or "off"', 'mpns_remove_expired maybe');
+refused(location => 'mpns_broadcast nope;',
+        'unknown mpns_registry_zone "nope"',
+        'mpns_broadcast of an undeclared registry');
+refused(location => 'mpns_broadcast r bogus;',
+        'invalid parameter "bogus"', 'mpns_broadcast with an unknown type');
+refused(location => 'mpns_broadcast r; mpns_send;',
+        '"mpns_send" directive is duplicate', 'mpns_broadcast and mpns_send');
+refused(location => 'mpns_send; mpns_broadcast r;',
+        '"mpns_broadcast" directive is duplicate',
+        'mpns_send and mpns_broadcast');
+refused(location => 'mpns_broadcast r; mpns_broadcast r;',
+        '"mpns_broadcast" directive is duplicate', 'mpns_broadcast twice');
+refused(server => 'mpns_broadcast r;',
+        '"mpns_broadcast" directive is not allowed here',
+        'mpns_broadcast at server level');
+
 # the PCRE message itself comes from the library: assert its frame
 
 {
@@ -160,12 +193,18 @@ refused(location => 'mpns_max_body_size x;',
                     '$mpns_device_connection_status $mpns_error '
                     '$mpns_message_id $mpns_notification_status '
                     '$mpns_outcome $mpns_response_time $mpns_status '
-                    '$mpns_subscription_status';
+                    '$mpns_subscription_status $mpns_sent $mpns_delivered '
+                    '$mpns_expired $mpns_failed';
 
     resolver 127.0.0.1:53 valid=30s ipv6=off;
 
     mpns_keepalive 16;
     mpns_keepalive_timeout 30s;
+    mpns_worker_concurrency 500;
+    mpns_registry_zone zone=devices:1m state=%%TESTDIR%%/devices.ndjson;
+    mpns_concurrency 50;
+    mpns_remove_expired off;
+    mpns_report_failures 20;
 
     mpns_allowed_hosts ^127\.0\.0\.1$ (^|\.)notify\.live\.net$;
     mpns_channel $arg_channel;
@@ -190,9 +229,27 @@ refused(location => 'mpns_max_body_size x;',
         mpns_read_timeout 1s;
         mpns_max_payload_size 1k;
         mpns_max_body_size 16k;
+        mpns_concurrency 20;
+        mpns_remove_expired on;
+        mpns_report_failures 0;
 
         location = /push {
             mpns_send;
+        }
+
+        location = /channels {
+            mpns_registry devices;
+        }
+
+        location = /broadcast {
+            mpns_broadcast devices;
+            mpns_concurrency 10;
+            mpns_remove_expired off;
+            mpns_report_failures 5;
+        }
+
+        location = /broadcast/toast {
+            mpns_broadcast devices toast;
         }
 
         location = /toast {
