@@ -8,15 +8,323 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_mpns_module.h"
+#include "ngx_http_mpns_json.h"
 
 
-/* placeholder, replaced by the registry implementation */
+#define NGX_HTTP_MPNS_STATE_BUFFER      65536
+#define NGX_HTTP_MPNS_SAVE_DELAY        1000
+#define NGX_HTTP_MPNS_SAVE_RETRY        5000
+#define NGX_HTTP_MPNS_WRITER_STALE      60
+
+#define NGX_HTTP_MPNS_OWNER_NONE        0
+#define NGX_HTTP_MPNS_OWNER_DEVICE      1
+#define NGX_HTTP_MPNS_OWNER_USER        2
+
+
+/*
+ * One registration, one slab allocation: with a channel of about 125
+ * bytes and short user, device and os it fits a 256-byte slot.
+ */
+
+typedef struct {
+    ngx_rbtree_node_t              node;      /* by channel, first */
+    ngx_rbtree_node_t              owner;     /* by device, else user */
+    uint32_t                       created;
+    uint16_t                       len;       /* of the channel */
+    uint16_t                       tags_len;
+    u_char                         user_len;
+    u_char                         device_len;
+    u_char                         os_len;
+    u_char                         ntags;
+
+    /* channel, user, device, os, then each tag after its length byte */
+    u_char                         data[1];
+} ngx_http_mpns_registry_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t                   channels;
+    ngx_rbtree_node_t              channels_sentinel;
+    ngx_rbtree_t                   owners;
+    ngx_rbtree_node_t              owners_sentinel;
+    ngx_uint_t                     count;
+    uint64_t                       version;   /* bumped by every change */
+    uint64_t                       saved;     /* the one in the state file */
+    ngx_pid_t                      writer;    /* saving it now, 0: none */
+    time_t                         writing;   /* since */
+    ngx_uint_t                     full;      /* "is full" was logged */
+} ngx_http_mpns_registry_shctx_t;
+
+
+struct ngx_http_mpns_registry_s {
+    ngx_http_mpns_registry_shctx_t  *sh;
+    ngx_slab_pool_t                 *shpool;
+    ngx_shm_zone_t                  *shm_zone;
+    ngx_str_t                        state;    /* null-terminated or empty */
+
+    /* per worker, set in init_process */
+    u_char                          *temp;     /* "<state>.<pid>.tmp" */
+    ngx_event_t                      save;
+};
+
+
+/* where a state file is rendered, a chunk at a time */
+typedef struct {
+    u_char                        *start;
+    u_char                        *last;
+    u_char                        *end;
+    ngx_log_t                     *log;
+} ngx_http_mpns_registry_out_t;
+
+
+static ngx_int_t ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_http_mpns_registry_migrate(ngx_http_mpns_registry_t *reg,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_mpns_registry_copy(ngx_http_mpns_entry_t *entry,
+    void *data);
+static ngx_int_t ngx_http_mpns_registry_load(ngx_http_mpns_registry_t *reg,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_mpns_registry_load_line(
+    ngx_http_mpns_registry_t *reg, ngx_pool_t *pool, ngx_str_t *text,
+    ngx_uint_t line, ngx_log_t *log);
+static ngx_int_t ngx_http_mpns_registry_save(ngx_http_mpns_registry_t *reg,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_mpns_registry_write(ngx_http_mpns_registry_t *reg,
+    ngx_fd_t fd, u_char *buf, ngx_log_t *log);
+static ngx_int_t ngx_http_mpns_registry_render(ngx_http_mpns_entry_t *entry,
+    void *data);
+static void ngx_http_mpns_registry_save_handler(ngx_event_t *ev);
+static void ngx_http_mpns_registry_changed(ngx_http_mpns_registry_t *reg);
+
+static void ngx_http_mpns_registry_insert_channel(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_http_mpns_registry_insert_owner(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_mpns_registry_cmp(uint32_t hash, u_char *data,
+    size_t len, ngx_rbtree_node_t *node);
+static ngx_uint_t ngx_http_mpns_registry_owner(
+    ngx_http_mpns_registry_node_t *rn, ngx_str_t *owner);
+static ngx_http_mpns_registry_node_t *ngx_http_mpns_registry_lookup(
+    ngx_http_mpns_registry_shctx_t *sh, ngx_str_t *channel);
+static ngx_http_mpns_registry_node_t *ngx_http_mpns_registry_lookup_owner(
+    ngx_http_mpns_registry_shctx_t *sh, ngx_uint_t kind, ngx_str_t *owner);
+static ngx_http_mpns_registry_node_t *ngx_http_mpns_registry_after(
+    ngx_http_mpns_registry_shctx_t *sh, ngx_http_mpns_cursor_t *cursor);
+static ngx_http_mpns_registry_node_t *ngx_http_mpns_registry_succ(
+    ngx_http_mpns_registry_shctx_t *sh, ngx_http_mpns_registry_node_t *rn);
+static void ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
+    ngx_http_mpns_registry_node_t *rn);
+static void ngx_http_mpns_registry_entry(ngx_http_mpns_registry_node_t *rn,
+    ngx_http_mpns_entry_t *entry);
+static ngx_uint_t ngx_http_mpns_registry_match(
+    ngx_http_mpns_registry_node_t *rn, ngx_http_mpns_filter_t *filter);
+static void ngx_http_mpns_registry_mark(ngx_http_mpns_cursor_t *cursor,
+    ngx_http_mpns_registry_node_t *rn);
+
+static ngx_int_t ngx_http_mpns_registry_string(ngx_pool_t *pool,
+    ngx_http_mpns_json_tok_t *tok, ngx_str_t *name, size_t max,
+    ngx_str_t *value, ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_registry_mistake(ngx_http_mpns_error_t *err,
+    ngx_uint_t status, const char *text, ngx_str_t *field);
+
+
+static ngx_str_t  ngx_http_mpns_registry_fields[] = {
+    ngx_string("channel"),
+    ngx_string("user"),
+    ngx_string("device"),
+    ngx_string("os"),
+    ngx_string("tags"),
+    ngx_string("created"),
+    ngx_null_string
+};
+
+#define NGX_HTTP_MPNS_R_CHANNEL         0
+#define NGX_HTTP_MPNS_R_USER            1
+#define NGX_HTTP_MPNS_R_DEVICE          2
+#define NGX_HTTP_MPNS_R_OS              3
+#define NGX_HTTP_MPNS_R_TAGS            4
+#define NGX_HTTP_MPNS_R_CREATED         5
+
+
+static ngx_str_t  ngx_http_mpns_registry_body_field = ngx_string("body");
 
 
 char *
 ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    return "is not implemented";
+    ngx_http_mpns_main_conf_t *mmcf = conf;
+
+    u_char                    *p, *dir;
+    ssize_t                    size;
+    ngx_err_t                  err;
+    ngx_str_t                 *value, name, s, state;
+    ngx_uint_t                 i;
+    ngx_file_info_t            fi;
+    ngx_shm_zone_t            *shm_zone, **zones;
+    ngx_http_mpns_registry_t  *reg;
+
+    value = cf->args->elts;
+
+    size = 0;
+    ngx_str_null(&name);
+    ngx_str_null(&state);
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+
+            name.data = value[i].data + 5;
+
+            p = (u_char *) ngx_strchr(name.data, ':');
+
+            if (p == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            name.len = p - name.data;
+
+            if (name.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone name \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            size = ngx_parse_size(&s);
+
+            if (size == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zone \"%V\" is too small", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "state=", 6) == 0
+            && value[i].len > 6)
+        {
+            state.data = value[i].data + 6;
+            state.len = value[i].len - 6;
+
+            if (ngx_conf_full_name(cf->cycle, &state, 0) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"zone\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    zones = mmcf->registries.elts;
+
+    for (i = 0; i < mmcf->registries.nelts; i++) {
+        if (zones[i]->shm.name.len == name.len
+            && ngx_strncmp(zones[i]->shm.name.data, name.data, name.len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate zone \"%V\"", &name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (state.len) {
+
+        /* the workers write next to the file, so its directory must exist */
+
+        p = state.data + state.len;
+
+        while (p > state.data && p[-1] != '/') {
+            p--;
+        }
+
+        if (p > state.data + 1) {
+            p--;
+        }
+
+        dir = ngx_pnalloc(cf->pool, p - state.data + 1);
+        if (dir == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_cpystrn(dir, state.data, p - state.data + 1);
+
+        if (ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
+            err = ngx_errno;
+
+            if (err == NGX_ENOENT) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "state directory \"%s\" does not exist",
+                                   dir);
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, err,
+                                   ngx_file_info_n " \"%s\" failed", dir);
+            }
+
+            return NGX_CONF_ERROR;
+        }
+
+        if (!ngx_is_dir(&fi)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "state directory \"%s\" is not a directory",
+                               dir);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_mpns_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    reg = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_registry_t));
+    if (reg == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    reg->shm_zone = shm_zone;
+    reg->state = state;
+
+    shm_zone->init = ngx_http_mpns_registry_init_zone;
+    shm_zone->data = reg;
+
+    zones = ngx_array_push(&mmcf->registries);
+    if (zones == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zones = shm_zone;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -24,36 +332,696 @@ char *
 ngx_http_mpns_registry_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    return "is not implemented";
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (mlcf->send || mlcf->broadcast || mlcf->registry) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    mlcf->registry = ngx_http_mpns_registry_add(cf, &value[1]);
+    if (mlcf->registry == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_mpns_registry_handler;
+
+    return NGX_CONF_OK;
 }
 
 
 ngx_shm_zone_t *
 ngx_http_mpns_registry_add(ngx_conf_t *cf, ngx_str_t *name)
 {
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "not implemented");
-    return NULL;
+    /* size 0: a reference, mpns_registry_zone may come later */
+
+    return ngx_shared_memory_add(cf, name, 0, &ngx_http_mpns_module);
 }
 
 
 char *
 ngx_http_mpns_registry_check(ngx_conf_t *cf, ngx_shm_zone_t *zone)
 {
-    return NGX_CONF_OK;
+    if (zone == NULL || zone->data) {
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown mpns_registry_zone \"%V\"", &zone->shm.name);
+
+    return NGX_CONF_ERROR;
 }
 
 
 ngx_http_mpns_registry_t *
 ngx_http_mpns_registry_get(ngx_shm_zone_t *zone)
 {
-    return NULL;
+    return zone->data;
 }
 
 
 ngx_str_t *
 ngx_http_mpns_registry_name(ngx_http_mpns_registry_t *reg)
 {
-    return NULL;
+    return &reg->shm_zone->shm.name;
+}
+
+
+ngx_uint_t
+ngx_http_mpns_registry_count(ngx_http_mpns_registry_t *reg)
+{
+    ngx_uint_t  n;
+
+    ngx_shmtx_lock(&reg->shpool->mutex);
+    n = reg->sh->count;
+    ngx_shmtx_unlock(&reg->shpool->mutex);
+
+    return n;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_mpns_registry_t *oreg = data;
+
+    size_t                           len;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_mpns_registry_t        *reg;
+    ngx_http_mpns_registry_shctx_t  *sh;
+
+    reg = shm_zone->data;
+
+    if (oreg) {
+        /* a reload with the same size: the entries stay where they are */
+        reg->sh = oreg->sh;
+        reg->shpool = oreg->shpool;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_mpns_registry_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = sh;
+
+    reg->sh = sh;
+    reg->shpool = shpool;
+
+    ngx_rbtree_init(&sh->channels, &sh->channels_sentinel,
+                    ngx_http_mpns_registry_insert_channel);
+    ngx_rbtree_init(&sh->owners, &sh->owners_sentinel,
+                    ngx_http_mpns_registry_insert_owner);
+
+    len = sizeof(" in mpns registry zone \"\"") + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in mpns registry zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is logged once, see ngx_http_mpns_registry_set() */
+    shpool->log_nomem = 0;
+
+    if (ngx_http_mpns_registry_migrate(reg, shm_zone->shm.log)
+        != NGX_DECLINED)
+    {
+        return NGX_OK;
+    }
+
+    if (reg->state.len == 0 || ngx_test_config) {
+        return NGX_OK;
+    }
+
+    return ngx_http_mpns_registry_load(reg, shm_zone->shm.log);
+}
+
+
+/*
+ * A new zone on reload (its size changed): ngx_cycle is still the old
+ * cycle, whose workers keep using the old zone under its own mutex.
+ */
+
+static ngx_int_t
+ngx_http_mpns_registry_migrate(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
+{
+    ngx_uint_t                 i;
+    ngx_cycle_t               *cycle;
+    ngx_list_part_t           *part;
+    ngx_shm_zone_t            *zone, *shm_zone;
+    ngx_http_mpns_cursor_t     cursor;
+    ngx_http_mpns_registry_t  *oreg;
+
+    cycle = (ngx_cycle_t *) ngx_cycle;
+    shm_zone = reg->shm_zone;
+    part = &cycle->shared_memory.part;
+    zone = part->elts;
+    oreg = NULL;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            zone = part->elts;
+            i = 0;
+        }
+
+        if (zone[i].tag == shm_zone->tag
+            && zone[i].shm.name.len == shm_zone->shm.name.len
+            && ngx_strncmp(zone[i].shm.name.data, shm_zone->shm.name.data,
+                           shm_zone->shm.name.len)
+               == 0)
+        {
+            oreg = zone[i].data;
+            break;
+        }
+    }
+
+    if (oreg == NULL || oreg->sh == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&cursor, sizeof(ngx_http_mpns_cursor_t));
+
+    while (!cursor.done) {
+        if (ngx_http_mpns_registry_next(oreg, NULL, &cursor,
+                                        NGX_HTTP_MPNS_SCAN,
+                                        ngx_http_mpns_registry_copy, reg)
+            != NGX_OK)
+        {
+            break;
+        }
+    }
+
+    if (!cursor.done) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "mpns registry zone \"%V\": not all entries of the "
+                      "old zone fit, %ui migrated",
+                      &shm_zone->shm.name, reg->sh->count);
+
+    } else {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "mpns registry zone \"%V\": migrated %ui entries "
+                      "from the old zone",
+                      &shm_zone->shm.name, reg->sh->count);
+    }
+
+    /* the new zone owns the state file now: old workers must not write */
+
+    ngx_shmtx_lock(&oreg->shpool->mutex);
+    oreg->sh->saved = oreg->sh->version;
+    ngx_shmtx_unlock(&oreg->shpool->mutex);
+
+    reg->sh->saved = 0;
+    reg->sh->version = 1;
+
+    return NGX_OK;
+}
+
+
+/* called with the old zone locked */
+
+static ngx_int_t
+ngx_http_mpns_registry_copy(ngx_http_mpns_entry_t *entry, void *data)
+{
+    ngx_http_mpns_registry_t *reg = data;
+
+    ngx_int_t  rc;
+
+    rc = ngx_http_mpns_registry_set(reg, entry, NULL,
+                                    reg->shm_zone->shm.log);
+
+    if (rc == NGX_OK || rc == NGX_DONE) {
+        return NGX_OK;
+    }
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_registry_load(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
+{
+    u_char      *buf, *pos, *last, *lf;
+    ssize_t      n;
+    ngx_fd_t     fd;
+    ngx_err_t    err;
+    ngx_int_t    rc;
+    ngx_str_t    text;
+    ngx_uint_t   line, loaded, eof, skip;
+    ngx_file_t   file;
+    ngx_pool_t  *pool;
+
+    fd = ngx_open_file(reg->state.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT) {
+            return NGX_OK;
+        }
+
+        /* starting empty would overwrite the file with nothing */
+
+        ngx_log_error(NGX_LOG_EMERG, log, err,
+                      ngx_open_file_n " \"%s\" failed", reg->state.data);
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+
+    file.fd = fd;
+    file.name = reg->state;
+    file.log = log;
+
+    rc = NGX_ERROR;
+    buf = NULL;
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
+    if (pool == NULL) {
+        goto done;
+    }
+
+    buf = ngx_alloc(NGX_HTTP_MPNS_STATE_BUFFER, log);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    pos = buf;
+    last = buf;
+    line = 0;
+    loaded = 0;
+    eof = 0;
+    skip = 0;
+
+    for ( ;; ) {
+
+        lf = ngx_strlchr(pos, last, LF);
+
+        if (lf == NULL) {
+
+            if (eof) {
+                if (pos < last && !skip) {
+                    text.data = pos;
+                    text.len = last - pos;
+
+                    if (ngx_http_mpns_registry_load_line(reg, pool, &text,
+                                                         ++line, log)
+                        == NGX_OK)
+                    {
+                        loaded++;
+                    }
+                }
+
+                break;
+            }
+
+            if (pos == buf && last == buf + NGX_HTTP_MPNS_STATE_BUFFER) {
+                if (!skip) {
+                    ngx_log_error(NGX_LOG_WARN, log, 0,
+                                  "mpns registry zone \"%V\": line %ui of "
+                                  "\"%s\" is too long, skipped",
+                                  &reg->shm_zone->shm.name, line + 1,
+                                  reg->state.data);
+                    skip = 1;
+                }
+
+                last = buf;
+            }
+
+            last = ngx_movemem(buf, pos, last - pos);
+            pos = buf;
+
+            n = ngx_read_file(&file, last, buf + NGX_HTTP_MPNS_STATE_BUFFER
+                                           - last, file.offset);
+
+            if (n == NGX_ERROR) {
+                goto done;
+            }
+
+            if (n == 0) {
+                eof = 1;
+            }
+
+            last += n;
+            continue;
+        }
+
+        text.data = pos;
+        text.len = lf - pos;
+        pos = lf + 1;
+        line++;
+
+        if (skip) {
+            skip = 0;
+            continue;
+        }
+
+        if (text.len && text.data[text.len - 1] == CR) {
+            text.len--;
+        }
+
+        if (text.len == 0) {
+            continue;
+        }
+
+        rc = ngx_http_mpns_registry_load_line(reg, pool, &text, line, log);
+
+        if (rc == NGX_OK) {
+            loaded++;
+
+        } else if (rc == NGX_BUSY) {
+            break;
+
+        } else if (rc == NGX_ERROR) {
+            goto done;
+        }
+
+        ngx_reset_pool(pool);
+    }
+
+    reg->sh->saved = reg->sh->version;
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "mpns registry zone \"%V\": loaded %ui entries from \"%s\"",
+                  &reg->shm_zone->shm.name, loaded, reg->state.data);
+
+    rc = NGX_OK;
+
+done:
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", reg->state.data);
+    }
+
+    return rc;
+}
+
+
+/* NGX_OK: loaded, NGX_DECLINED: skipped, NGX_BUSY: the zone is full */
+
+static ngx_int_t
+ngx_http_mpns_registry_load_line(ngx_http_mpns_registry_t *reg,
+    ngx_pool_t *pool, ngx_str_t *text, ngx_uint_t line, ngx_log_t *log)
+{
+    u_char                 *p, *last;
+    ngx_int_t               rc;
+    ngx_http_mpns_entry_t   entry;
+    ngx_http_mpns_error_t   err;
+
+    rc = ngx_http_mpns_registry_parse(pool, text, 1, &entry, &err);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+
+        /* sends check channels in full; this is what the zone relies on */
+
+        last = entry.channel.data + entry.channel.len;
+
+        for (p = entry.channel.data; p < last; p++) {
+            if (*p <= ' ' || *p >= 0x7f) {
+                break;
+            }
+        }
+
+        if (p < last || entry.channel.len > NGX_HTTP_MPNS_MAX_CHANNEL) {
+            rc = ngx_http_mpns_registry_mistake(&err, NGX_HTTP_BAD_REQUEST,
+                                                "invalid value",
+                                        &ngx_http_mpns_registry_fields[0]);
+        }
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "mpns registry zone \"%V\": line %ui of \"%s\" "
+                      "skipped: %s, field \"%V\"",
+                      &reg->shm_zone->shm.name, line, reg->state.data,
+                      err.text, &err.field);
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_http_mpns_registry_set(reg, &entry, NULL, log);
+
+    if (rc == NGX_OK || rc == NGX_DONE) {
+        return NGX_OK;
+    }
+
+    if (rc == NGX_BUSY) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "mpns registry zone \"%V\": \"%s\" is loaded up to "
+                      "line %ui only", &reg->shm_zone->shm.name,
+                      reg->state.data, line - 1);
+    }
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
+    ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log)
+{
+    u_char                          *p;
+    size_t                           size, tags;
+    uint32_t                         hash;
+    ngx_int_t                        rc;
+    ngx_str_t                        owner;
+    ngx_uint_t                       i, kind;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_mpns_registry_node_t   *rn, *old, *prev;
+    ngx_http_mpns_registry_shctx_t  *sh;
+
+    if (replaced) {
+        replaced->len = 0;
+    }
+
+    tags = 0;
+
+    for (i = 0; i < entry->ntags; i++) {
+        tags += 1 + entry->tags[i].len;
+    }
+
+    size = offsetof(ngx_http_mpns_registry_node_t, data)
+           + entry->channel.len + entry->user.len + entry->device.len
+           + entry->os.len + tags;
+
+    hash = ngx_crc32_short(entry->channel.data, entry->channel.len);
+
+    sh = reg->sh;
+    shpool = reg->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    /* nothing changes unless the new entry has its memory */
+
+    rn = ngx_slab_alloc_locked(shpool, size);
+
+    if (rn == NULL) {
+        if (!sh->full) {
+            sh->full = 1;
+            ngx_log_error(NGX_LOG_CRIT, log, 0,
+                          "mpns registry zone \"%V\" is full",
+                          &reg->shm_zone->shm.name);
+        }
+
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    rn->node.key = hash;
+    rn->len = (uint16_t) entry->channel.len;
+    rn->user_len = (u_char) entry->user.len;
+    rn->device_len = (u_char) entry->device.len;
+    rn->os_len = (u_char) entry->os.len;
+    rn->ntags = (u_char) entry->ntags;
+    rn->tags_len = (uint16_t) tags;
+
+    p = ngx_cpymem(rn->data, entry->channel.data, entry->channel.len);
+    p = ngx_cpymem(p, entry->user.data, entry->user.len);
+    p = ngx_cpymem(p, entry->device.data, entry->device.len);
+    p = ngx_cpymem(p, entry->os.data, entry->os.len);
+
+    for (i = 0; i < entry->ntags; i++) {
+        *p++ = (u_char) entry->tags[i].len;
+        p = ngx_cpymem(p, entry->tags[i].data, entry->tags[i].len);
+    }
+
+    kind = ngx_http_mpns_registry_owner(rn, &owner);
+
+    old = ngx_http_mpns_registry_lookup(sh, &entry->channel);
+
+    if (kind != NGX_HTTP_MPNS_OWNER_NONE) {
+        rn->owner.key = ngx_crc32_short(owner.data, owner.len);
+
+        /* a device (or a user without one) keeps its newest channel */
+
+        prev = ngx_http_mpns_registry_lookup_owner(sh, kind, &owner);
+
+        if (prev && prev != old) {
+            if (replaced) {
+                replaced->len = prev->len;
+                ngx_memcpy(replaced->data, prev->data, prev->len);
+            }
+
+            ngx_http_mpns_registry_free(reg, prev);
+        }
+    }
+
+    if (entry->created) {
+        rn->created = (uint32_t) entry->created;
+
+    } else {
+        rn->created = old ? old->created : (uint32_t) ngx_time();
+    }
+
+    entry->created = rn->created;
+
+    if (old) {
+        ngx_http_mpns_registry_free(reg, old);
+        rc = NGX_DONE;
+
+    } else {
+        rc = NGX_OK;
+    }
+
+    ngx_rbtree_insert(&sh->channels, &rn->node);
+
+    if (kind != NGX_HTTP_MPNS_OWNER_NONE) {
+        ngx_rbtree_insert(&sh->owners, &rn->owner);
+    }
+
+    sh->count++;
+    sh->version++;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_mpns_registry_changed(reg);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
+    ngx_str_t *value, ngx_uint_t *deleted)
+{
+    ngx_uint_t                       n;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_mpns_cursor_t           cursor;
+    ngx_http_mpns_registry_node_t   *rn, *next, *last;
+    ngx_http_mpns_registry_shctx_t  *sh;
+
+    *deleted = 0;
+
+    sh = reg->sh;
+    shpool = reg->shpool;
+
+    if (value->len == 0) {
+        return NGX_OK;
+    }
+
+    if (by != NGX_HTTP_MPNS_BY_USER) {
+        ngx_shmtx_lock(&shpool->mutex);
+
+        if (by == NGX_HTTP_MPNS_BY_CHANNEL) {
+            rn = ngx_http_mpns_registry_lookup(sh, value);
+
+        } else {
+            rn = ngx_http_mpns_registry_lookup_owner(sh,
+                                                  NGX_HTTP_MPNS_OWNER_DEVICE,
+                                                  value);
+        }
+
+        if (rn) {
+            ngx_http_mpns_registry_free(reg, rn);
+            *deleted = 1;
+        }
+
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        if (*deleted) {
+            ngx_http_mpns_registry_changed(reg);
+        }
+
+        return NGX_OK;
+    }
+
+    /*
+     * a user may own entries through its devices too, so all are looked
+     * at, NGX_HTTP_MPNS_SCAN of them per lock
+     */
+
+    ngx_memzero(&cursor, sizeof(ngx_http_mpns_cursor_t));
+
+    while (!cursor.done) {
+
+        ngx_shmtx_lock(&shpool->mutex);
+
+        rn = ngx_http_mpns_registry_after(sh, &cursor);
+        last = NULL;
+
+        for (n = 0; rn && n < NGX_HTTP_MPNS_SCAN; n++) {
+            next = ngx_http_mpns_registry_succ(sh, rn);
+
+            if (rn->user_len == value->len
+                && ngx_memcmp(rn->data + rn->len, value->data, value->len)
+                   == 0)
+            {
+                ngx_http_mpns_registry_mark(&cursor, rn);
+                ngx_http_mpns_registry_free(reg, rn);
+                (*deleted)++;
+                last = NULL;
+
+            } else {
+                last = rn;
+            }
+
+            rn = next;
+        }
+
+        if (last) {
+            ngx_http_mpns_registry_mark(&cursor, last);
+        }
+
+        if (rn == NULL) {
+            cursor.done = 1;
+        }
+
+        ngx_shmtx_unlock(&shpool->mutex);
+    }
+
+    if (*deleted) {
+        ngx_http_mpns_registry_changed(reg);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -62,30 +1030,456 @@ ngx_http_mpns_registry_next(ngx_http_mpns_registry_t *reg,
     ngx_http_mpns_filter_t *filter, ngx_http_mpns_cursor_t *cursor,
     ngx_uint_t limit, ngx_http_mpns_entry_pt handler, void *data)
 {
-    cursor->done = 1;
+    ngx_int_t                       rc;
+    ngx_uint_t                      n, taken;
+    ngx_http_mpns_entry_t           entry;
+    ngx_http_mpns_registry_node_t  *rn, *last;
+
+    if (cursor->done) {
+        return NGX_OK;
+    }
+
+    rc = NGX_OK;
+    taken = 0;
+    last = NULL;
+
+    ngx_shmtx_lock(&reg->shpool->mutex);
+
+    rn = ngx_http_mpns_registry_after(reg->sh, cursor);
+
+    for (n = 0; rn && taken < limit && n < NGX_HTTP_MPNS_SCAN; n++) {
+
+        if (ngx_http_mpns_registry_match(rn, filter)) {
+            ngx_http_mpns_registry_entry(rn, &entry);
+
+            rc = handler(&entry, data);
+
+            if (rc == NGX_DECLINED) {
+                rc = NGX_OK;
+                break;
+            }
+
+            if (rc != NGX_OK) {
+                rc = NGX_ERROR;
+                break;
+            }
+
+            taken++;
+        }
+
+        last = rn;
+        rn = ngx_http_mpns_registry_succ(reg->sh, rn);
+    }
+
+    if (last) {
+        ngx_http_mpns_registry_mark(cursor, last);
+    }
+
+    if (rn == NULL) {
+        cursor->done = 1;
+    }
+
+    ngx_shmtx_unlock(&reg->shpool->mutex);
+
+    return rc;
+}
+
+
+size_t
+ngx_http_mpns_registry_json_len(ngx_http_mpns_entry_t *entry)
+{
+    size_t       len;
+    ngx_str_t   *s;
+    ngx_uint_t   i;
+
+    len = sizeof("{\"channel\":,\"user\":,\"device\":,\"tags\":[],\"os\":,"
+                 "\"created\":}") - 1
+          + ngx_http_mpns_json_str_len(&entry->channel) + NGX_TIME_T_LEN;
+
+    for (s = &entry->user; s <= &entry->os; s++) {
+        len += s->len ? ngx_http_mpns_json_str_len(s) : sizeof("null") - 1;
+    }
+
+    for (i = 0; i < entry->ntags; i++) {
+        len += sizeof(",") - 1 + ngx_http_mpns_json_str_len(&entry->tags[i]);
+    }
+
+    return len;
+}
+
+
+/* the one JSON form of an entry: API answers and state file lines */
+
+u_char *
+ngx_http_mpns_registry_json(u_char *p, ngx_http_mpns_entry_t *entry)
+{
+    ngx_uint_t  i;
+
+    p = ngx_cpymem(p, "{\"channel\":", sizeof("{\"channel\":") - 1);
+    p = ngx_http_mpns_json_str(p, &entry->channel);
+
+    p = ngx_cpymem(p, ",\"user\":", sizeof(",\"user\":") - 1);
+    p = entry->user.len ? ngx_http_mpns_json_str(p, &entry->user)
+                        : ngx_cpymem(p, "null", sizeof("null") - 1);
+
+    p = ngx_cpymem(p, ",\"device\":", sizeof(",\"device\":") - 1);
+    p = entry->device.len ? ngx_http_mpns_json_str(p, &entry->device)
+                          : ngx_cpymem(p, "null", sizeof("null") - 1);
+
+    p = ngx_cpymem(p, ",\"tags\":[", sizeof(",\"tags\":[") - 1);
+
+    for (i = 0; i < entry->ntags; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_mpns_json_str(p, &entry->tags[i]);
+    }
+
+    p = ngx_cpymem(p, "],\"os\":", sizeof("],\"os\":") - 1);
+    p = entry->os.len ? ngx_http_mpns_json_str(p, &entry->os)
+                      : ngx_cpymem(p, "null", sizeof("null") - 1);
+
+    return ngx_sprintf(p, ",\"created\":%T}", entry->created);
+}
+
+
+/*
+ * {"channel": "...", "user": "...", "device": "...", "tags": [...],
+ * "os": "..."}, and "created" in a state file ("stored"); null or an
+ * empty string is the same as a missing key
+ */
+
+ngx_int_t
+ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
+    ngx_uint_t stored, ngx_http_mpns_entry_t *entry,
+    ngx_http_mpns_error_t *err)
+{
+    ngx_int_t                  rc, created;
+    ngx_str_t                  name, value, *field;
+    ngx_uint_t                 i, j, k, e, n, seen;
+    ngx_http_mpns_json_t       json;
+    ngx_http_mpns_json_tok_t  *t, *v;
+
+    ngx_memzero(entry, sizeof(ngx_http_mpns_entry_t));
+
+    rc = ngx_http_mpns_json_parse(pool, text, &json);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED
+        || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
+    {
+        return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                           "invalid json",
+                                           &ngx_http_mpns_registry_body_field);
+    }
+
+    t = json.tokens;
+    i = 1;
+    seen = 0;
+
+    for (n = 0; n < t[0].size; n++) {
+
+        if (ngx_http_mpns_json_string(pool, &t[i], &name) != NGX_OK) {
+            return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                           "invalid json",
+                                           &ngx_http_mpns_registry_body_field);
+        }
+
+        v = &t[i + 1];
+        i = v->next;
+
+        for (k = 0; ngx_http_mpns_registry_fields[k].len; k++) {
+            field = &ngx_http_mpns_registry_fields[k];
+
+            if (field->len == name.len
+                && ngx_strncmp(field->data, name.data, name.len) == 0)
+            {
+                break;
+            }
+        }
+
+        field = &ngx_http_mpns_registry_fields[k];
+
+        if (field->len == 0 || (k == NGX_HTTP_MPNS_R_CREATED && !stored)) {
+            return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                                  "unknown field", &name);
+        }
+
+        if (seen & ((ngx_uint_t) 1 << k)) {
+            return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                                  "duplicate field", field);
+        }
+
+        seen |= (ngx_uint_t) 1 << k;
+
+        if (v->type == NGX_HTTP_MPNS_JSON_PRIMITIVE
+            && v->raw.len == 4 && ngx_strncmp(v->raw.data, "null", 4) == 0)
+        {
+            continue;
+        }
+
+        switch (k) {
+
+        case NGX_HTTP_MPNS_R_CHANNEL:
+
+            /* checked as a send checks it, by the caller */
+
+            rc = ngx_http_mpns_registry_string(pool, v, field, 0,
+                                               &entry->channel, err);
+            break;
+
+        case NGX_HTTP_MPNS_R_USER:
+            rc = ngx_http_mpns_registry_string(pool, v, field,
+                                               NGX_HTTP_MPNS_MAX_NAME,
+                                               &entry->user, err);
+            break;
+
+        case NGX_HTTP_MPNS_R_DEVICE:
+            rc = ngx_http_mpns_registry_string(pool, v, field,
+                                               NGX_HTTP_MPNS_MAX_NAME,
+                                               &entry->device, err);
+            break;
+
+        case NGX_HTTP_MPNS_R_OS:
+            rc = ngx_http_mpns_registry_string(pool, v, field,
+                                               NGX_HTTP_MPNS_MAX_NAME,
+                                               &entry->os, err);
+            break;
+
+        case NGX_HTTP_MPNS_R_TAGS:
+
+            if (v->type != NGX_HTTP_MPNS_JSON_ARRAY) {
+                return ngx_http_mpns_registry_mistake(err,
+                                                      NGX_HTTP_BAD_REQUEST,
+                                                      "invalid value", field);
+            }
+
+            rc = NGX_OK;
+            j = (v - t) + 1;
+
+            for (e = 0; e < v->size; e++, j = t[j].next) {
+
+                rc = ngx_http_mpns_registry_string(pool, &t[j], field,
+                                                   NGX_HTTP_MPNS_MAX_TAG,
+                                                   &value, err);
+                if (rc != NGX_OK) {
+                    break;
+                }
+
+                if (value.len == 0) {
+                    continue;
+                }
+
+                for (k = 0; k < entry->ntags; k++) {
+                    if (entry->tags[k].len == value.len
+                        && ngx_strncmp(entry->tags[k].data, value.data,
+                                       value.len)
+                           == 0)
+                    {
+                        break;
+                    }
+                }
+
+                if (k < entry->ntags) {
+                    continue;
+                }
+
+                if (entry->ntags == NGX_HTTP_MPNS_MAX_TAGS) {
+                    return ngx_http_mpns_registry_mistake(err,
+                                                      NGX_HTTP_BAD_REQUEST,
+                                                      "too many tags", field);
+                }
+
+                entry->tags[entry->ntags++] = value;
+            }
+
+            break;
+
+        default: /* NGX_HTTP_MPNS_R_CREATED */
+
+            created = NGX_ERROR;
+
+            if (v->type == NGX_HTTP_MPNS_JSON_PRIMITIVE) {
+                created = ngx_atoi(v->raw.data, v->raw.len);
+            }
+
+            if (created == NGX_ERROR || created > NGX_MAX_UINT32_VALUE) {
+                return ngx_http_mpns_registry_mistake(err,
+                                                      NGX_HTTP_BAD_REQUEST,
+                                                      "invalid value", field);
+            }
+
+            entry->created = (time_t) created;
+            rc = NGX_OK;
+            break;
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (entry->channel.len == 0) {
+        return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                        "missing field",
+                                        &ngx_http_mpns_registry_fields[0]);
+    }
+
     return NGX_OK;
 }
 
 
-ngx_int_t
-ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
-    ngx_str_t *value, ngx_uint_t *deleted)
+/* a string of at most "max" bytes (0: any) without control characters */
+
+static ngx_int_t
+ngx_http_mpns_registry_string(ngx_pool_t *pool, ngx_http_mpns_json_tok_t *tok,
+    ngx_str_t *name, size_t max, ngx_str_t *value,
+    ngx_http_mpns_error_t *err)
 {
-    *deleted = 0;
+    u_char     *p, *last;
+    ngx_int_t   rc;
+
+    if (tok->type != NGX_HTTP_MPNS_JSON_STRING) {
+        return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                              "invalid value", name);
+    }
+
+    rc = ngx_http_mpns_json_string(pool, tok, value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                              "invalid character", name);
+    }
+
+    if (max == 0) {
+        return NGX_OK;
+    }
+
+    last = value->data + value->len;
+
+    for (p = value->data; p < last; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                                  "invalid character", name);
+        }
+    }
+
+    if (value->len > max) {
+        return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                              "value too long", name);
+    }
+
     return NGX_OK;
 }
 
 
-ngx_int_t
-ngx_http_mpns_registry_handler(ngx_http_request_t *r)
+static ngx_int_t
+ngx_http_mpns_registry_mistake(ngx_http_mpns_error_t *err, ngx_uint_t status,
+    const char *text, ngx_str_t *field)
 {
-    return NGX_HTTP_NOT_IMPLEMENTED;
+    err->status = status;
+    err->text = text;
+    err->field = *field;
+
+    return NGX_DECLINED;
 }
 
 
 ngx_int_t
 ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle)
 {
+    u_char                     *p;
+    ngx_fd_t                    fd;
+    ngx_str_t                   dir;
+    ngx_uint_t                  i;
+    ngx_shm_zone_t            **zones;
+    ngx_http_mpns_registry_t   *reg;
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpns_module);
+
+    if (mmcf == NULL) {
+        return NGX_OK;
+    }
+
+    zones = mmcf->registries.elts;
+
+    for (i = 0; i < mmcf->registries.nelts; i++) {
+        reg = zones[i]->data;
+
+        if (reg->state.len == 0) {
+            continue;
+        }
+
+        reg->temp = ngx_pnalloc(cycle->pool, reg->state.len
+                                + sizeof(".") - 1 + NGX_INT64_LEN
+                                + sizeof(".tmp"));
+        if (reg->temp == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(reg->temp, "%V.%P.tmp%Z", &reg->state, ngx_pid);
+
+        reg->save.handler = ngx_http_mpns_registry_save_handler;
+        reg->save.data = reg;
+        reg->save.log = cycle->log;
+
+        if (ngx_worker != 0) {
+            continue;
+        }
+
+        /*
+         * the master (often root) reads the file, the workers write it:
+         * tell now, not at the first change, when they cannot
+         */
+
+        fd = ngx_open_file(reg->temp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                           NGX_FILE_DEFAULT_ACCESS);
+
+        if (fd == NGX_INVALID_FILE) {
+            p = reg->state.data + reg->state.len;
+
+            while (p > reg->state.data && p[-1] != '/') {
+                p--;
+            }
+
+            dir.data = reg->state.data;
+            dir.len = (p > reg->state.data + 1) ? p - 1 - dir.data
+                                                : p - dir.data;
+
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "mpns registry zone \"%V\": state directory \"%V\" "
+                          "is not writable by worker processes: "
+                          ngx_open_file_n " \"%s\" failed",
+                          &zones[i]->shm.name, &dir, reg->temp);
+
+        } else {
+            if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+                ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                              ngx_close_file_n " \"%s\" failed", reg->temp);
+            }
+
+            if (ngx_delete_file(reg->temp) == NGX_FILE_ERROR) {
+                ngx_log_error(NGX_LOG_CRIT, cycle->log, ngx_errno,
+                              ngx_delete_file_n " \"%s\" failed", reg->temp);
+            }
+        }
+
+        /* entries migrated on reload are not in the file yet */
+
+        if (reg->sh->version != reg->sh->saved) {
+            ngx_add_timer(&reg->save, NGX_HTTP_MPNS_SAVE_DELAY);
+        }
+    }
+
     return NGX_OK;
 }
 
@@ -93,4 +1487,632 @@ ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_mpns_registry_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_int_t                   rc;
+    ngx_uint_t                  i, n;
+    ngx_shm_zone_t            **zones;
+    ngx_http_mpns_registry_t   *reg;
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpns_module);
+
+    if (mmcf == NULL) {
+        return;
+    }
+
+    zones = mmcf->registries.elts;
+
+    for (i = 0; i < mmcf->registries.nelts; i++) {
+        reg = zones[i]->data;
+
+        if (reg->save.handler == NULL) {
+            continue;
+        }
+
+        /* another worker may be writing: wait for it a little */
+
+        for (n = 0; n < 100; n++) {
+            rc = ngx_http_mpns_registry_save(reg, cycle->log);
+
+            if (rc != NGX_AGAIN) {
+                break;
+            }
+
+            ngx_msleep(10);
+        }
+    }
+}
+
+
+static void
+ngx_http_mpns_registry_changed(ngx_http_mpns_registry_t *reg)
+{
+    /* in the master (loading, migrating) there is no timer */
+
+    if (reg->save.handler && !reg->save.timer_set) {
+        ngx_add_timer(&reg->save, NGX_HTTP_MPNS_SAVE_DELAY);
+    }
+}
+
+
+static void
+ngx_http_mpns_registry_save_handler(ngx_event_t *ev)
+{
+    ngx_http_mpns_registry_t *reg = ev->data;
+
+    ngx_int_t  rc;
+
+    rc = ngx_http_mpns_registry_save(reg, ev->log);
+
+    if (rc == NGX_OK) {
+        return;
+    }
+
+    if (rc == NGX_ERROR && (ngx_exiting || ngx_terminate)) {
+        /* exit_process tries once more; the timer must not keep us */
+        return;
+    }
+
+    ngx_add_timer(ev, rc == NGX_AGAIN ? NGX_HTTP_MPNS_SAVE_DELAY
+                                      : NGX_HTTP_MPNS_SAVE_RETRY);
+}
+
+
+/*
+ * NGX_OK: saved or nothing to save, NGX_AGAIN: another process is
+ * saving, NGX_ERROR: logged, still to be saved
+ */
+
+static ngx_int_t
+ngx_http_mpns_registry_save(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
+{
+    u_char                          *buf;
+    uint64_t                         version;
+    ngx_fd_t                         fd;
+    ngx_int_t                        rc;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_mpns_registry_shctx_t  *sh;
+
+    sh = reg->sh;
+    shpool = reg->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (sh->version == sh->saved) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_OK;
+    }
+
+    /* a writer that died holding the mark loses it after a while */
+
+    if (sh->writer && sh->writer != ngx_pid
+        && ngx_time() - sh->writing < NGX_HTTP_MPNS_WRITER_STALE)
+    {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_AGAIN;
+    }
+
+    sh->writer = ngx_pid;
+    sh->writing = ngx_time();
+    version = sh->version;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    rc = NGX_ERROR;
+    fd = NGX_INVALID_FILE;
+
+    buf = ngx_alloc(NGX_HTTP_MPNS_STATE_BUFFER, log);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    fd = ngx_open_file(reg->temp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", reg->temp);
+        goto done;
+    }
+
+    if (ngx_http_mpns_registry_write(reg, fd, buf, log) != NGX_OK) {
+        goto done;
+    }
+
+    if (fsync(fd) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      "fsync() \"%s\" failed", reg->temp);
+        goto done;
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        fd = NGX_INVALID_FILE;
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", reg->temp);
+        goto done;
+    }
+
+    fd = NGX_INVALID_FILE;
+
+    if (ngx_rename_file(reg->temp, reg->state.data) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                      reg->temp, reg->state.data);
+        goto done;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "mpns registry saved version %uL to \"%s\"",
+                   version, reg->state.data);
+
+    rc = NGX_OK;
+
+done:
+
+    if (rc != NGX_OK) {
+        if (fd != NGX_INVALID_FILE) {
+            (void) ngx_close_file(fd);
+        }
+
+        if (ngx_delete_file(reg->temp) == NGX_FILE_ERROR
+            && ngx_errno != NGX_ENOENT)
+        {
+            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                          ngx_delete_file_n " \"%s\" failed", reg->temp);
+        }
+    }
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (rc == NGX_OK) {
+        sh->saved = version;
+    }
+
+    if (sh->writer == ngx_pid) {
+        sh->writer = 0;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
+}
+
+
+/* renders all entries, a buffer at a time, each under one lock hold */
+
+static ngx_int_t
+ngx_http_mpns_registry_write(ngx_http_mpns_registry_t *reg, ngx_fd_t fd,
+    u_char *buf, ngx_log_t *log)
+{
+    u_char                        *p;
+    ssize_t                        n;
+    ngx_http_mpns_cursor_t         cursor;
+    ngx_http_mpns_registry_out_t   out;
+
+    ngx_memzero(&cursor, sizeof(ngx_http_mpns_cursor_t));
+
+    out.start = buf;
+    out.end = buf + NGX_HTTP_MPNS_STATE_BUFFER;
+    out.log = log;
+
+    while (!cursor.done) {
+        out.last = buf;
+
+        if (ngx_http_mpns_registry_next(reg, NULL, &cursor,
+                                        NGX_MAX_UINT32_VALUE,
+                                        ngx_http_mpns_registry_render, &out)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (out.last == buf && !cursor.done) {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "mpns registry entry does not fit the buffer");
+            return NGX_ERROR;
+        }
+
+        for (p = buf; p < out.last; p += n) {
+            n = ngx_write_fd(fd, p, out.last - p);
+
+            if (n == -1) {
+                ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                              ngx_write_fd_n " \"%s\" failed", reg->temp);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* called with the zone locked */
+
+static ngx_int_t
+ngx_http_mpns_registry_render(ngx_http_mpns_entry_t *entry, void *data)
+{
+    ngx_http_mpns_registry_out_t *out = data;
+
+    u_char  *p;
+    size_t   len;
+
+    len = ngx_http_mpns_registry_json_len(entry) + 1;
+
+    if (len > (size_t) (out->end - out->last)) {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_http_mpns_registry_json(out->last, entry);
+    *p++ = LF;
+
+    if ((size_t) (p - out->last) > len) {
+        ngx_log_error(NGX_LOG_ALERT, out->log, 0,
+                      "mpns registry state: buffer overflow");
+        return NGX_ERROR;
+    }
+
+    out->last = p;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpns_registry_insert_channel(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t              **p;
+    ngx_http_mpns_registry_node_t   *rn;
+
+    rn = (ngx_http_mpns_registry_node_t *) node;
+
+    for ( ;; ) {
+
+        p = (ngx_http_mpns_registry_cmp(node->key, rn->data, rn->len, temp)
+             < 0)
+            ? &temp->left : &temp->right;
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static void
+ngx_http_mpns_registry_insert_owner(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                        owner, towner;
+    ngx_uint_t                       kind, tkind;
+    ngx_rbtree_node_t              **p;
+    ngx_http_mpns_registry_node_t   *rn, *rt;
+
+    rn = ngx_rbtree_data(node, ngx_http_mpns_registry_node_t, owner);
+    kind = ngx_http_mpns_registry_owner(rn, &owner);
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            rc = (node->key < temp->key) ? -1 : 1;
+
+        } else {
+            rt = ngx_rbtree_data(temp, ngx_http_mpns_registry_node_t, owner);
+            tkind = ngx_http_mpns_registry_owner(rt, &towner);
+
+            rc = (kind != tkind)
+                 ? ((kind < tkind) ? -1 : 1)
+                 : ngx_memn2cmp(owner.data, towner.data, owner.len,
+                                towner.len);
+        }
+
+        p = (rc < 0) ? &temp->left : &temp->right;
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* (hash, channel) against a node of the channel tree */
+
+static ngx_int_t
+ngx_http_mpns_registry_cmp(uint32_t hash, u_char *data, size_t len,
+    ngx_rbtree_node_t *node)
+{
+    ngx_http_mpns_registry_node_t  *rn;
+
+    if (hash != node->key) {
+        return (hash < node->key) ? -1 : 1;
+    }
+
+    rn = (ngx_http_mpns_registry_node_t *) node;
+
+    return ngx_memn2cmp(data, rn->data, len, rn->len);
+}
+
+
+static ngx_uint_t
+ngx_http_mpns_registry_owner(ngx_http_mpns_registry_node_t *rn,
+    ngx_str_t *owner)
+{
+    if (rn->device_len) {
+        owner->data = rn->data + rn->len + rn->user_len;
+        owner->len = rn->device_len;
+        return NGX_HTTP_MPNS_OWNER_DEVICE;
+    }
+
+    if (rn->user_len) {
+        owner->data = rn->data + rn->len;
+        owner->len = rn->user_len;
+        return NGX_HTTP_MPNS_OWNER_USER;
+    }
+
+    return NGX_HTTP_MPNS_OWNER_NONE;
+}
+
+
+static ngx_http_mpns_registry_node_t *
+ngx_http_mpns_registry_lookup(ngx_http_mpns_registry_shctx_t *sh,
+    ngx_str_t *channel)
+{
+    uint32_t            hash;
+    ngx_int_t           rc;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    hash = ngx_crc32_short(channel->data, channel->len);
+
+    node = sh->channels.root;
+    sentinel = sh->channels.sentinel;
+
+    while (node != sentinel) {
+        rc = ngx_http_mpns_registry_cmp(hash, channel->data, channel->len,
+                                        node);
+
+        if (rc == 0) {
+            return (ngx_http_mpns_registry_node_t *) node;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_mpns_registry_node_t *
+ngx_http_mpns_registry_lookup_owner(ngx_http_mpns_registry_shctx_t *sh,
+    ngx_uint_t kind, ngx_str_t *owner)
+{
+    uint32_t                        hash;
+    ngx_int_t                       rc;
+    ngx_str_t                       towner;
+    ngx_uint_t                      tkind;
+    ngx_rbtree_node_t              *node, *sentinel;
+    ngx_http_mpns_registry_node_t  *rn;
+
+    hash = ngx_crc32_short(owner->data, owner->len);
+
+    node = sh->owners.root;
+    sentinel = sh->owners.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        rn = ngx_rbtree_data(node, ngx_http_mpns_registry_node_t, owner);
+        tkind = ngx_http_mpns_registry_owner(rn, &towner);
+
+        rc = (kind != tkind)
+             ? ((kind < tkind) ? -1 : 1)
+             : ngx_memn2cmp(owner->data, towner.data, owner->len,
+                            towner.len);
+
+        if (rc == 0) {
+            return rn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/* the first entry after the cursor, found from the root: O(log n) */
+
+static ngx_http_mpns_registry_node_t *
+ngx_http_mpns_registry_after(ngx_http_mpns_registry_shctx_t *sh,
+    ngx_http_mpns_cursor_t *cursor)
+{
+    ngx_rbtree_node_t  *node, *sentinel, *found;
+
+    node = sh->channels.root;
+    sentinel = sh->channels.sentinel;
+
+    if (node == sentinel) {
+        return NULL;
+    }
+
+    if (!cursor->started) {
+        return (ngx_http_mpns_registry_node_t *) ngx_rbtree_min(node,
+                                                                sentinel);
+    }
+
+    found = NULL;
+
+    while (node != sentinel) {
+        if (ngx_http_mpns_registry_cmp(cursor->hash, cursor->channel,
+                                       cursor->len, node)
+            < 0)
+        {
+            found = node;
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    return (ngx_http_mpns_registry_node_t *) found;
+}
+
+
+static ngx_http_mpns_registry_node_t *
+ngx_http_mpns_registry_succ(ngx_http_mpns_registry_shctx_t *sh,
+    ngx_http_mpns_registry_node_t *rn)
+{
+    return (ngx_http_mpns_registry_node_t *)
+               ngx_rbtree_next(&sh->channels, &rn->node);
+}
+
+
+/* called with the zone locked */
+
+static void
+ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
+    ngx_http_mpns_registry_node_t *rn)
+{
+    ngx_str_t                        owner;
+    ngx_http_mpns_registry_shctx_t  *sh;
+
+    sh = reg->sh;
+
+    ngx_rbtree_delete(&sh->channels, &rn->node);
+
+    if (ngx_http_mpns_registry_owner(rn, &owner)
+        != NGX_HTTP_MPNS_OWNER_NONE)
+    {
+        ngx_rbtree_delete(&sh->owners, &rn->owner);
+    }
+
+    ngx_slab_free_locked(reg->shpool, rn);
+
+    sh->count--;
+    sh->version++;
+    sh->full = 0;
+}
+
+
+static void
+ngx_http_mpns_registry_entry(ngx_http_mpns_registry_node_t *rn,
+    ngx_http_mpns_entry_t *entry)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    p = rn->data;
+
+    entry->channel.data = p;
+    entry->channel.len = rn->len;
+    p += rn->len;
+
+    entry->user.data = p;
+    entry->user.len = rn->user_len;
+    p += rn->user_len;
+
+    entry->device.data = p;
+    entry->device.len = rn->device_len;
+    p += rn->device_len;
+
+    entry->os.data = p;
+    entry->os.len = rn->os_len;
+    p += rn->os_len;
+
+    for (i = 0; i < rn->ntags; i++) {
+        entry->tags[i].len = *p++;
+        entry->tags[i].data = p;
+        p += entry->tags[i].len;
+    }
+
+    entry->ntags = rn->ntags;
+    entry->created = rn->created;
+}
+
+
+static ngx_uint_t
+ngx_http_mpns_registry_match(ngx_http_mpns_registry_node_t *rn,
+    ngx_http_mpns_filter_t *filter)
+{
+    u_char      *p, *last;
+    ngx_str_t   *s;
+
+    if (filter == NULL) {
+        return 1;
+    }
+
+    s = &filter->user;
+
+    if (s->len
+        && (s->len != rn->user_len
+            || ngx_memcmp(rn->data + rn->len, s->data, s->len) != 0))
+    {
+        return 0;
+    }
+
+    s = &filter->os;
+
+    if (s->len
+        && (s->len != rn->os_len
+            || ngx_memcmp(rn->data + rn->len + rn->user_len + rn->device_len,
+                          s->data, s->len)
+               != 0))
+    {
+        return 0;
+    }
+
+    s = &filter->tag;
+
+    if (s->len == 0) {
+        return 1;
+    }
+
+    p = rn->data + rn->len + rn->user_len + rn->device_len + rn->os_len;
+    last = p + rn->tags_len;
+
+    while (p < last) {
+        if (*p == s->len && ngx_memcmp(p + 1, s->data, s->len) == 0) {
+            return 1;
+        }
+
+        p += 1 + *p;
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_mpns_registry_mark(ngx_http_mpns_cursor_t *cursor,
+    ngx_http_mpns_registry_node_t *rn)
+{
+    cursor->hash = (uint32_t) rn->node.key;
+    cursor->len = rn->len;
+    ngx_memcpy(cursor->channel, rn->data, rn->len);
+    cursor->started = 1;
 }

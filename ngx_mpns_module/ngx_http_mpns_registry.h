@@ -85,6 +85,18 @@ char *ngx_http_mpns_registry_check(ngx_conf_t *cf, ngx_shm_zone_t *zone);
 
 ngx_http_mpns_registry_t *ngx_http_mpns_registry_get(ngx_shm_zone_t *zone);
 ngx_str_t *ngx_http_mpns_registry_name(ngx_http_mpns_registry_t *reg);
+ngx_uint_t ngx_http_mpns_registry_count(ngx_http_mpns_registry_t *reg);
+
+/*
+ * Stores "entry" (created 0: now, or kept from the same channel's entry;
+ * set to what was stored).  NGX_OK: a new channel, NGX_DONE: the channel
+ * was there, NGX_BUSY: the zone is full and nothing changed.  A channel
+ * of the same device (or of the same user, without a device) is dropped
+ * and copied to "replaced" (room for NGX_HTTP_MPNS_MAX_CHANNEL bytes;
+ * may be NULL).
+ */
+ngx_int_t ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
+    ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log);
 
 /*
  * Entries after "cursor" that match "filter", at most "limit" of them and
@@ -97,6 +109,18 @@ ngx_int_t ngx_http_mpns_registry_next(ngx_http_mpns_registry_t *reg,
 /* removes entries by channel, device or user; "deleted" counts them */
 ngx_int_t ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg,
     ngx_uint_t by, ngx_str_t *value, ngx_uint_t *deleted);
+
+/* an entry as JSON, the same in answers and in the state file */
+size_t ngx_http_mpns_registry_json_len(ngx_http_mpns_entry_t *entry);
+u_char *ngx_http_mpns_registry_json(u_char *p, ngx_http_mpns_entry_t *entry);
+
+/*
+ * A JSON object into "entry" (strings in "pool" or "text"); "stored"
+ * allows "created".  NGX_DECLINED: a mistake described in "err".
+ */
+ngx_int_t ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
+    ngx_uint_t stored, ngx_http_mpns_entry_t *entry,
+    ngx_http_mpns_error_t *err);
 
 /* the location handler of mpns_registry */
 ngx_int_t ngx_http_mpns_registry_handler(ngx_http_request_t *r);
