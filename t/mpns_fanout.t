@@ -24,6 +24,8 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
 
     mpns_allowed_hosts ^127\.0\.0\.1$;
     mpns_worker_concurrency 3;
+    mpns_registry_zone zone=devices:1m;
+    mpns_registry_zone zone=big:4m;
 
     log_format counts '$mpns_sent|$mpns_delivered|$mpns_expired|'
                       '$mpns_failed|$mpns_outcome|$mpns_message_id|'
@@ -64,6 +66,36 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
         location = /push/other-hosts {
             mpns_send toast;
             mpns_allowed_hosts ^localhost$;
+        }
+
+        location = /channels {
+            mpns_registry devices;
+            access_log off;
+        }
+
+        location = /broadcast {
+            mpns_broadcast devices toast;
+        }
+
+        location = /broadcast/keep-expired {
+            mpns_broadcast devices toast;
+            mpns_remove_expired off;
+        }
+
+        location = /broadcast/other-hosts {
+            mpns_broadcast devices toast;
+            mpns_allowed_hosts ^localhost$;
+        }
+
+        location = /big/channels {
+            mpns_registry big;
+            access_log off;
+        }
+
+        location = /big/broadcast {
+            mpns_broadcast big toast;
+            mpns_concurrency 3;
+            mpns_report_failures 2;
         }
     }
 
@@ -341,6 +373,219 @@ subtest 'a client that leaves mid-batch' => sub {
     # the worker and its slots are intact
     my $r = batch('/push', [map { ch("active-$_") } 1 .. 3]);
     is($r->{json}{delivered}, 3, 'the next batch runs');
+    $lines++;
+};
+
+###############################################################################
+
+# mpns_broadcast: the registry's channels
+
+sub register {
+    my ($uri, %e) = @_;
+    my $r = $t->post_json($uri, \%e);
+    return $r->{status};
+}
+
+sub listed {
+    my ($uri) = @_;
+    my $r = $t->http_get("$uri?limit=1000");
+    return [sort map { $_->{channel} } @{$r->{json}{channels} // []}];
+}
+
+sub broadcast {
+    my ($uri, $fields, %opts) = @_;
+    return $t->post_json($uri, { text1 => 'All', %{$fields // {}} }, %opts);
+}
+
+my @devices = (
+    [ch('active-d1'), user => 'ann', tags => ['news'], os => '8.0'],
+    [ch('active-d2'), user => 'bob', tags => ['news', 'sport'], os => '8.0'],
+    [ch('active-d3'), user => 'bob', device => 'b2', os => '7.5'],
+    [ch('expired-d4'), user => 'cat', tags => ['news'], os => '8.0'],
+    [ch('busy-d5'), user => 'dan', tags => ['sport'], os => '7.5'],
+);
+
+sub register_devices {
+    for my $d (@devices) {
+        my ($c, %e) = @$d;
+        register('/channels', channel => $c, %e);
+    }
+}
+
+subtest 'broadcast to every channel' => sub {
+    register_devices();
+    is(scalar @{listed('/channels')}, 5, 'five registered');
+
+    $t->sim_reset;
+
+    my $r = broadcast('/broadcast');
+    is($r->{status}, 200, '200');
+
+    my $j = $r->{json};
+    is_deeply([@$j{qw(sent delivered expired failed removed)}],
+              [5, 3, 1, 1, 1], 'sent 5: 3 delivered, 1 expired, 1 failed, '
+                               . '1 removed');
+    is_deeply($j->{outcomes},
+              { delivered => 3, expired => 1, unavailable => 1 },
+              'outcomes');
+    is_deeply([sort map { "$_->{channel} $_->{outcome}" } @{$j->{failures}}],
+              [ch('busy-d5') . ' unavailable', ch('expired-d4') . ' expired'],
+              'failures');
+
+    is_deeply([sort map { $_->{target} } @{$t->sim_requests}],
+              [sort map { "/t/" . ($_->[0] =~ m{/t/(.*)})[0] } @devices],
+              'each registered channel contacted once');
+
+    is_deeply(listed('/channels'),
+              [sort map { $_->[0] } grep { $_->[0] !~ /expired/ } @devices],
+              'the expired channel was removed from the registry');
+
+    is(counts_log(++$lines), "5|3|1|1|-|$j->{message_id}|-", 'variables');
+};
+
+subtest 'broadcast filters' => sub {
+    my %cases = (
+        'tag=news'          => ['active-d1', 'active-d2'],
+        'tag=sport'         => ['active-d2', 'busy-d5'],
+        'user=bob'          => ['active-d2', 'active-d3'],
+        'os=7.5'            => ['active-d3', 'busy-d5'],
+        'os=8.0&tag=sport'  => ['active-d2'],
+        'user=nobody'       => [],
+        'tag=News'          => [],
+    );
+
+    for my $q (sort keys %cases) {
+        $t->sim_reset;
+
+        my $r = broadcast("/broadcast?$q");
+        is($r->{json}{sent}, scalar @{$cases{$q}}, "$q: sent");
+        is_deeply([sort map { $_->{target} } @{$t->sim_requests}],
+                  [map { "/t/$_" } @{$cases{$q}}], "$q: those channels");
+        $lines++;
+    }
+
+    # the same filters in the body; the body wins over the query
+    $t->sim_reset;
+
+    my $r = broadcast('/broadcast?tag=sport', { tag => 'news', os => '8.0' });
+    is_deeply([sort map { $_->{target} } @{$t->sim_requests}],
+              ['/t/active-d1', '/t/active-d2'], 'body filters');
+    is($r->{json}{sent}, 2, 'sent 2');
+    $lines++;
+};
+
+$t->refused('broadcast: a channel is not accepted', 400, 'unknown field',
+            'channel', sub { broadcast('/broadcast',
+                                       { channel => ch('active-x') }) });
+
+$t->refused('broadcast: nor a channels list', 400, 'unknown field',
+            'channels', sub { broadcast('/broadcast',
+                                        { channels => [ch('active-x')] }) });
+
+$t->refused('broadcast: a filter is a string', 400, 'invalid value', 'tag',
+            sub { broadcast('/broadcast', { tag => ['news'] }) });
+
+$t->refused('broadcast: the payload is checked first', 400, 'missing field',
+            'text1', sub { $t->post_json('/broadcast', { tag => 'news' }) });
+
+$t->refused('send: filters are not accepted', 400, 'unknown field', 'tag',
+            sub { batch('/push', [ch('active-1')],
+                        fields => { tag => 'news' }) });
+
+$lines += 5;
+
+subtest 'mpns_remove_expired off' => sub {
+    register('/channels', channel => ch('expired-keep'));
+
+    my $j = broadcast('/broadcast/keep-expired?user=')->{json};
+    is($j->{expired}, 1, 'expired');
+    is($j->{removed}, 0, 'nothing removed');
+    ok((grep { $_ eq ch('expired-keep') } @{listed('/channels')}),
+       'still registered');
+    $lines++;
+
+    $j = broadcast('/broadcast')->{json};
+    is($j->{removed}, 1, 'removed by a location with the default');
+    ok(!(grep { $_ eq ch('expired-keep') } @{listed('/channels')}),
+       'gone');
+    $lines++;
+};
+
+subtest 'channels the allow-list no longer permits' => sub {
+    $t->sim_reset;
+
+    my $r = broadcast('/broadcast/other-hosts');
+    my $j = $r->{json};
+
+    is($j->{sent}, 4, 'all four counted');
+    is_deeply($j->{outcomes}, { refused => 4 }, 'all refused');
+    is(scalar @{$t->sim_requests}, 0, 'none contacted');
+    is(scalar @{listed('/channels')}, 4, 'none removed');
+    $lines++;
+};
+
+subtest 'a registry larger than a refill, under mpns_concurrency 3' => sub {
+    for my $i (1 .. 150) {
+        register('/big/channels', channel => ch(sprintf 'active-%03d', $i),
+                 tags => [$i % 3 ? 'many' : 'few']);
+    }
+
+    register('/big/channels', channel => ch("expired-$_"), tags => ['many'])
+        for 1 .. 5;
+
+    $t->sim_reset;
+
+    my $j = broadcast('/big/broadcast')->{json};
+    is_deeply([@$j{qw(sent delivered expired removed)}], [155, 150, 5, 5],
+              'all 155 sent, 5 expired and removed');
+    is(scalar @{$j->{failures}}, 2, 'two failures listed');
+    is($j->{failures_omitted}, 3, 'three omitted');
+
+    my %seen;
+    $seen{$_->{target}}++ for @{$t->sim_requests};
+    is(scalar keys %seen, 155, '155 channels contacted');
+    is((grep { $_ != 1 } values %seen), 0, 'each once');
+    $lines++;
+
+    $t->sim_reset;
+
+    $j = broadcast('/big/broadcast?tag=few')->{json};
+    is($j->{sent}, 50, 'a filter across refills: 50');
+    $lines++;
+};
+
+subtest 'NDJSON broadcast' => sub {
+    my $r = broadcast('/big/broadcast?tag=few', {},
+                      headers => [Accept => 'application/x-ndjson']);
+    my @l = map { $json->decode($_) } split /\n/, $r->{body};
+
+    is(scalar @l, 51, '50 lines and a summary');
+    is($l[-1]{summary}{delivered}, 50, 'summary');
+    $lines++;
+};
+
+subtest 'a client that leaves mid-broadcast' => sub {
+    register('/big/channels', channel => ch("silent-$_"), tags => ['quiet'])
+        for 1 .. 10;
+
+    $t->sim_reset;
+
+    my $s = $t->http_start('POST', '/big/broadcast?tag=quiet',
+                           body => '{"text1":"Hi"}',
+                           headers => ['Content-Type' => 'application/json']);
+
+    ok($t->wait_for(sub { $t->sim_stats->{in_flight} == 3 }, 5),
+       'three sends under way');
+    close $s;
+
+    ok($t->wait_for(sub { $t->sim_stats->{in_flight} == 0 }, 5),
+       'cancelled');
+    sleep 0.3;
+    is($t->sim_stats->{requests}, 3, 'no further channel contacted');
+    $lines++;
+
+    is(broadcast('/big/broadcast?tag=few')->{json}{delivered}, 50,
+       'the next broadcast runs');
     $lines++;
 };
 
