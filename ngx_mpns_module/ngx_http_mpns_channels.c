@@ -426,6 +426,8 @@ ngx_http_mpns_channels_selector(ngx_http_request_t *r, ngx_str_t *body,
                                                       "unknown field", &name);
             }
 
+            field = &ngx_http_mpns_channels_selectors[k];
+
             if (tok->type != NGX_HTTP_MPNS_JSON_STRING) {
                 return ngx_http_mpns_channels_mistake(err,
                                                       NGX_HTTP_BAD_REQUEST,

@@ -160,8 +160,8 @@ ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_err_t                  err;
     ngx_str_t                 *value, name, s, state;
     ngx_uint_t                 i;
-    ngx_file_info_t            fi;
     ngx_shm_zone_t            *shm_zone, **zones;
+    ngx_file_info_t            fi;
     ngx_http_mpns_registry_t  *reg;
 
     value = cf->args->elts;
@@ -478,8 +478,8 @@ ngx_http_mpns_registry_migrate(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
 {
     ngx_uint_t                 i;
     ngx_cycle_t               *cycle;
-    ngx_list_part_t           *part;
     ngx_shm_zone_t            *zone, *shm_zone;
+    ngx_list_part_t           *part;
     ngx_http_mpns_cursor_t     cursor;
     ngx_http_mpns_registry_t  *oreg;
 
