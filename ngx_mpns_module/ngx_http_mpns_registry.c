@@ -22,13 +22,18 @@
 
 
 /*
- * One registration, one slab allocation: with a channel of about 125
- * bytes and short user, device and os it fits a 256-byte slot.
+ * One registration, one slab allocation: a 64-byte header, so that with an
+ * MPNS channel of about 140 bytes and short user, device and os it still
+ * fits a 256-byte slot.  Owners are found through a hash table of chains
+ * rather than a second tree: a tree node would cost 28 bytes more.
  */
 
-typedef struct {
+typedef struct ngx_http_mpns_registry_node_s  ngx_http_mpns_registry_node_t;
+
+struct ngx_http_mpns_registry_node_s {
     ngx_rbtree_node_t              node;      /* by channel, first */
-    ngx_rbtree_node_t              owner;     /* by device, else user */
+    ngx_http_mpns_registry_node_t *owner_next;
+    uint32_t                       owner_hash;
     uint32_t                       created;
     uint16_t                       len;       /* of the channel */
     uint16_t                       tags_len;
@@ -39,14 +44,14 @@ typedef struct {
 
     /* channel, user, device, os, then each tag after its length byte */
     u_char                         data[1];
-} ngx_http_mpns_registry_node_t;
+};
 
 
 typedef struct {
     ngx_rbtree_t                   channels;
     ngx_rbtree_node_t              channels_sentinel;
-    ngx_rbtree_t                   owners;
-    ngx_rbtree_node_t              owners_sentinel;
+    ngx_http_mpns_registry_node_t **owners;   /* buckets of chains */
+    ngx_uint_t                     owners_mask;
     ngx_uint_t                     count;
     uint64_t                       version;   /* bumped by every change */
     uint64_t                       saved;     /* the one in the state file */
@@ -98,8 +103,6 @@ static void ngx_http_mpns_registry_save_handler(ngx_event_t *ev);
 static void ngx_http_mpns_registry_changed(ngx_http_mpns_registry_t *reg);
 
 static void ngx_http_mpns_registry_insert_channel(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static void ngx_http_mpns_registry_insert_owner(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_mpns_registry_cmp(uint32_t hash, u_char *data,
     size_t len, ngx_rbtree_node_t *node);
@@ -411,6 +414,7 @@ ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_mpns_registry_t *oreg = data;
 
     size_t                           len;
+    ngx_uint_t                       n, mask;
     ngx_slab_pool_t                 *shpool;
     ngx_http_mpns_registry_t        *reg;
     ngx_http_mpns_registry_shctx_t  *sh;
@@ -438,8 +442,18 @@ ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_rbtree_init(&sh->channels, &sh->channels_sentinel,
                     ngx_http_mpns_registry_insert_channel);
-    ngx_rbtree_init(&sh->owners, &sh->owners_sentinel,
-                    ngx_http_mpns_registry_insert_owner);
+    /* about one bucket per possible entry, a power of two */
+
+    n = shm_zone->shm.size / 256;
+
+    for (mask = 63; mask * 2 + 1 < n; mask = mask * 2 + 1) { /* void */ }
+
+    sh->owners = ngx_slab_calloc(shpool, (mask + 1) * sizeof(void *));
+    if (sh->owners == NULL) {
+        return NGX_ERROR;
+    }
+
+    sh->owners_mask = mask;
 
     len = sizeof(" in mpns registry zone \"\"") + shm_zone->shm.name.len;
 
@@ -815,7 +829,7 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     ngx_str_t                        owner;
     ngx_uint_t                       i, kind;
     ngx_slab_pool_t                 *shpool;
-    ngx_http_mpns_registry_node_t   *rn, *old, *prev;
+    ngx_http_mpns_registry_node_t   *rn, *old, *prev, **bucket;
     ngx_http_mpns_registry_shctx_t  *sh;
 
     if (replaced) {
@@ -878,7 +892,7 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     old = ngx_http_mpns_registry_lookup(sh, &entry->channel);
 
     if (kind != NGX_HTTP_MPNS_OWNER_NONE) {
-        rn->owner.key = ngx_crc32_short(owner.data, owner.len);
+        rn->owner_hash = ngx_crc32_short(owner.data, owner.len);
 
         /* a device (or a user without one) keeps its newest channel */
 
@@ -914,7 +928,9 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     ngx_rbtree_insert(&sh->channels, &rn->node);
 
     if (kind != NGX_HTTP_MPNS_OWNER_NONE) {
-        ngx_rbtree_insert(&sh->owners, &rn->owner);
+        bucket = &sh->owners[rn->owner_hash & sh->owners_mask];
+        rn->owner_next = *bucket;
+        *bucket = rn;
     }
 
     sh->count++;
@@ -1791,51 +1807,6 @@ ngx_http_mpns_registry_insert_channel(ngx_rbtree_node_t *temp,
 }
 
 
-static void
-ngx_http_mpns_registry_insert_owner(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_int_t                        rc;
-    ngx_str_t                        owner, towner;
-    ngx_uint_t                       kind, tkind;
-    ngx_rbtree_node_t              **p;
-    ngx_http_mpns_registry_node_t   *rn, *rt;
-
-    rn = ngx_rbtree_data(node, ngx_http_mpns_registry_node_t, owner);
-    kind = ngx_http_mpns_registry_owner(rn, &owner);
-
-    for ( ;; ) {
-
-        if (node->key != temp->key) {
-            rc = (node->key < temp->key) ? -1 : 1;
-
-        } else {
-            rt = ngx_rbtree_data(temp, ngx_http_mpns_registry_node_t, owner);
-            tkind = ngx_http_mpns_registry_owner(rt, &towner);
-
-            rc = (kind != tkind)
-                 ? ((kind < tkind) ? -1 : 1)
-                 : ngx_memn2cmp(owner.data, towner.data, owner.len,
-                                towner.len);
-        }
-
-        p = (rc < 0) ? &temp->left : &temp->right;
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
 /* (hash, channel) against a node of the channel tree */
 
 static ngx_int_t
@@ -1907,37 +1878,20 @@ ngx_http_mpns_registry_lookup_owner(ngx_http_mpns_registry_shctx_t *sh,
     ngx_uint_t kind, ngx_str_t *owner)
 {
     uint32_t                        hash;
-    ngx_int_t                       rc;
     ngx_str_t                       towner;
-    ngx_uint_t                      tkind;
-    ngx_rbtree_node_t              *node, *sentinel;
     ngx_http_mpns_registry_node_t  *rn;
 
     hash = ngx_crc32_short(owner->data, owner->len);
 
-    node = sh->owners.root;
-    sentinel = sh->owners.sentinel;
+    for (rn = sh->owners[hash & sh->owners_mask]; rn; rn = rn->owner_next) {
 
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        rn = ngx_rbtree_data(node, ngx_http_mpns_registry_node_t, owner);
-        tkind = ngx_http_mpns_registry_owner(rn, &towner);
-
-        rc = (kind != tkind)
-             ? ((kind < tkind) ? -1 : 1)
-             : ngx_memn2cmp(owner->data, towner.data, owner->len,
-                            towner.len);
-
-        if (rc == 0) {
+        if (rn->owner_hash == hash
+            && ngx_http_mpns_registry_owner(rn, &towner) == kind
+            && towner.len == owner->len
+            && ngx_memcmp(towner.data, owner->data, owner->len) == 0)
+        {
             return rn;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
@@ -1999,6 +1953,7 @@ ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
     ngx_http_mpns_registry_node_t *rn)
 {
     ngx_str_t                        owner;
+    ngx_http_mpns_registry_node_t  **next;
     ngx_http_mpns_registry_shctx_t  *sh;
 
     sh = reg->sh;
@@ -2008,7 +1963,15 @@ ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
     if (ngx_http_mpns_registry_owner(rn, &owner)
         != NGX_HTTP_MPNS_OWNER_NONE)
     {
-        ngx_rbtree_delete(&sh->owners, &rn->owner);
+        for (next = &sh->owners[rn->owner_hash & sh->owners_mask];
+             *next;
+             next = &(*next)->owner_next)
+        {
+            if (*next == rn) {
+                *next = rn->owner_next;
+                break;
+            }
+        }
     }
 
     ngx_slab_free_locked(reg->shpool, rn);

@@ -605,8 +605,8 @@ is($full->{status}, 507, 'answer 507');
 is_deeply($full->{json}, { error => 'registry is full', field => 'channel' },
           '507 body');
 
-is(reg({ channel => ch('one-more') }, uri => '/small')->{status}, 507,
-   'still full');
+is(reg({ channel => ch(sprintf('%0120d', 77777)), device => 's77777' },
+       uri => '/small')->{status}, 507, 'still full');
 is(reg({ channel => ch(sprintf('%0120d', 1)), device => 's1',
          tags => ['t' x 64, 'u' x 64] }, uri => '/small')->{status},
    507, 'an update needing a bigger slot: 507');
