@@ -26,6 +26,7 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
     mpns_worker_concurrency 3;
     mpns_registry_zone zone=devices:1m;
     mpns_registry_zone zone=big:4m;
+    mpns_registry_zone zone=every:1m;
 
     log_format counts '$mpns_sent|$mpns_delivered|$mpns_expired|'
                       '$mpns_failed|$mpns_outcome|$mpns_message_id|'
@@ -87,6 +88,16 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
             mpns_allowed_hosts ^localhost$;
         }
 
+        location = /every/channels {
+            mpns_registry every;
+            access_log off;
+        }
+
+        location = /every/broadcast {
+            mpns_broadcast every toast;
+            mpns_read_timeout 300ms;
+        }
+
         location = /big/channels {
             mpns_registry big;
             access_log off;
@@ -132,7 +143,7 @@ subtest 'three channels, all delivered' => sub {
     my @c = map { ch("active-$_") } 1 .. 3;
     my $r = batch('/push', \@c);
 
-    is($r->{status}, 200, '200');
+    is($r->{status}, 200, 'answer 200');
     like($r->{headers}{'content-type'}, qr{^application/json}, 'json');
 
     my $j = $r->{json};
@@ -163,7 +174,7 @@ subtest 'every kind of result' => sub {
              ch('busy-d'), ch('reset-e'), ch('inactive-f'));
     my $r = batch('/push', \@c);
 
-    is($r->{status}, 200, '200');
+    is($r->{status}, 200, 'answer 200');
 
     my $j = $r->{json};
     is_deeply([@$j{qw(sent delivered expired failed)}], [6, 1, 1, 4],
@@ -303,7 +314,7 @@ subtest 'NDJSON' => sub {
     my $r = batch('/push', \@c,
                   headers => [Accept => 'application/x-ndjson']);
 
-    is($r->{status}, 200, '200');
+    is($r->{status}, 200, 'answer 200');
     is($r->{headers}{'content-type'}, 'application/x-ndjson', 'type');
     like($r->{headers}{'transfer-encoding'} // '', qr/chunked/, 'chunked');
 
@@ -419,7 +430,7 @@ subtest 'broadcast to every channel' => sub {
     $t->sim_reset;
 
     my $r = broadcast('/broadcast');
-    is($r->{status}, 200, '200');
+    is($r->{status}, 200, 'answer 200');
 
     my $j = $r->{json};
     is_deeply([@$j{qw(sent delivered expired failed removed)}],
@@ -441,6 +452,55 @@ subtest 'broadcast to every channel' => sub {
               'the expired channel was removed from the registry');
 
     is(counts_log(++$lines), "5|3|1|1|-|$j->{message_id}|-", 'variables');
+};
+
+subtest 'a broadcast that meets every outcome' => sub {
+    my %want = (
+        'active-e'       => ['delivered', 200],
+        'queuefull-e'    => ['queue_full', 200],
+        'suppressed-e'   => ['suppressed', 200],
+        'dropped-e'      => ['dropped', 200],
+        'script-400'     => ['bad_request', 400],
+        'unauthorized-e' => ['unauthorized', 401],
+        'forbidden-e'    => ['forbidden', 403],
+        'expired-e'      => ['expired', 404],
+        'script-405'     => ['method_not_allowed', 405],
+        'throttled0-e'   => ['throttled', 406],
+        'inactive-e'     => ['device_inactive', 412],
+        'busy-e'         => ['unavailable', 503],
+        'reset-e'        => ['transport_error', undef],
+        'silent-e'       => ['timeout', undef],
+    );
+
+    $t->sim_reset;
+
+    for my $code (400, 405) {
+        $t->sim_script("/t/script-$code", [{ status => $code }]);
+    }
+
+    register('/every/channels', channel => ch($_)) for keys %want;
+
+    my $j = broadcast('/every/broadcast', {},
+                      headers => [Accept => 'application/json'])->{json};
+
+    my %outcomes;
+    $outcomes{$_->[0]}++ for values %want;
+
+    is_deeply($j->{outcomes}, \%outcomes, 'fourteen outcomes, once each');
+    is_deeply([@$j{qw(sent delivered expired failed removed)}],
+              [14, 1, 1, 12, 1], 'counts');
+
+    my %got = map { (($_->{channel} =~ m{/t/(.*)})[0])
+                    => [$_->{outcome}, $_->{status}] } @{$j->{failures}};
+    delete $want{'active-e'};
+    is_deeply(\%got, \%want, 'each failure with its outcome and status');
+
+    is(scalar @{listed('/every/channels')}, 13,
+       'only the expired channel removed');
+    ok(!(grep { $_ eq ch('expired-e') } @{listed('/every/channels')}),
+       'and it is the expired one');
+
+    $lines++;
 };
 
 subtest 'broadcast filters' => sub {
