@@ -70,6 +70,13 @@ struct ngx_http_mpns_registry_s {
     /* per worker, set in init_process */
     u_char                          *temp;     /* "<state>.<pid>.tmp" */
     ngx_event_t                      save;
+
+    /* a save under way, a slice per turn of the event loop */
+    ngx_fd_t                         fd;
+    u_char                          *buf;
+    ngx_http_mpns_cursor_t          *cursor;
+    uint64_t                         version;
+    unsigned                         saving:1;
 };
 
 
@@ -94,9 +101,15 @@ static ngx_int_t ngx_http_mpns_registry_load_line(
     ngx_http_mpns_registry_t *reg, ngx_pool_t *pool, ngx_str_t *text,
     ngx_uint_t line, ngx_log_t *log);
 static ngx_int_t ngx_http_mpns_registry_save(ngx_http_mpns_registry_t *reg,
-    ngx_log_t *log);
-static ngx_int_t ngx_http_mpns_registry_write(ngx_http_mpns_registry_t *reg,
-    ngx_fd_t fd, u_char *buf, ngx_log_t *log);
+    ngx_log_t *log, ngx_uint_t slices);
+static ngx_int_t ngx_http_mpns_registry_save_start(
+    ngx_http_mpns_registry_t *reg, ngx_log_t *log);
+static ngx_int_t ngx_http_mpns_registry_save_slice(
+    ngx_http_mpns_registry_t *reg, ngx_log_t *log);
+static ngx_int_t ngx_http_mpns_registry_save_finish(
+    ngx_http_mpns_registry_t *reg, ngx_log_t *log);
+static void ngx_http_mpns_registry_save_end(ngx_http_mpns_registry_t *reg,
+    ngx_int_t rc, ngx_log_t *log);
 static ngx_int_t ngx_http_mpns_registry_render(ngx_http_mpns_entry_t *entry,
     void *data);
 static void ngx_http_mpns_registry_save_handler(ngx_event_t *ev);
@@ -1444,6 +1457,8 @@ ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle)
 
         ngx_sprintf(reg->temp, "%V.%P.tmp%Z", &reg->state, ngx_pid);
 
+        reg->fd = NGX_INVALID_FILE;
+
         reg->save.handler = ngx_http_mpns_registry_save_handler;
         reg->save.data = reg;
         reg->save.log = cycle->log;
@@ -1524,12 +1539,13 @@ ngx_http_mpns_registry_exit_process(ngx_cycle_t *cycle)
             continue;
         }
 
-        /* another worker may be writing: wait for it a little */
+        /* all at once now; another worker may be writing: wait a little */
 
         for (n = 0; n < 100; n++) {
-            rc = ngx_http_mpns_registry_save(reg, cycle->log);
+            rc = ngx_http_mpns_registry_save(reg, cycle->log,
+                                             NGX_MAX_UINT32_VALUE);
 
-            if (rc != NGX_AGAIN) {
+            if (rc != NGX_BUSY) {
                 break;
             }
 
@@ -1557,9 +1573,15 @@ ngx_http_mpns_registry_save_handler(ngx_event_t *ev)
 
     ngx_int_t  rc;
 
-    rc = ngx_http_mpns_registry_save(reg, ev->log);
+    rc = ngx_http_mpns_registry_save(reg, ev->log, 1);
 
     if (rc == NGX_OK) {
+        return;
+    }
+
+    if (rc == NGX_AGAIN) {
+        /* the next slice after the events already waiting */
+        ngx_post_event(ev, &ngx_posted_next_events);
         return;
     }
 
@@ -1568,25 +1590,77 @@ ngx_http_mpns_registry_save_handler(ngx_event_t *ev)
         return;
     }
 
-    ngx_add_timer(ev, rc == NGX_AGAIN ? NGX_HTTP_MPNS_SAVE_DELAY
-                                      : NGX_HTTP_MPNS_SAVE_RETRY);
+    if (!ev->timer_set) {
+        ngx_add_timer(ev, rc == NGX_BUSY ? NGX_HTTP_MPNS_SAVE_DELAY
+                                         : NGX_HTTP_MPNS_SAVE_RETRY);
+    }
 }
 
 
 /*
- * NGX_OK: saved or nothing to save, NGX_AGAIN: another process is
- * saving, NGX_ERROR: logged, still to be saved
+ * A save renders the entries a buffer at a time, each buffer under one
+ * hold of the lock, and writes it; "slices" bounds the buffers written in
+ * this call, so that a large registry does not stall the worker: the rest
+ * follows on later turns of the event loop.  Entries changed meanwhile
+ * are saved again next time: the version the save started from is what
+ * it records as saved.
+ *
+ * NGX_OK: saved or nothing to save; NGX_AGAIN: more slices to write;
+ * NGX_BUSY: another process is saving; NGX_ERROR: logged, still dirty.
  */
 
 static ngx_int_t
-ngx_http_mpns_registry_save(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
+ngx_http_mpns_registry_save(ngx_http_mpns_registry_t *reg, ngx_log_t *log,
+    ngx_uint_t slices)
 {
-    u_char                          *buf;
-    uint64_t                         version;
-    ngx_fd_t                         fd;
-    ngx_int_t                        rc;
+    ngx_int_t   rc;
+    ngx_uint_t  n;
+
+    if (!reg->saving) {
+        rc = ngx_http_mpns_registry_save_start(reg, log);
+
+        if (rc != NGX_OK) {
+            return (rc == NGX_DONE) ? NGX_OK : rc;
+        }
+    }
+
+    for (n = 0; n < slices; n++) {
+        rc = ngx_http_mpns_registry_save_slice(reg, log);
+
+        if (rc == NGX_AGAIN) {
+            continue;
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_mpns_registry_save_finish(reg, log);
+        }
+
+        ngx_http_mpns_registry_save_end(reg, rc, log);
+
+        return rc;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* NGX_OK: started, NGX_DONE: nothing to save, NGX_BUSY, NGX_ERROR */
+
+static ngx_int_t
+ngx_http_mpns_registry_save_start(ngx_http_mpns_registry_t *reg,
+    ngx_log_t *log)
+{
     ngx_slab_pool_t                 *shpool;
     ngx_http_mpns_registry_shctx_t  *sh;
+
+    if (reg->buf == NULL) {
+        reg->buf = ngx_alloc(NGX_HTTP_MPNS_STATE_BUFFER, log);
+        reg->cursor = ngx_alloc(sizeof(ngx_http_mpns_cursor_t), log);
+
+        if (reg->buf == NULL || reg->cursor == NULL) {
+            return NGX_ERROR;
+        }
+    }
 
     sh = reg->sh;
     shpool = reg->shpool;
@@ -1595,7 +1669,7 @@ ngx_http_mpns_registry_save(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
 
     if (sh->version == sh->saved) {
         ngx_shmtx_unlock(&shpool->mutex);
-        return NGX_OK;
+        return NGX_DONE;
     }
 
     /* a writer that died holding the mark loses it after a while */
@@ -1604,69 +1678,129 @@ ngx_http_mpns_registry_save(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
         && ngx_time() - sh->writing < NGX_HTTP_MPNS_WRITER_STALE)
     {
         ngx_shmtx_unlock(&shpool->mutex);
-        return NGX_AGAIN;
+        return NGX_BUSY;
     }
 
     sh->writer = ngx_pid;
     sh->writing = ngx_time();
-    version = sh->version;
+    reg->version = sh->version;
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    rc = NGX_ERROR;
-    fd = NGX_INVALID_FILE;
+    reg->fd = ngx_open_file(reg->temp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                            NGX_FILE_DEFAULT_ACCESS);
 
-    buf = ngx_alloc(NGX_HTTP_MPNS_STATE_BUFFER, log);
-    if (buf == NULL) {
-        goto done;
-    }
-
-    fd = ngx_open_file(reg->temp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
-                       NGX_FILE_DEFAULT_ACCESS);
-
-    if (fd == NGX_INVALID_FILE) {
+    if (reg->fd == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
                       ngx_open_file_n " \"%s\" failed", reg->temp);
-        goto done;
+        ngx_http_mpns_registry_save_end(reg, NGX_ERROR, log);
+        return NGX_ERROR;
     }
 
-    if (ngx_http_mpns_registry_write(reg, fd, buf, log) != NGX_OK) {
-        goto done;
+    ngx_memzero(reg->cursor, sizeof(ngx_http_mpns_cursor_t));
+    reg->saving = 1;
+
+    return NGX_OK;
+}
+
+
+/* one buffer of entries; NGX_AGAIN: more to come, NGX_OK: all written */
+
+static ngx_int_t
+ngx_http_mpns_registry_save_slice(ngx_http_mpns_registry_t *reg,
+    ngx_log_t *log)
+{
+    u_char                        *p;
+    ssize_t                        n;
+    ngx_http_mpns_registry_out_t   out;
+
+    out.start = reg->buf;
+    out.last = reg->buf;
+    out.end = reg->buf + NGX_HTTP_MPNS_STATE_BUFFER;
+    out.log = log;
+
+    if (ngx_http_mpns_registry_next(reg, NULL, reg->cursor,
+                                    NGX_MAX_UINT32_VALUE,
+                                    ngx_http_mpns_registry_render, &out)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    if (fsync(fd) == -1) {
+    if (out.last == reg->buf && !reg->cursor->done) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "mpns registry entry does not fit the buffer");
+        return NGX_ERROR;
+    }
+
+    for (p = reg->buf; p < out.last; p += n) {
+        n = ngx_write_fd(reg->fd, p, out.last - p);
+
+        if (n == -1) {
+            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                          ngx_write_fd_n " \"%s\" failed", reg->temp);
+            return NGX_ERROR;
+        }
+    }
+
+    if (!reg->cursor->done) {
+
+        /* still writing: not a writer that died */
+
+        ngx_shmtx_lock(&reg->shpool->mutex);
+        reg->sh->writing = ngx_time();
+        ngx_shmtx_unlock(&reg->shpool->mutex);
+
+        return NGX_AGAIN;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_registry_save_finish(ngx_http_mpns_registry_t *reg,
+    ngx_log_t *log)
+{
+    ngx_fd_t  fd;
+
+    if (fsync(reg->fd) == -1) {
         ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
                       "fsync() \"%s\" failed", reg->temp);
-        goto done;
+        return NGX_ERROR;
     }
+
+    fd = reg->fd;
+    reg->fd = NGX_INVALID_FILE;
 
     if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        fd = NGX_INVALID_FILE;
         ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
                       ngx_close_file_n " \"%s\" failed", reg->temp);
-        goto done;
+        return NGX_ERROR;
     }
-
-    fd = NGX_INVALID_FILE;
 
     if (ngx_rename_file(reg->temp, reg->state.data) == NGX_FILE_ERROR) {
         ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
                       ngx_rename_file_n " \"%s\" to \"%s\" failed",
                       reg->temp, reg->state.data);
-        goto done;
+        return NGX_ERROR;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                    "mpns registry saved version %uL to \"%s\"",
-                   version, reg->state.data);
+                   reg->version, reg->state.data);
 
-    rc = NGX_OK;
+    return NGX_OK;
+}
 
-done:
 
+static void
+ngx_http_mpns_registry_save_end(ngx_http_mpns_registry_t *reg, ngx_int_t rc,
+    ngx_log_t *log)
+{
     if (rc != NGX_OK) {
-        if (fd != NGX_INVALID_FILE) {
-            (void) ngx_close_file(fd);
+        if (reg->fd != NGX_INVALID_FILE) {
+            (void) ngx_close_file(reg->fd);
         }
 
         if (ngx_delete_file(reg->temp) == NGX_FILE_ERROR
@@ -1677,72 +1811,20 @@ done:
         }
     }
 
-    if (buf) {
-        ngx_free(buf);
-    }
+    reg->fd = NGX_INVALID_FILE;
+    reg->saving = 0;
 
-    ngx_shmtx_lock(&shpool->mutex);
+    ngx_shmtx_lock(&reg->shpool->mutex);
 
     if (rc == NGX_OK) {
-        sh->saved = version;
+        reg->sh->saved = reg->version;
     }
 
-    if (sh->writer == ngx_pid) {
-        sh->writer = 0;
+    if (reg->sh->writer == ngx_pid) {
+        reg->sh->writer = 0;
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    return rc;
-}
-
-
-/* renders all entries, a buffer at a time, each under one lock hold */
-
-static ngx_int_t
-ngx_http_mpns_registry_write(ngx_http_mpns_registry_t *reg, ngx_fd_t fd,
-    u_char *buf, ngx_log_t *log)
-{
-    u_char                        *p;
-    ssize_t                        n;
-    ngx_http_mpns_cursor_t         cursor;
-    ngx_http_mpns_registry_out_t   out;
-
-    ngx_memzero(&cursor, sizeof(ngx_http_mpns_cursor_t));
-
-    out.start = buf;
-    out.end = buf + NGX_HTTP_MPNS_STATE_BUFFER;
-    out.log = log;
-
-    while (!cursor.done) {
-        out.last = buf;
-
-        if (ngx_http_mpns_registry_next(reg, NULL, &cursor,
-                                        NGX_MAX_UINT32_VALUE,
-                                        ngx_http_mpns_registry_render, &out)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        if (out.last == buf && !cursor.done) {
-            ngx_log_error(NGX_LOG_ALERT, log, 0,
-                          "mpns registry entry does not fit the buffer");
-            return NGX_ERROR;
-        }
-
-        for (p = buf; p < out.last; p += n) {
-            n = ngx_write_fd(fd, p, out.last - p);
-
-            if (n == -1) {
-                ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                              ngx_write_fd_n " \"%s\" failed", reg->temp);
-                return NGX_ERROR;
-            }
-        }
-    }
-
-    return NGX_OK;
+    ngx_shmtx_unlock(&reg->shpool->mutex);
 }
 
 
