@@ -581,6 +581,27 @@ is(scalar(() = slurp($state) =~ /\n/g), 200, 'all saved');
 is_deeply([ glob "$dir/state/*.tmp" ], [], 'no temp file left');
 $t->run;
 
+# a registry larger than one 64 KB buffer is saved in several slices while
+# the worker keeps answering
+
+for my $i (1 .. 400) {
+    reg({ channel => ch(sprintf 'slice-%0150d', $i), device => "sl$i",
+          tags => ['slices'] });
+}
+
+ok($t->wait_for(sub { scalar(() = slurp($state) =~ /\n/g) == 600 }, 10),
+   'a save of more than one buffer: every entry in the file');
+is(total(), 600, 'the zone');
+
+{
+    my @l = split /\n/, slurp($state);
+    my %seen;
+    $seen{ (JSON::PP::decode_json($_)->{channel}) }++ for @l;
+    is(scalar keys %seen, 600, 'each entry once');
+}
+
+is_deeply([ glob "$dir/state/*.tmp" ], [], 'no temp file left');
+
 ###############################################################################
 
 # a full zone
