@@ -58,6 +58,7 @@ typedef struct {
     ngx_pid_t                      writer;    /* saving it now, 0: none */
     time_t                         writing;   /* since */
     ngx_uint_t                     full;      /* "is full" was logged */
+    ngx_uint_t                     retired;   /* migrated to a new zone */
 } ngx_http_mpns_registry_shctx_t;
 
 
@@ -568,10 +569,13 @@ ngx_http_mpns_registry_migrate(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
                       &shm_zone->shm.name, reg->sh->count);
     }
 
-    /* the new zone owns the state file now: old workers must not write */
+    /*
+     * the new zone owns the state file now: old workers must not write
+     * it, not even what they change before they exit (that is lost)
+     */
 
     ngx_shmtx_lock(&oreg->shpool->mutex);
-    oreg->sh->saved = oreg->sh->version;
+    oreg->sh->retired = 1;
     ngx_shmtx_unlock(&oreg->shpool->mutex);
 
     reg->sh->saved = 0;
@@ -1667,7 +1671,7 @@ ngx_http_mpns_registry_save_start(ngx_http_mpns_registry_t *reg,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (sh->version == sh->saved) {
+    if (sh->version == sh->saved || sh->retired) {
         ngx_shmtx_unlock(&shpool->mutex);
         return NGX_DONE;
     }
