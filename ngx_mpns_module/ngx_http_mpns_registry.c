@@ -1463,6 +1463,13 @@ ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle)
 
         reg->fd = NGX_INVALID_FILE;
 
+        reg->buf = ngx_palloc(cycle->pool, NGX_HTTP_MPNS_STATE_BUFFER);
+        reg->cursor = ngx_palloc(cycle->pool, sizeof(ngx_http_mpns_cursor_t));
+
+        if (reg->buf == NULL || reg->cursor == NULL) {
+            return NGX_ERROR;
+        }
+
         reg->save.handler = ngx_http_mpns_registry_save_handler;
         reg->save.data = reg;
         reg->save.log = cycle->log;
@@ -1656,15 +1663,6 @@ ngx_http_mpns_registry_save_start(ngx_http_mpns_registry_t *reg,
 {
     ngx_slab_pool_t                 *shpool;
     ngx_http_mpns_registry_shctx_t  *sh;
-
-    if (reg->buf == NULL) {
-        reg->buf = ngx_alloc(NGX_HTTP_MPNS_STATE_BUFFER, log);
-        reg->cursor = ngx_alloc(sizeof(ngx_http_mpns_cursor_t), log);
-
-        if (reg->buf == NULL || reg->cursor == NULL) {
-            return NGX_ERROR;
-        }
-    }
 
     sh = reg->sh;
     shpool = reg->shpool;
