@@ -121,6 +121,62 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       offsetof(ngx_http_mpns_loc_conf_t, read_timeout),
       NULL },
 
+    { ngx_string("mpns_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, ssl.certificate),
+      NULL },
+
+    { ngx_string("mpns_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, ssl.certificate_key),
+      NULL },
+
+    { ngx_string("mpns_ssl_password_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpns_ssl_password_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, ssl),
+      NULL },
+
+    { ngx_string("mpns_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, ssl.trusted_certificate),
+      NULL },
+
+    { ngx_string("mpns_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, ssl.verify),
+      NULL },
+
+    { ngx_string("mpns_ssl_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, ssl.protocols),
+      &ngx_http_mpns_ssl_protocols },
+
+    { ngx_string("mpns_ssl_ciphers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, ssl.ciphers),
+      NULL },
+
+    { ngx_string("mpns_ssl_server_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, ssl.server_name),
+      NULL },
+
     { ngx_string("mpns_keepalive"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -816,6 +872,8 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
     mlcf->remove_expired = NGX_CONF_UNSET;
     mlcf->report_failures = NGX_CONF_UNSET_UINT;
 
+    ngx_http_mpns_ssl_create_conf(&mlcf->ssl);
+
     return mlcf;
 }
 
@@ -863,6 +921,12 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               15000);
     ngx_conf_merge_msec_value(conf->send_timeout, prev->send_timeout, 15000);
     ngx_conf_merge_msec_value(conf->read_timeout, prev->read_timeout, 15000);
+
+    if (ngx_http_mpns_ssl_merge_conf(cf, &conf->ssl, &prev->ssl)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     ngx_conf_merge_uint_value(conf->concurrency, prev->concurrency, 100);
     ngx_conf_merge_value(conf->remove_expired, prev->remove_expired, 1);

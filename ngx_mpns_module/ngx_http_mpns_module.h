@@ -14,6 +14,7 @@
 #include "ngx_http_mpns_message.h"
 #include "ngx_http_mpns_engine.h"
 #include "ngx_http_mpns_json.h"
+#include "ngx_http_mpns_ssl.h"
 
 
 #define NGX_HTTP_MPNS_MAX_CHANNEL       1024
@@ -50,6 +51,7 @@ typedef struct {
     ngx_msec_t                     connect_timeout;
     ngx_msec_t                     send_timeout;
     ngx_msec_t                     read_timeout;
+    ngx_http_mpns_ssl_conf_t       ssl;
 
     ngx_shm_zone_t                *registry;  /* mpns_registry */
     ngx_shm_zone_t                *broadcast; /* mpns_broadcast */
