@@ -23,13 +23,29 @@
 #define NGX_HTTP_MPNS_ST_BODY           2
 
 
+/*
+ * An idle connection; a TLS one is only for the same profile and the
+ * same server name: it is authenticated with the profile's certificate.
+ */
 typedef struct {
     ngx_queue_t                    queue;
     ngx_http_mpns_engine_t        *engine;
     ngx_connection_t              *connection;
     socklen_t                      socklen;
     ngx_sockaddr_t                 sockaddr;
+    ngx_http_mpns_ssl_t           *ssl;
+    size_t                         name_len;
+    u_char                         name[NGX_HTTP_MPNS_NAME_LEN];
 } ngx_http_mpns_cache_t;
+
+
+typedef struct {
+    ngx_queue_t                    queue;
+    ngx_http_mpns_ssl_t           *ssl;
+    ngx_ssl_session_t             *session;
+    size_t                         name_len;
+    u_char                         name[NGX_HTTP_MPNS_NAME_LEN];
+} ngx_http_mpns_session_t;
 
 
 static void ngx_http_mpns_resolve(ngx_http_mpns_job_t *job);
@@ -38,6 +54,14 @@ static void ngx_http_mpns_connect(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_next(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_reconnect(ngx_http_mpns_job_t *job);
 static ngx_int_t ngx_http_mpns_test_connect(ngx_connection_t *c);
+static void ngx_http_mpns_engine_cleanup(void *data);
+static void ngx_http_mpns_ssl_init(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_ssl_handshake(ngx_connection_t *c);
+static ngx_uint_t ngx_http_mpns_ssl_failure(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_ssl_save_session(ngx_connection_t *c);
+static ngx_http_mpns_session_t *ngx_http_mpns_ssl_session(
+    ngx_http_mpns_engine_t *engine, ngx_http_mpns_ssl_t *ssl,
+    u_char *name, size_t len);
 static void ngx_http_mpns_write_handler(ngx_event_t *wev);
 static void ngx_http_mpns_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_http_mpns_process(ngx_http_mpns_job_t *job);
@@ -62,9 +86,11 @@ ngx_http_mpns_engine_t *
 ngx_http_mpns_engine_create(ngx_cycle_t *cycle, ngx_uint_t keepalive,
     ngx_msec_t keepalive_timeout)
 {
-    ngx_uint_t               i;
-    ngx_http_mpns_cache_t   *cached;
-    ngx_http_mpns_engine_t  *engine;
+    ngx_uint_t                i;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_mpns_cache_t    *cached;
+    ngx_http_mpns_engine_t   *engine;
+    ngx_http_mpns_session_t  *sessions;
 
     engine = ngx_pcalloc(cycle->pool, sizeof(ngx_http_mpns_engine_t));
     if (engine == NULL) {
@@ -74,6 +100,26 @@ ngx_http_mpns_engine_create(ngx_cycle_t *cycle, ngx_uint_t keepalive,
     ngx_queue_init(&engine->cache);
     ngx_queue_init(&engine->free);
     ngx_queue_init(&engine->waiting);
+    ngx_queue_init(&engine->sessions);
+    ngx_queue_init(&engine->free_sessions);
+
+    sessions = ngx_pcalloc(cycle->pool, sizeof(ngx_http_mpns_session_t)
+                                        * NGX_HTTP_MPNS_SESSIONS);
+    if (sessions == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < NGX_HTTP_MPNS_SESSIONS; i++) {
+        ngx_queue_insert_tail(&engine->free_sessions, &sessions[i].queue);
+    }
+
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_mpns_engine_cleanup;
+    cln->data = engine;
 
     engine->keepalive_timeout = keepalive_timeout;
     engine->random = engine->randoms + NGX_HTTP_MPNS_RANDOM_SIZE;
@@ -94,6 +140,28 @@ ngx_http_mpns_engine_create(ngx_cycle_t *cycle, ngx_uint_t keepalive,
     }
 
     return engine;
+}
+
+
+static void
+ngx_http_mpns_engine_cleanup(void *data)
+{
+    ngx_http_mpns_engine_t *engine = data;
+
+    ngx_queue_t              *q;
+    ngx_http_mpns_session_t  *s;
+
+    for (q = ngx_queue_head(&engine->sessions);
+         q != ngx_queue_sentinel(&engine->sessions);
+         q = ngx_queue_next(q))
+    {
+        s = ngx_queue_data(q, ngx_http_mpns_session_t, queue);
+
+        if (s->session) {
+            ngx_ssl_free_session(s->session);
+            s->session = NULL;
+        }
+    }
 }
 
 
@@ -354,6 +422,13 @@ ngx_http_mpns_connect(ngx_http_mpns_job_t *job)
     c->read->handler = ngx_http_mpns_read_handler;
     c->write->handler = ngx_http_mpns_write_handler;
 
+    /* a TLS handshake's last flight and the request are separate writes */
+
+    if (ngx_tcp_nodelay(c) != NGX_OK) {
+        ngx_http_mpns_next(job);
+        return;
+    }
+
     if (rc == NGX_AGAIN) {
         ngx_add_timer(c->write, job->connect_timeout);
         return;
@@ -398,6 +473,7 @@ ngx_http_mpns_reconnect(ngx_http_mpns_job_t *job)
     job->reused = 0;
     job->fresh = 1;
     job->sent = NULL;
+    job->tls_alert = 0;
     job->buffer->pos = job->buffer->start;
     job->buffer->last = job->buffer->start;
 
@@ -428,6 +504,290 @@ ngx_http_mpns_test_connect(ngx_connection_t *c)
 
 
 static void
+ngx_http_mpns_ssl_init(ngx_http_mpns_job_t *job)
+{
+    ngx_int_t                 rc;
+    ngx_connection_t         *c;
+    ngx_http_mpns_session_t  *s;
+
+    c = job->peer.connection;
+
+    /* the TLS state belongs to the connection, which may outlive the job */
+
+    if (c->pool == NULL) {
+        c->pool = ngx_create_pool(128, &job->log);
+        if (c->pool == NULL) {
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            return;
+        }
+    }
+
+    if (ngx_ssl_create_connection(&job->ssl->ssl, c,
+                                  NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TLS_HANDSHAKE_FAILED, 0);
+        return;
+    }
+
+    /* RFC 6066: no server name for an address */
+
+    if (job->ssl->server_name && !job->ip_literal
+        && SSL_set_tlsext_host_name(c->ssl->connection,
+                                    (char *) job->ssl_name.data)
+           != 1)
+    {
+        ngx_ssl_error(NGX_LOG_ERR, &job->log, 0,
+                      "SSL_set_tlsext_host_name(\"%s\") failed",
+                      job->ssl_name.data);
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TLS_HANDSHAKE_FAILED, 0);
+        return;
+    }
+
+    s = ngx_http_mpns_ssl_session(job->engine, job->ssl, job->name.data,
+                                  job->name.len);
+
+    if (s && ngx_ssl_set_session(c, s->session) != NGX_OK) {
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TLS_HANDSHAKE_FAILED, 0);
+        return;
+    }
+
+    c->ssl->save_session = ngx_http_mpns_ssl_save_session;
+
+    job->log.action = "SSL handshaking to mpns server";
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, job->connect_timeout);
+        }
+
+        c->ssl->handler = ngx_http_mpns_ssl_handshake;
+        return;
+    }
+
+    ngx_http_mpns_ssl_handshake(c);
+}
+
+
+static void
+ngx_http_mpns_ssl_handshake(ngx_connection_t *c)
+{
+    long                  rc;
+    ngx_http_mpns_job_t  *job;
+
+    job = c->data;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (!c->ssl->handshaked) {
+
+        if (c->read->timedout || c->write->timedout) {
+            ngx_log_error(NGX_LOG_ERR, &job->log, NGX_ETIMEDOUT,
+                          "mpns server timed out");
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
+            return;
+        }
+
+        /* ngx_ssl_handshake() has logged why */
+
+        ngx_http_mpns_finish(job, ngx_http_mpns_ssl_failure(job), 0);
+        return;
+    }
+
+    if (job->ssl->verify) {
+        rc = SSL_get_verify_result(c->ssl->connection);
+
+        if (rc != X509_V_OK) {
+            ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                          "mpns server SSL certificate verify error: "
+                          "(%l:%s)", rc, X509_verify_cert_error_string(rc));
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TLS_VERIFY_FAILED, 0);
+            return;
+        }
+
+        if (job->ip_literal
+            ? X509_check_ip_asc(SSL_get_peer_certificate(c->ssl->connection),
+                                (char *) job->ssl_name.data, 0)
+              != 1
+            : ngx_ssl_check_host(c, &job->ssl_name) != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                          "mpns server SSL certificate does not match \"%V\"",
+                          &job->ssl_name);
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TLS_VERIFY_FAILED, 0);
+            return;
+        }
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "mpns ssl handshake done, session reused: %d",
+                   SSL_session_reused(c->ssl->connection));
+
+    c->read->handler = ngx_http_mpns_read_handler;
+    c->write->handler = ngx_http_mpns_write_handler;
+
+    ngx_http_mpns_write_handler(c->write);
+}
+
+
+/* a refused client certificate, or any other failure */
+
+static ngx_uint_t
+ngx_http_mpns_ssl_failure(ngx_http_mpns_job_t *job)
+{
+    switch (job->tls_alert) {
+
+    case SSL_AD_BAD_CERTIFICATE:
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL_AD_CERTIFICATE_REVOKED:
+    case SSL_AD_CERTIFICATE_EXPIRED:
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+    case SSL_AD_UNKNOWN_CA:
+    case SSL_AD_ACCESS_DENIED:
+#ifdef SSL_AD_CERTIFICATE_REQUIRED
+    case SSL_AD_CERTIFICATE_REQUIRED:
+#endif
+        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                      "mpns server refused the client certificate%s%V",
+                      job->ssl->certificate.len ? " " : "",
+                      &job->ssl->certificate);
+        return NGX_HTTP_MPNS_CERTIFICATE_REJECTED;
+
+    default:
+        return NGX_HTTP_MPNS_TLS_HANDSHAKE_FAILED;
+    }
+}
+
+
+/* an alert from the server: kept to tell why the connection failed */
+
+void
+ngx_http_mpns_ssl_info_callback(const ngx_ssl_conn_t *ssl_conn, int where,
+    int ret)
+{
+    ngx_connection_t     *c;
+    ngx_http_mpns_job_t  *job;
+
+    if (!(where & SSL_CB_READ_ALERT)) {
+        return;
+    }
+
+    c = ngx_ssl_get_connection((ngx_ssl_conn_t *) ssl_conn);
+
+    if (c == NULL || c->idle) {
+        return;
+    }
+
+    job = c->data;
+    job->tls_alert = ret & 0xff;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "mpns ssl alert received: %d", ret & 0xff);
+}
+
+
+/* called by OpenSSL when the server hands out a session (or a ticket) */
+
+static void
+ngx_http_mpns_ssl_save_session(ngx_connection_t *c)
+{
+    u_char                   *name;
+    size_t                    len;
+    ngx_queue_t              *q;
+    ngx_ssl_session_t        *session;
+    ngx_http_mpns_ssl_t      *ssl;
+    ngx_http_mpns_job_t      *job;
+    ngx_http_mpns_cache_t    *item;
+    ngx_http_mpns_engine_t   *engine;
+    ngx_http_mpns_session_t  *s;
+
+    if (c->idle) {
+        item = c->data;
+        engine = item->engine;
+        ssl = item->ssl;
+        name = item->name;
+        len = item->name_len;
+
+    } else {
+        job = c->data;
+        engine = job->engine;
+        ssl = job->ssl;
+        name = job->name.data;
+        len = job->name.len;
+    }
+
+    if (len > NGX_HTTP_MPNS_NAME_LEN) {
+        return;
+    }
+
+    session = ngx_ssl_get_session(c);
+    if (session == NULL) {
+        return;
+    }
+
+    s = ngx_http_mpns_ssl_session(engine, ssl, name, len);
+
+    if (s == NULL) {
+
+        if (ngx_queue_empty(&engine->free_sessions)) {
+            q = ngx_queue_last(&engine->sessions);
+
+        } else {
+            q = ngx_queue_head(&engine->free_sessions);
+        }
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_head(&engine->sessions, q);
+
+        s = ngx_queue_data(q, ngx_http_mpns_session_t, queue);
+
+        s->ssl = ssl;
+        s->name_len = len;
+        ngx_memcpy(s->name, name, len);
+    }
+
+    if (s->session) {
+        ngx_ssl_free_session(s->session);
+    }
+
+    s->session = session;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "mpns ssl session saved for \"%*s\"", len, name);
+}
+
+
+static ngx_http_mpns_session_t *
+ngx_http_mpns_ssl_session(ngx_http_mpns_engine_t *engine,
+    ngx_http_mpns_ssl_t *ssl, u_char *name, size_t len)
+{
+    ngx_queue_t              *q;
+    ngx_http_mpns_session_t  *s;
+
+    for (q = ngx_queue_head(&engine->sessions);
+         q != ngx_queue_sentinel(&engine->sessions);
+         q = ngx_queue_next(q))
+    {
+        s = ngx_queue_data(q, ngx_http_mpns_session_t, queue);
+
+        if (s->ssl == ssl && ngx_memn2cmp(s->name, name, s->name_len, len)
+                             == 0)
+        {
+            ngx_queue_remove(q);
+            ngx_queue_insert_head(&engine->sessions, q);
+            return s;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
 ngx_http_mpns_write_handler(ngx_event_t *wev)
 {
     ssize_t               n;
@@ -453,8 +813,15 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
 
     if (job->sent == NULL) {
 
-        if (!job->reused && ngx_http_mpns_test_connect(c) != NGX_OK) {
+        if (!job->reused && c->ssl == NULL
+            && ngx_http_mpns_test_connect(c) != NGX_OK)
+        {
             ngx_http_mpns_next(job);
+            return;
+        }
+
+        if (job->ssl && c->ssl == NULL) {
+            ngx_http_mpns_ssl_init(job);
             return;
         }
 
@@ -564,6 +931,12 @@ ngx_http_mpns_read_handler(ngx_event_t *rev)
                 && job->state == NGX_HTTP_MPNS_ST_STATUS)
             {
                 ngx_http_mpns_reconnect(job);
+                return;
+            }
+
+            if (job->ssl && job->tls_alert) {
+                /* TLS 1.3 servers refuse a client certificate late */
+                ngx_http_mpns_finish(job, ngx_http_mpns_ssl_failure(job), 0);
                 return;
             }
 
@@ -1036,6 +1409,11 @@ ngx_http_mpns_close(ngx_connection_t *c)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "mpns close connection: %d", c->fd);
 
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+
     if (c->pool) {
         ngx_destroy_pool(c->pool);
         c->pool = NULL;
@@ -1065,6 +1443,15 @@ ngx_http_mpns_keepalive_get(ngx_http_mpns_job_t *job)
                          (u_char *) job->peer.sockaddr,
                          item->socklen, job->peer.socklen)
             != 0)
+        {
+            continue;
+        }
+
+        if (item->ssl != job->ssl
+            || (job->ssl
+                && ngx_memn2cmp(item->name, job->name.data, item->name_len,
+                                job->name.len)
+                   != 0))
         {
             continue;
         }
@@ -1117,7 +1504,8 @@ ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
     c = job->peer.connection;
 
     if (ngx_terminate || ngx_exiting || c->error || c->read->eof
-        || (ngx_queue_empty(&engine->free) && ngx_queue_empty(&engine->cache)))
+        || (ngx_queue_empty(&engine->free) && ngx_queue_empty(&engine->cache))
+        || job->name.len > NGX_HTTP_MPNS_NAME_LEN)
     {
         ngx_http_mpns_close(c);
         return;
@@ -1153,6 +1541,10 @@ ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
     item->connection = c;
     item->socklen = job->peer.socklen;
     ngx_memcpy(&item->sockaddr, job->peer.sockaddr, job->peer.socklen);
+
+    item->ssl = job->ssl;
+    item->name_len = ngx_min(job->name.len, NGX_HTTP_MPNS_NAME_LEN);
+    ngx_memcpy(item->name, job->name.data, item->name_len);
 
     c->read->handler = ngx_http_mpns_keepalive_close_handler;
     c->write->handler = ngx_http_mpns_keepalive_dummy_handler;

@@ -13,6 +13,7 @@
 #include <ngx_event.h>
 #include <ngx_event_connect.h>
 #include "ngx_http_mpns_message.h"
+#include "ngx_http_mpns_ssl.h"
 
 
 typedef struct ngx_http_mpns_job_s  ngx_http_mpns_job_t;
@@ -22,12 +23,20 @@ typedef void (*ngx_http_mpns_job_handler_pt)(ngx_http_mpns_job_t *job);
 
 /* per worker: created in init_process, lives as long as the cycle */
 #define NGX_HTTP_MPNS_RANDOM_SIZE      4096
+#define NGX_HTTP_MPNS_SESSIONS         64
+
+/* "host:port" of a channel, as a cache key */
+#define NGX_HTTP_MPNS_NAME_LEN         (255 + sizeof(":65535") - 1)
 
 
 typedef struct {
     ngx_queue_t                    cache;    /* idle connections, MRU first */
     ngx_queue_t                    free;
     ngx_msec_t                     keepalive_timeout;
+
+    /* TLS sessions to resume, by profile and server, MRU first */
+    ngx_queue_t                    sessions;
+    ngx_queue_t                    free_sessions;
 
     /* fan-out: jobs of all batches in flight, batches waiting for a slot */
     ngx_uint_t                     busy;
@@ -59,6 +68,9 @@ struct ngx_http_mpns_job_s {
     ngx_str_t                      name;      /* "host:port", for logs */
     ngx_str_t                      request;   /* complete request bytes */
 
+    ngx_http_mpns_ssl_t           *ssl;       /* https: the profile */
+    ngx_str_t                      ssl_name;  /* host, null-terminated */
+
     ngx_resolver_t                *resolver;
     ngx_msec_t                     resolver_timeout;
     ngx_msec_t                     connect_timeout;
@@ -85,11 +97,13 @@ struct ngx_http_mpns_job_s {
     ngx_uint_t                     state;
     off_t                          content_length;
     ngx_uint_t                     http_minor;
+    ngx_uint_t                     tls_alert; /* the last one received */
 
     unsigned                       reused:1;
     unsigned                       fresh:1;
     unsigned                       chunked:1;
     unsigned                       close:1;
+    unsigned                       ip_literal:1;
 };
 
 
@@ -102,6 +116,9 @@ ngx_http_mpns_job_t *ngx_http_mpns_job_create(ngx_http_mpns_engine_t *engine,
     ngx_log_t *log);
 void ngx_http_mpns_job_start(ngx_http_mpns_job_t *job);
 void ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job);
+
+void ngx_http_mpns_ssl_info_callback(const ngx_ssl_conn_t *ssl_conn,
+    int where, int ret);
 
 
 #endif /* _NGX_HTTP_MPNS_ENGINE_H_INCLUDED_ */

@@ -297,7 +297,13 @@ static ngx_http_mpns_outcome_t  ngx_http_mpns_outcomes[] = {
     { ngx_string("timeout"), ngx_string("retry"), 60 },
 
     /* a fan-out recipient that mpns_allowed_hosts no longer allows */
-    { ngx_string("refused"), ngx_string("fix_request"), 0 }
+    { ngx_string("refused"), ngx_string("fix_request"), 0 },
+
+    /* https channels */
+    { ngx_string("tls_handshake_failed"), ngx_string("retry"), 60 },
+    { ngx_string("tls_verify_failed"), ngx_string("check_server"), 0 },
+    { ngx_string("certificate_rejected"), ngx_string("check_certificate"),
+      0 }
 };
 
 

@@ -130,7 +130,10 @@ typedef struct {
 #define NGX_HTTP_MPNS_TRANSPORT_ERROR             12
 #define NGX_HTTP_MPNS_TIMEOUT                     13
 #define NGX_HTTP_MPNS_REFUSED                     14   /* never sent */
-#define NGX_HTTP_MPNS_NOUTCOMES                   15
+#define NGX_HTTP_MPNS_TLS_HANDSHAKE_FAILED        15
+#define NGX_HTTP_MPNS_TLS_VERIFY_FAILED           16
+#define NGX_HTTP_MPNS_CERTIFICATE_REJECTED        17
+#define NGX_HTTP_MPNS_NOUTCOMES                   18
 
 
 typedef struct {

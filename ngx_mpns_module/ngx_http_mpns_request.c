@@ -277,6 +277,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
 {
     u_char                    *p, *last, *authority;
     size_t                     skip;
+    in_port_t                  port;
     ngx_url_t                  u;
     ngx_int_t                  rc;
     ngx_http_core_loc_conf_t  *clcf;
@@ -301,18 +302,18 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
         && ngx_strncasecmp(channel->data, (u_char *) "http://", 7) == 0)
     {
         skip = 7;
+        port = 80;
 
     } else if (channel->len > 8
                && ngx_strncasecmp(channel->data, (u_char *) "https://", 8)
                   == 0)
     {
-        return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
-                                     "https channels are not supported",
-                                     &ngx_http_mpns_channel_field);
+        skip = 8;
+        port = 443;
 
     } else {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
-                                     "channel is not an http url",
+                                     "channel is not an http or https url",
                                      &ngx_http_mpns_channel_field);
     }
 
@@ -356,7 +357,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
     ngx_memzero(&u, sizeof(ngx_url_t));
 
     u.url = target->host;
-    u.default_port = 80;
+    u.default_port = port;
     u.no_resolve = 1;
 
     if (ngx_parse_url(pool, &u) != NGX_OK || u.host.len == 0) {
@@ -385,6 +386,30 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
 
     job->port = u.port;
     job->name = target->host;
+
+    if (port == 443) {
+        job->ssl = mlcf->ssl.profile;
+        job->ip_literal = (u.naddrs != 0);
+
+        /* for SNI and the certificate check: no port, no brackets */
+
+        p = u.host.data;
+        last = u.host.data + u.host.len;
+
+        if (p < last && *p == '[') {
+            p++;
+            last--;
+        }
+
+        job->ssl_name.len = last - p;
+        job->ssl_name.data = ngx_pnalloc(pool, job->ssl_name.len + 1);
+        if (job->ssl_name.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(job->ssl_name.data, p, job->ssl_name.len);
+        job->ssl_name.data[job->ssl_name.len] = '\0';
+    }
 
     if (u.naddrs) {
         job->addrs = u.addrs;

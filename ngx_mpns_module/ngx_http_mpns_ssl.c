@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_mpns_ssl.h"
+#include "ngx_http_mpns_engine.h"
 
 
 #define NGX_HTTP_MPNS_SSL_DEPTH         100
@@ -177,6 +178,11 @@ ngx_http_mpns_ssl_profile(ngx_conf_t *cf, ngx_http_mpns_ssl_conf_t *conf)
             return NGX_ERROR;
         }
     }
+
+    /* the engine tells a refused client certificate by the alert */
+
+    SSL_CTX_set_info_callback(profile->ssl.ctx,
+                              ngx_http_mpns_ssl_info_callback);
 
     /* sessions are kept by the engine, per profile and server */
 

@@ -221,7 +221,7 @@ $t->refused('channel not allowed', 403, 'channel host is not allowed',
             'channels',
             sub { batch('/push', [ch('active-1'), 'http://example.com/x']) });
 
-$t->refused('not an http url', 400, 'channel is not an http url',
+$t->refused('not an http url', 400, 'channel is not an http or https url',
             'channels',
             sub { batch('/push', [ch('active-1'), 'ftp://127.0.0.1/x']) });
 

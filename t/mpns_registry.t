@@ -267,9 +267,11 @@ refused('host not allowed', 403, 'channel host is not allowed', 'channel',
         sub { reg({ channel => 'http://example.com/x' }) });
 refused('the same from a send', 403, 'channel host is not allowed',
         'channel', sub { $t->push_toast('http://example.com/x') });
-refused('https', 400, 'https channels are not supported', 'channel',
-        sub { reg({ channel => 'https://127.0.0.1/x' }) });
-refused('not http', 400, 'channel is not an http url', 'channel',
+is(reg({ channel => 'https://127.0.0.1/unthrottledthirdparty/x' })
+   ->{status}, 201, 'an https channel');
+is(del('channel=' . uri_escape('https://127.0.0.1/unthrottledthirdparty/x'))
+   ->{status}, 200, 'and away again');
+refused('not http', 400, 'channel is not an http or https url', 'channel',
         sub { reg({ channel => 'ftp://127.0.0.1/x' }) });
 refused('too long', 400, 'channel is too long', 'channel',
         sub { reg({ channel => ch('x' x 1020) }) });

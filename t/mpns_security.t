@@ -236,9 +236,13 @@ $t->refused('empty userinfo', 400, 'invalid channel', 'channel', sub {
     toast("http://\@127.0.0.1:$SIM/x");
 });
 
-$t->refused('https channel', 400, 'https channels are not supported',
-            'channel', sub {
-    toast("https://127.0.0.1:$SIM/x");
+$t->refused('https: userinfo', 400, 'invalid channel', 'channel', sub {
+    toast("https://127.0.0.1:$SIM\@evil.com/x");
+});
+
+$t->refused('https: the allow-list applies', 403,
+            'channel host is not allowed', 'channel', sub {
+    toast("https://evil.com/x");
 });
 
 for my $channel ("ftp://127.0.0.1:$SIM/x", "//127.0.0.1:$SIM/x",
@@ -246,7 +250,7 @@ for my $channel ("ftp://127.0.0.1:$SIM/x", "//127.0.0.1:$SIM/x",
                  "file:///etc/passwd",
                  "gopher://127.0.0.1:$SIM/x")
 {
-    $t->refused("not an http url: $channel", 400, 'channel is not an http url',
+    $t->refused("not an http url: $channel", 400, 'channel is not an http or https url',
                 'channel', sub {
         toast($channel);
     });
