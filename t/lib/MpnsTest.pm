@@ -181,38 +181,99 @@ sub port {
 
 # the simulator
 
-# $t->sim_start(second => 1?, dns => 1?): runs util/mpns-simulator (or
-# $ENV{MPNS_SIMULATOR}) listening on port('sim') (and port('sim2')) and,
-# with dns, answering DNS on a UDP port (dns_port); ports not asked for
-# before are picked by the simulator itself (port 0) and read from the
-# lines it prints.  Waits until it listens, then resets it.
+# $t->certs: the directory of the test certificates made by
+# util/gen-test-certs (t/tmp/certs, shared by every test file; made once,
+# under a flock, by the first file that asks).
+sub certs {
+    my ($self) = @_;
+
+    return $self->{certs} if $self->{certs};
+
+    my $dir = "$ROOT/t/tmp/certs";
+
+    if (!-f "$dir/done") {
+        make_path("$ROOT/t/tmp");
+        sysopen(my $lock, "$ROOT/t/tmp/certs.lock", O_RDWR | O_CREAT, 0666)
+            or die "cannot open $ROOT/t/tmp/certs.lock: $!";
+        flock($lock, LOCK_EX) or die "cannot lock certs.lock: $!";
+
+        if (!-f "$dir/done") {
+            my $out = "$ROOT/t/tmp/certs.log";
+            waitpid($self->_spawn($out, "$ROOT/util/gen-test-certs", $dir),
+                    0);
+            die "util/gen-test-certs failed:\n" . _slurp($out) if $? != 0;
+        }
+
+        close $lock;
+    }
+
+    return $self->{certs} = $dir;
+}
+
+# $t->sim_start(second => 1?, dns => 1?, tls => 1?, strict => 1?,
+# proxy => 1?, client_ca => 1?, server_cert => 'server'): runs
+# util/mpns-simulator (or $ENV{MPNS_SIMULATOR}) listening on port('sim')
+# (and port('sim2')) and, with dns, answering DNS on a UDP port
+# (dns_port); with tls an HTTPS listener on port('sim_tls'), with strict
+# one that fails the handshake without a valid client certificate on
+# port('sim_tls_strict'), with proxy the forward proxy on port('proxy').
+# TLS listeners present certs/SERVER_CERT.crt (default "server";
+# "untrusted-server" for a certificate clients do not trust) and, for SNI
+# "other.test", other-server.crt; client_ca (implied by strict) checks
+# client certificates against certs/ca.crt.  Ports not asked for before
+# are picked by the simulator itself (port 0) and read from the lines it
+# prints.  Waits until it listens, then resets it.
 sub sim_start {
     my ($self, %opts) = @_;
 
     my @names = ('sim', $opts{second} ? 'sim2' : ());
+    my %extra = (sim_tls => ['tls', '--tls-listen', $opts{tls}],
+                 sim_tls_strict => ['tls-strict', '--tls-strict-listen',
+                                    $opts{strict}],
+                 proxy => ['proxy', '--proxy-listen', $opts{proxy}]);
+    my @extra = grep { $extra{$_}[2] } sort keys %extra;
     my $log = "$self->{dir}/sim.log";
 
     my @cmd = ($ENV{MPNS_SIMULATOR} // "$ROOT/util/mpns-simulator");
     push @cmd, '--listen', '127.0.0.1:' . ($self->{ports}{$_} // 0)
         for @names;
     push @cmd, '--dns', '127.0.0.1:0' if $opts{dns};
+    push @cmd, $extra{$_}[1], '127.0.0.1:' . ($self->{ports}{$_} // 0)
+        for @extra;
+
+    if ($opts{tls} || $opts{strict}) {
+        my $c = $self->certs;
+        my $server = $opts{server_cert} // 'server';
+        push @cmd, '--tls-cert', "$c/$server.crt", '--tls-key',
+            "$c/$server.key", '--tls-sni',
+            "other.test=$c/other-server.crt,$c/other-server.key";
+        push @cmd, '--client-ca', "$c/ca.crt"
+            if $opts{client_ca} || $opts{strict};
+    }
 
     my $pid = $self->{sim_pid} = $self->_spawn($log, @cmd);
 
-    my ($dead, @http, $dns) = (0);
+    my ($dead, @http, $dns, %got) = (0);
 
     $self->wait_for(sub {
         return $dead = 1 if !_alive($pid);
         my $text = _slurp($log);
         @http = $text =~ /listening on 127\.0\.0\.1:(\d+)\n/g;
         ($dns) = $text =~ /answering DNS on 127\.0\.0\.1:(\d+) /;
-        return @http == @names && ($dns || !$opts{dns});
+        for my $name (@extra) {
+            ($got{$name}) = $text =~ /listening on 127\.0\.0\.1:(\d+)
+                                      \Q ($extra{$name}[0])\E\n/x;
+        }
+        return @http == @names && ($dns || !$opts{dns})
+               && !grep { !$got{$_} } @extra;
     }, 10);
 
     die "simulator did not start:\n" . _slurp($log)
-        if $dead || @http != @names || ($opts{dns} && !$dns);
+        if $dead || @http != @names || ($opts{dns} && !$dns)
+           || grep { !$got{$_} } @extra;
 
     @{$self->{ports}}{@names} = @http;
+    @{$self->{ports}}{@extra} = @got{@extra};
     $self->{dns_port} = $dns;
 
     # a simulator that answers
@@ -236,6 +297,44 @@ sub sim_url {
     return 'http://127.0.0.1:' . $self->sim_port . ($path // '');
 }
 
+# $t->sim_tls_url($path, strict => 1?, host => '127.0.0.1'):
+# "https://HOST:PORT$path" for the simulator's (strict) TLS listener.
+sub sim_tls_url {
+    my ($self, $path, %opts) = @_;
+    return 'https://' . ($opts{host} // '127.0.0.1') . ':'
+           . $self->port($opts{strict} ? 'sim_tls_strict' : 'sim_tls')
+           . ($path // '');
+}
+
+# $t->tls_connect(port => ..., cert => 'client-a', %ssl): a connected
+# IO::Socket::SSL client socket to 127.0.0.1 (default port('sim_tls'))
+# trusting certs/ca.crt, with client certificate certs/CERT.crt if cert
+# is given; other SSL_* options are passed on (SSL_hostname for SNI,
+# SSL_session_cache, ...).  Dies when the handshake fails; the answer is
+# read with http_start(socket => $s) and http_response or http_finish.
+sub tls_connect {
+    my ($self, %opts) = @_;
+
+    require IO::Socket::SSL;
+
+    my $port = delete $opts{port} // $self->port('sim_tls');
+    my $cert = delete $opts{cert};
+    my $c = $self->certs;
+
+    my $s = IO::Socket::SSL->new(
+        PeerAddr => "127.0.0.1:$port",
+        SSL_ca_file => "$c/ca.crt",
+        SSL_verifycn_name => $opts{SSL_hostname} // 'localhost',
+        SSL_verifycn_scheme => 'http',
+        (defined $cert ? (SSL_cert_file => "$c/$cert.crt",
+                          SSL_key_file => "$c/$cert.key") : ()),
+        %opts,
+    ) or die "TLS connect to 127.0.0.1:$port: "
+             . IO::Socket::SSL::errstr() . "\n";
+
+    return $s;
+}
+
 # $t->sim_reset: forgets recorded requests, scripts and counters (the DNS
 # ones too).
 sub sim_reset { $_[0]->_sim('POST', '/_sim/reset') }
@@ -244,6 +343,9 @@ sub sim_reset { $_[0]->_sim('POST', '/_sim/reset') }
 # since the last reset: MPNS connections accepted and open now, MPNS
 # requests, valid DNS queries, and those per name ({ name => count },
 # lower case, no final dot).  Control (/_sim/) connections do not count.
+# Also tls_handshakes and tls_resumed (full and resumed TLS handshakes),
+# proxy_connections, proxy_requests and proxy_connects (client
+# connections, absolute-form requests and CONNECT tunnels of the proxy).
 sub sim_stats { $_[0]->_sim('GET', '/_sim/stats') }
 
 # $t->sim_script($path, [ {...}, ... ]): queues responses for $path.
@@ -301,7 +403,9 @@ sub http_conf {
 # $t->write_conf($text): expands placeholders, writes nginx.conf.
 # Placeholders: %%TEST_GLOBALS%% (main context), %%TEST_GLOBALS_HTTP%%
 # (http context), %%PORT%% (port('http')), %%PORT_NAME%% (port('name')),
-# %%SIM_PORT%%, %%SIM2_PORT%%, %%DNS_PORT%%, %%TESTDIR%%.
+# %%SIM_PORT%%, %%SIM2_PORT%%, %%DNS_PORT%%, %%TESTDIR%%,
+# %%SIM_TLS_PORT%%, %%SIM_TLS_STRICT_PORT%%, %%PROXY_PORT%% and %%CERTS%%
+# (the test certificates' directory, see certs).
 sub write_conf {
     my ($self, $text) = @_;
 
@@ -338,6 +442,10 @@ sub _expand {
     $text =~ s/%%SIM_PORT%%/$self->port('sim')/ge;
     $text =~ s/%%SIM2_PORT%%/$self->port('sim2')/ge;
     $text =~ s/%%DNS_PORT%%/$self->dns_port/ge;
+    $text =~ s/%%SIM_TLS_PORT%%/$self->port('sim_tls')/ge;
+    $text =~ s/%%SIM_TLS_STRICT_PORT%%/$self->port('sim_tls_strict')/ge;
+    $text =~ s/%%PROXY_PORT%%/$self->port('proxy')/ge;
+    $text =~ s/%%CERTS%%/$self->certs/ge;
     $text =~ s/%%TESTDIR%%/$d/g;
 
     return $text;
@@ -583,7 +691,7 @@ sub http_finish {
 
     while (1) {
         my $left = $end - time;
-        if ($left <= 0 || !$sel->can_read($left)) {
+        if (!_pending($s) && ($left <= 0 || !$sel->can_read($left))) {
             $error = 'timeout';
             last;
         }
@@ -637,7 +745,7 @@ sub http_response {
         my $left = $end - time;
         my $error = 'timeout';
 
-        if ($left > 0 && $sel->can_read($left)) {
+        if (_pending($s) || $left > 0 && $sel->can_read($left)) {
             my $n = $s->sysread($$buf, 65536, length $$buf);
             next if $n;
             $error = defined $n ? 'eof' : "read: $!";
@@ -707,6 +815,12 @@ sub _json_body {
     return (%opts, body => $body,
             headers => ['Content-Type' => 'application/json',
                         @{$opts{headers} // []}]);
+}
+
+# Bytes a TLS socket holds decrypted (select cannot see them).
+sub _pending {
+    my ($s) = @_;
+    return $s->can('pending') && $s->pending;
 }
 
 sub _write_all {
