@@ -39,6 +39,9 @@ static uintptr_t ngx_http_mpns_element(u_char *dst,
     ngx_http_mpns_spec_t *spec, ngx_uint_t field);
 static uintptr_t ngx_http_mpns_escape(u_char *dst, u_char *src, size_t size,
     ngx_uint_t attribute);
+static ngx_int_t ngx_http_mpns_callback_request(ngx_pool_t *pool,
+    ngx_http_mpns_message_t *msg, ngx_http_mpns_target_t *target,
+    ngx_str_t *out);
 static ngx_int_t ngx_http_mpns_error(ngx_http_mpns_error_t *err,
     ngx_uint_t status, const char *text, ngx_uint_t field);
 
@@ -46,10 +49,10 @@ static ngx_int_t ngx_http_mpns_error(ngx_http_mpns_error_t *err,
 static ngx_http_mpns_field_t  ngx_http_mpns_fields[NGX_HTTP_MPNS_NFIELDS] = {
 
     { ngx_string("type"), ngx_null_string, ngx_null_string,
-      NGX_HTTP_MPNS_ANY_TYPE },
+      NGX_HTTP_MPNS_ANY_TYPE|NGX_HTTP_MPNS_CALLBACK },
 
     { ngx_string("channel"), ngx_null_string, ngx_null_string,
-      NGX_HTTP_MPNS_ANY_TYPE },
+      NGX_HTTP_MPNS_ANY_TYPE|NGX_HTTP_MPNS_CALLBACK },
 
     { ngx_string("class"), ngx_null_string, ngx_null_string,
       NGX_HTTP_MPNS_ANY_TYPE },
@@ -61,7 +64,7 @@ static ngx_http_mpns_field_t  ngx_http_mpns_fields[NGX_HTTP_MPNS_NFIELDS] = {
       NGX_HTTP_MPNS_ANY_TILE },
 
     { ngx_string("payload"), ngx_null_string, ngx_null_string,
-      NGX_HTTP_MPNS_RAW },
+      NGX_HTTP_MPNS_RAW|NGX_HTTP_MPNS_CALLBACK },
 
     { ngx_string("text1"), ngx_null_string, ngx_string("Text1"),
       NGX_HTTP_MPNS_TOAST },
@@ -172,7 +175,11 @@ static ngx_http_mpns_field_t  ngx_http_mpns_fields[NGX_HTTP_MPNS_NFIELDS] = {
     { ngx_string("background_color"),
       ngx_string("backgroundColor"),
       ngx_string("BackgroundColor"),
-      NGX_HTTP_MPNS_ICONIC }
+      NGX_HTTP_MPNS_ICONIC },
+
+    /* sent as X-CallbackURI */
+    { ngx_string("callback_uri"), ngx_string("callbackUri"),
+      ngx_null_string, NGX_HTTP_MPNS_CALLBACK }
 };
 
 
@@ -271,6 +278,9 @@ static ngx_http_mpns_type_t  ngx_http_mpns_types[] = {
 
     /* MPNS wants no X-WindowsPhone-Target for raw */
     { ngx_string("raw"), NGX_HTTP_MPNS_RAW, 3,
+      ngx_null_string, ngx_null_string, ngx_http_mpns_raw_order },
+
+    { ngx_string("callback"), NGX_HTTP_MPNS_CALLBACK, 0,
       ngx_null_string, ngx_null_string, ngx_http_mpns_raw_order },
 
     { ngx_null_string, 0, 0, ngx_null_string, ngx_null_string, NULL }
@@ -534,6 +544,42 @@ ngx_http_mpns_message_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
 
         break;
 
+    case NGX_HTTP_MPNS_CALLBACK:
+
+        if (ngx_http_mpns_empty(&spec->values[NGX_HTTP_MPNS_F_PAYLOAD])) {
+            return ngx_http_mpns_error(err, 400, "missing field",
+                                       NGX_HTTP_MPNS_F_PAYLOAD);
+        }
+
+        v = &spec->values[NGX_HTTP_MPNS_F_CALLBACK_URI];
+
+        if (ngx_http_mpns_empty(v)) {
+            return ngx_http_mpns_error(err, 400, "missing field",
+                                       NGX_HTTP_MPNS_F_CALLBACK_URI);
+        }
+
+        /* it becomes a header line: an absolute http(s) URL, no spaces */
+
+        for (i = 0; i < v->len; i++) {
+            if (v->data[i] <= 0x20 || v->data[i] >= 0x7f) {
+                return ngx_http_mpns_error(err, 400, "invalid character",
+                                           NGX_HTTP_MPNS_F_CALLBACK_URI);
+            }
+        }
+
+        if (v->len > NGX_HTTP_MPNS_MAX_CALLBACK
+            || !((v->len > 7
+                  && ngx_strncasecmp(v->data, (u_char *) "http://", 7) == 0)
+                 || (v->len > 8
+                     && ngx_strncasecmp(v->data, (u_char *) "https://", 8)
+                        == 0)))
+        {
+            return ngx_http_mpns_error(err, 400, "invalid value",
+                                       NGX_HTTP_MPNS_F_CALLBACK_URI);
+        }
+
+        break;
+
     case NGX_HTTP_MPNS_RAW:
 
         if (ngx_http_mpns_empty(&spec->values[NGX_HTTP_MPNS_F_PAYLOAD])) {
@@ -577,7 +623,29 @@ ngx_http_mpns_message_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
      * type: it is the body that is too large, whatever it was built from
      */
 
-    if (t->type == NGX_HTTP_MPNS_RAW) {
+    if (t->type == NGX_HTTP_MPNS_CALLBACK) {
+        v = &spec->values[NGX_HTTP_MPNS_F_PAYLOAD];
+
+        if (v->len > NGX_HTTP_MPNS_MAX_CALLBACK) {
+            return ngx_http_mpns_error(err, 413, "payload too large",
+                                       NGX_HTTP_MPNS_F_PAYLOAD);
+        }
+
+        msg->body.len = v->len;
+        msg->body.data = ngx_pstrdup(pool, v);
+
+        v = &spec->values[NGX_HTTP_MPNS_F_CALLBACK_URI];
+
+        msg->callback_uri.len = v->len;
+        msg->callback_uri.data = ngx_pstrdup(pool, v);
+
+        if (msg->body.data == NULL || msg->callback_uri.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_str_set(&msg->content_type, "application/octet-stream");
+
+    } else if (t->type == NGX_HTTP_MPNS_RAW) {
         v = &spec->values[NGX_HTTP_MPNS_F_PAYLOAD];
 
         if (v->len > max_payload) {
@@ -749,6 +817,10 @@ ngx_http_mpns_message_request(ngx_pool_t *pool, ngx_http_mpns_message_t *msg,
     u_char  *p, *last;
     size_t   len;
 
+    if (msg->type == NGX_HTTP_MPNS_CALLBACK) {
+        return ngx_http_mpns_callback_request(pool, msg, target, out);
+    }
+
     len = sizeof("POST  HTTP/1.1" CRLF) - 1 + target->uri.len
           + sizeof("Host: " CRLF) - 1 + target->host.len
           + sizeof("Content-Type: " CRLF) - 1 + msg->content_type.len
@@ -794,6 +866,78 @@ ngx_http_mpns_message_request(ngx_pool_t *pool, ngx_http_mpns_message_t *msg,
                     msg->notification_class);
     p = ngx_cpymem(p, "X-MessageID: ", sizeof("X-MessageID: ") - 1);
     p = ngx_cpymem(p, msg->message_id.data, msg->message_id.len);
+    p = ngx_cpymem(p, CRLF "Accept: application/*" CRLF
+                      "Connection: keep-alive" CRLF CRLF,
+                   sizeof(CRLF "Accept: application/*" CRLF
+                          "Connection: keep-alive" CRLF CRLF) - 1);
+
+    if ((size_t) (last - p) < msg->body.len) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(p, msg->body.data, msg->body.len);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* POST <channel>/callback with X-CallbackURI and the message (5.3) */
+
+static ngx_int_t
+ngx_http_mpns_callback_request(ngx_pool_t *pool,
+    ngx_http_mpns_message_t *msg, ngx_http_mpns_target_t *target,
+    ngx_str_t *out)
+{
+    u_char  *p, *q, *last, *end;
+    size_t   len, path;
+
+    /* "/callback" goes after the path, before a query string */
+
+    end = target->uri.data + target->uri.len;
+    q = ngx_strlchr(target->uri.data, end, '?');
+
+    if (q == NULL) {
+        q = end;
+    }
+
+    path = q - target->uri.data;
+
+    if (path && target->uri.data[path - 1] == '/') {
+        path--;
+    }
+
+    len = sizeof("POST /callback HTTP/1.1" CRLF) - 1 + target->uri.len
+          + sizeof("Host: " CRLF) - 1 + target->host.len
+          + sizeof("Content-Type: " CRLF) - 1 + msg->content_type.len
+          + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN
+          + sizeof("X-CallbackURI: " CRLF) - 1 + msg->callback_uri.len
+          + sizeof("Accept: application/*" CRLF
+                   "Connection: keep-alive" CRLF CRLF) - 1
+          + msg->body.len;
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    last = p + len;
+
+    p = ngx_cpymem(p, "POST ", sizeof("POST ") - 1);
+    p = ngx_cpymem(p, target->uri.data, path);
+    p = ngx_cpymem(p, "/callback", sizeof("/callback") - 1);
+    p = ngx_cpymem(p, q, end - q);
+    p = ngx_cpymem(p, " HTTP/1.1" CRLF "Host: ",
+                   sizeof(" HTTP/1.1" CRLF "Host: ") - 1);
+    p = ngx_cpymem(p, target->host.data, target->host.len);
+    p = ngx_cpymem(p, CRLF "Content-Type: ",
+                   sizeof(CRLF "Content-Type: ") - 1);
+    p = ngx_cpymem(p, msg->content_type.data, msg->content_type.len);
+    p = ngx_sprintf(p, CRLF "Content-Length: %uz" CRLF "X-CallbackURI: ",
+                    msg->body.len);
+    p = ngx_cpymem(p, msg->callback_uri.data, msg->callback_uri.len);
     p = ngx_cpymem(p, CRLF "Accept: application/*" CRLF
                       "Connection: keep-alive" CRLF CRLF,
                    sizeof(CRLF "Accept: application/*" CRLF

@@ -19,6 +19,8 @@
 #define NGX_HTTP_MPNS_CYCLE              0x08
 #define NGX_HTTP_MPNS_ICONIC             0x10
 #define NGX_HTTP_MPNS_RAW                0x20
+/* not a notification: registers a callback URI for the channel (§5.3) */
+#define NGX_HTTP_MPNS_CALLBACK           0x40
 
 #define NGX_HTTP_MPNS_ANY_TILE                                               \
     (NGX_HTTP_MPNS_TILE|NGX_HTTP_MPNS_FLIP|NGX_HTTP_MPNS_CYCLE               \
@@ -58,7 +60,11 @@
 #define NGX_HTTP_MPNS_F_BACK_TITLE                34
 #define NGX_HTTP_MPNS_F_BACK_CONTENT              35
 #define NGX_HTTP_MPNS_F_BACKGROUND_COLOR          36
-#define NGX_HTTP_MPNS_NFIELDS                     37
+#define NGX_HTTP_MPNS_F_CALLBACK_URI              37
+#define NGX_HTTP_MPNS_NFIELDS                     38
+
+/* what MPNS takes as a callback message */
+#define NGX_HTTP_MPNS_MAX_CALLBACK                1024
 
 
 /* batching interval, the tens digit of X-NotificationClass */
@@ -103,6 +109,7 @@ typedef struct {
     ngx_str_t                   target;        /* "toast", "token" or empty */
     ngx_str_t                   content_type;
     ngx_str_t                   message_id;    /* always set, 36 chars */
+    ngx_str_t                   callback_uri;  /* callback only */
     ngx_str_t                   body;
 } ngx_http_mpns_message_t;
 

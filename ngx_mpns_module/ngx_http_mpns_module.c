@@ -279,6 +279,7 @@ static ngx_str_t  ngx_http_mpns_allow = ngx_string("GET, POST");
 static ngx_str_t  ngx_http_mpns_method_field = ngx_string("method");
 static ngx_str_t  ngx_http_mpns_body_field = ngx_string("body");
 static ngx_str_t  ngx_http_mpns_channel_field = ngx_string("channel");
+static ngx_str_t  ngx_http_mpns_type_field = ngx_string("type");
 
 
 static ngx_int_t
@@ -400,6 +401,14 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
     }
 
     if (targets.broadcast || targets.channels) {
+
+        if (msg.type == NGX_HTTP_MPNS_CALLBACK) {
+            err.status = NGX_HTTP_BAD_REQUEST;
+            err.text = "a callback is registered for one channel";
+            err.field = ngx_http_mpns_type_field;
+            goto mistake;
+        }
+
         rc = ngx_http_mpns_batch_start(r, &msg, &targets, &err);
 
         if (rc == NGX_DECLINED) {
@@ -420,6 +429,17 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
 
     rc = ngx_http_mpns_request_channel(r, mlcf, channel, job->pool, job,
                                        &target, &err);
+
+    /* MPNS takes callbacks from authenticated services only */
+
+    if (rc == NGX_OK && msg.type == NGX_HTTP_MPNS_CALLBACK
+        && job->ssl == NULL)
+    {
+        err.status = NGX_HTTP_BAD_REQUEST;
+        err.text = "a callback needs an https channel";
+        err.field = ngx_http_mpns_channel_field;
+        rc = NGX_DECLINED;
+    }
 
     if (rc != NGX_OK
         || ngx_http_mpns_message_request(r->pool, &msg, &target,
