@@ -261,8 +261,9 @@ sub sim_start {
         @http = $text =~ /listening on 127\.0\.0\.1:(\d+)\n/g;
         ($dns) = $text =~ /answering DNS on 127\.0\.0\.1:(\d+) /;
         for my $name (@extra) {
-            ($got{$name}) = $text =~ /listening on 127\.0\.0\.1:(\d+)
-                                      \Q ($extra{$name}[0])\E\n/x;
+            my $what = " ($extra{$name}[0])";
+            ($got{$name}) = $text =~
+                /listening on 127\.0\.0\.1:(\d+)\Q$what\E\n/;
         }
         return @http == @names && ($dns || !$opts{dns})
                && !grep { !$got{$_} } @extra;
