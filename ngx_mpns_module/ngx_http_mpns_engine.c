@@ -55,6 +55,9 @@ static void ngx_http_mpns_next(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_reconnect(ngx_http_mpns_job_t *job);
 static ngx_int_t ngx_http_mpns_test_connect(ngx_connection_t *c);
 static void ngx_http_mpns_engine_cleanup(void *data);
+static void ngx_http_mpns_tunnel(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_tunnel_write_handler(ngx_event_t *wev);
+static void ngx_http_mpns_tunnel_read_handler(ngx_event_t *rev);
 static void ngx_http_mpns_ssl_init(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_ssl_handshake(ngx_connection_t *c);
 static ngx_uint_t ngx_http_mpns_ssl_failure(ngx_http_mpns_job_t *job);
@@ -474,6 +477,7 @@ ngx_http_mpns_reconnect(ngx_http_mpns_job_t *job)
     job->fresh = 1;
     job->sent = NULL;
     job->tls_alert = 0;
+    job->tunnel = 0;
     job->buffer->pos = job->buffer->start;
     job->buffer->last = job->buffer->start;
 
@@ -500,6 +504,247 @@ ngx_http_mpns_test_connect(ngx_connection_t *c)
     }
 
     return NGX_OK;
+}
+
+
+/* https through mpns_proxy: a CONNECT tunnel, then TLS inside it */
+
+static void
+ngx_http_mpns_tunnel(ngx_http_mpns_job_t *job)
+{
+    u_char            *p, *colon;
+    size_t             len;
+    ngx_connection_t  *c;
+
+    c = job->peer.connection;
+
+    /* the authority as in the channel, with the port made explicit */
+
+    colon = NULL;
+
+    for (p = job->name.data; p < job->name.data + job->name.len; p++) {
+        if (*p == ':') {
+            colon = p;
+
+        } else if (*p == ']') {
+            colon = NULL;
+        }
+    }
+
+    len = sizeof("CONNECT  HTTP/1.1" CRLF "Host: " CRLF CRLF) - 1
+          + 2 * (job->name.len + sizeof(":65535") - 1);
+
+    p = ngx_pnalloc(job->pool, len);
+    if (p == NULL) {
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+        return;
+    }
+
+    job->connect.data = p;
+
+    p = ngx_cpymem(p, "CONNECT ", sizeof("CONNECT ") - 1);
+    p = ngx_cpymem(p, job->name.data, job->name.len);
+
+    if (colon == NULL) {
+        p = ngx_sprintf(p, ":%d", (int) job->port);
+    }
+
+    p = ngx_cpymem(p, " HTTP/1.1" CRLF "Host: ",
+                   sizeof(" HTTP/1.1" CRLF "Host: ") - 1);
+    p = ngx_cpymem(p, job->name.data, job->name.len);
+
+    if (colon == NULL) {
+        p = ngx_sprintf(p, ":%d", (int) job->port);
+    }
+
+    p = ngx_cpymem(p, CRLF CRLF, sizeof(CRLF CRLF) - 1);
+
+    job->connect.len = p - job->connect.data;
+    job->connect_sent = job->connect.data;
+
+    job->log.action = "opening a tunnel through mpns proxy";
+
+    c->write->handler = ngx_http_mpns_tunnel_write_handler;
+    c->read->handler = ngx_http_mpns_tunnel_read_handler;
+
+    ngx_http_mpns_tunnel_write_handler(c->write);
+}
+
+
+static void
+ngx_http_mpns_tunnel_write_handler(ngx_event_t *wev)
+{
+    ssize_t               n;
+    ngx_connection_t     *c;
+    ngx_http_mpns_job_t  *job;
+
+    c = wev->data;
+    job = c->data;
+
+    if (c->close) {
+        ngx_http_mpns_abort(job);
+        return;
+    }
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, wev->log, NGX_ETIMEDOUT,
+                      "mpns proxy timed out");
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
+        return;
+    }
+
+    while (job->connect_sent < job->connect.data + job->connect.len) {
+
+        n = c->send(c, job->connect_sent,
+                    job->connect.data + job->connect.len - job->connect_sent);
+
+        if (n == NGX_ERROR) {
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            return;
+        }
+
+        if (n == NGX_AGAIN) {
+            ngx_add_timer(wev, job->send_timeout);
+
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            }
+
+            return;
+        }
+
+        job->connect_sent += n;
+    }
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    wev->handler = ngx_http_mpns_keepalive_dummy_handler;
+
+    ngx_add_timer(c->read, job->read_timeout);
+
+    if (c->read->ready) {
+        ngx_http_mpns_tunnel_read_handler(c->read);
+        return;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+    }
+}
+
+
+static void
+ngx_http_mpns_tunnel_read_handler(ngx_event_t *rev)
+{
+    u_char               *p;
+    ssize_t               n;
+    ngx_uint_t            status;
+    ngx_buf_t            *b;
+    ngx_connection_t     *c;
+    ngx_http_mpns_job_t  *job;
+
+    c = rev->data;
+    job = c->data;
+    b = job->buffer;
+
+    if (c->close) {
+        ngx_http_mpns_abort(job);
+        return;
+    }
+
+    if (rev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, rev->log, NGX_ETIMEDOUT,
+                      "mpns proxy timed out");
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
+        return;
+    }
+
+    if (job->connect_sent != job->connect.data + job->connect.len) {
+        return;
+    }
+
+    /* a TLS server speaks only after our hello: nothing follows the answer */
+
+    for ( ;; ) {
+
+        p = ngx_strlcasestrn(b->start, b->last, (u_char *) CRLF CRLF, 3);
+
+        if (p) {
+            break;
+        }
+
+        if (b->last == b->end) {
+            ngx_log_error(NGX_LOG_ERR, rev->log, 0,
+                          "mpns proxy sent too big an answer to CONNECT");
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            return;
+        }
+
+        n = c->recv(c, b->last, b->end - b->last);
+
+        if (n == NGX_AGAIN) {
+            ngx_add_timer(rev, job->read_timeout);
+
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_log_error(NGX_LOG_ERR, rev->log, 0,
+                          "mpns proxy closed the connection");
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            return;
+        }
+
+        b->last += n;
+    }
+
+    if (rev->timer_set) {
+        ngx_del_timer(rev);
+    }
+
+    status = 0;
+
+    if (b->last - b->start > 12
+        && ngx_strncmp(b->start, "HTTP/1.", 7) == 0
+        && b->start[8] == ' '
+        && b->start[9] >= '1' && b->start[9] <= '5'
+        && b->start[10] >= '0' && b->start[10] <= '9'
+        && b->start[11] >= '0' && b->start[11] <= '9')
+    {
+        status = (b->start[9] - '0') * 100 + (b->start[10] - '0') * 10
+                 + b->start[11] - '0';
+    }
+
+    if (status < 200 || status > 299) {
+        ngx_log_error(NGX_LOG_ERR, rev->log, 0,
+                      "mpns proxy refused CONNECT to \"%V\" with %ui",
+                      &job->name, status);
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+        return;
+    }
+
+    if (p + 4 != b->last) {
+        ngx_log_error(NGX_LOG_ERR, rev->log, 0,
+                      "mpns proxy sent data after its answer to CONNECT");
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+        return;
+    }
+
+    b->pos = b->start;
+    b->last = b->start;
+
+    job->tunnel = 1;
+
+    c->read->handler = ngx_http_mpns_read_handler;
+    c->write->handler = ngx_http_mpns_write_handler;
+
+    ngx_http_mpns_ssl_init(job);
 }
 
 
@@ -821,6 +1066,12 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
         }
 
         if (job->ssl && c->ssl == NULL) {
+
+            if (job->proxy && !job->tunnel) {
+                ngx_http_mpns_tunnel(job);
+                return;
+            }
+
             ngx_http_mpns_ssl_init(job);
             return;
         }

@@ -18,6 +18,14 @@
 
 typedef struct ngx_http_mpns_job_s  ngx_http_mpns_job_t;
 
+
+/* mpns_proxy: a forward proxy all of a location's sends go through */
+typedef struct {
+    ngx_addr_t                    *addrs;
+    ngx_uint_t                     naddrs;
+    ngx_str_t                      name;      /* "host:port", for logs */
+} ngx_http_mpns_proxy_t;
+
 typedef void (*ngx_http_mpns_job_handler_pt)(ngx_http_mpns_job_t *job);
 
 
@@ -70,6 +78,7 @@ struct ngx_http_mpns_job_s {
 
     ngx_http_mpns_ssl_t           *ssl;       /* https: the profile */
     ngx_str_t                      ssl_name;  /* host, null-terminated */
+    ngx_http_mpns_proxy_t         *proxy;     /* https: CONNECT through it */
 
     ngx_resolver_t                *resolver;
     ngx_msec_t                     resolver_timeout;
@@ -98,12 +107,15 @@ struct ngx_http_mpns_job_s {
     off_t                          content_length;
     ngx_uint_t                     http_minor;
     ngx_uint_t                     tls_alert; /* the last one received */
+    ngx_str_t                      connect;   /* the CONNECT request */
+    u_char                        *connect_sent;
 
     unsigned                       reused:1;
     unsigned                       fresh:1;
     unsigned                       chunked:1;
     unsigned                       close:1;
     unsigned                       ip_literal:1;
+    unsigned                       tunnel:1;  /* CONNECT sent */
 };
 
 

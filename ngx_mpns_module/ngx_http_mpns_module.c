@@ -39,6 +39,8 @@ static ngx_int_t ngx_http_mpns_add_host(ngx_conf_t *cf, ngx_array_t *hosts,
     ngx_str_t *pattern);
 static char *ngx_http_mpns_broadcast(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_mpns_proxy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_mpns_init_process(ngx_cycle_t *cycle);
 static void ngx_http_mpns_exit_process(ngx_cycle_t *cycle);
 
@@ -119,6 +121,13 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mpns_loc_conf_t, read_timeout),
+      NULL },
+
+    { ngx_string("mpns_proxy"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpns_proxy,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("mpns_ssl_certificate"),
@@ -881,6 +890,7 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
      */
 
     mlcf->channel = NGX_CONF_UNSET_PTR;
+    mlcf->proxy = NGX_CONF_UNSET_PTR;
     mlcf->fields = NGX_CONF_UNSET_PTR;
     mlcf->allowed_hosts = NGX_CONF_UNSET_PTR;
     mlcf->max_payload_size = NGX_CONF_UNSET_SIZE;
@@ -907,6 +917,7 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_str_t  hosts = ngx_string(NGX_HTTP_MPNS_DEFAULT_HOSTS);
 
     ngx_conf_merge_ptr_value(conf->channel, prev->channel, NULL);
+    ngx_conf_merge_ptr_value(conf->proxy, prev->proxy, NULL);
     ngx_conf_merge_ptr_value(conf->fields, prev->fields, NULL);
     ngx_conf_merge_ptr_value(conf->allowed_hosts, prev->allowed_hosts, NULL);
 
@@ -1033,6 +1044,83 @@ ngx_http_mpns_broadcast(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_mpns_send_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mpns_proxy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    ngx_url_t               u;
+    ngx_str_t              *value, url;
+    ngx_http_mpns_proxy_t  *proxy;
+
+    if (mlcf->proxy != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        mlcf->proxy = NULL;
+        return NGX_CONF_OK;
+    }
+
+    url = value[1];
+
+    if (url.len > 7
+        && ngx_strncasecmp(url.data, (u_char *) "http://", 7) == 0)
+    {
+        url.data += 7;
+        url.len -= 7;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid proxy \"%V\": only http proxies are "
+                           "supported", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (url.len && url.data[url.len - 1] == '/') {
+        url.len--;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = url;
+    u.default_port = 3128;
+
+    /* like proxy_pass to a name: resolved once, here */
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in proxy \"%V\"", u.err, &value[1]);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.uri.len > 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid proxy \"%V\": a path is not allowed",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    proxy = ngx_palloc(cf->pool, sizeof(ngx_http_mpns_proxy_t));
+    if (proxy == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    proxy->addrs = u.addrs;
+    proxy->naddrs = u.naddrs;
+    proxy->name = url;
+
+    mlcf->proxy = proxy;
 
     return NGX_CONF_OK;
 }

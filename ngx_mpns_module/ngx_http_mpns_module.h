@@ -52,6 +52,7 @@ typedef struct {
     ngx_msec_t                     send_timeout;
     ngx_msec_t                     read_timeout;
     ngx_http_mpns_ssl_conf_t       ssl;
+    ngx_http_mpns_proxy_t         *proxy;
 
     ngx_shm_zone_t                *registry;  /* mpns_registry */
     ngx_shm_zone_t                *broadcast; /* mpns_broadcast */

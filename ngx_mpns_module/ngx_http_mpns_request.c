@@ -278,6 +278,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
     u_char                    *p, *last, *authority;
     size_t                     skip;
     in_port_t                  port;
+    ngx_str_t                  uri;
     ngx_url_t                  u;
     ngx_int_t                  rc;
     ngx_http_core_loc_conf_t  *clcf;
@@ -409,6 +410,38 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
 
         ngx_memcpy(job->ssl_name.data, p, job->ssl_name.len);
         job->ssl_name.data[job->ssl_name.len] = '\0';
+    }
+
+    if (mlcf->proxy) {
+
+        /*
+         * the proxy resolves the channel's host; plain http goes in the
+         * absolute form, https through a CONNECT tunnel
+         */
+
+        job->proxy = mlcf->proxy;
+        job->addrs = mlcf->proxy->addrs;
+        job->naddrs = mlcf->proxy->naddrs;
+
+        if (port == 80) {
+            uri = target->uri;
+
+            p = ngx_pnalloc(pool, sizeof("http://") - 1 + target->host.len
+                                  + uri.len);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            target->uri.data = p;
+
+            p = ngx_cpymem(p, "http://", sizeof("http://") - 1);
+            p = ngx_cpymem(p, target->host.data, target->host.len);
+            p = ngx_cpymem(p, uri.data, uri.len);
+
+            target->uri.len = p - target->uri.data;
+        }
+
+        return NGX_OK;
     }
 
     if (u.naddrs) {
