@@ -61,6 +61,7 @@ static void ngx_http_mpns_tunnel_read_handler(ngx_event_t *rev);
 static void ngx_http_mpns_ssl_init(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_ssl_handshake(ngx_connection_t *c);
 static ngx_uint_t ngx_http_mpns_ssl_failure(ngx_http_mpns_job_t *job);
+static ngx_uint_t ngx_http_mpns_ssl_failure_kind(ngx_uint_t alert);
 static void ngx_http_mpns_ssl_save_session(ngx_connection_t *c);
 static ngx_http_mpns_session_t *ngx_http_mpns_ssl_session(
     ngx_http_mpns_engine_t *engine, ngx_http_mpns_ssl_t *ssl,
@@ -884,7 +885,25 @@ ngx_http_mpns_ssl_handshake(ngx_connection_t *c)
 static ngx_uint_t
 ngx_http_mpns_ssl_failure(ngx_http_mpns_job_t *job)
 {
-    switch (job->tls_alert) {
+    if (ngx_http_mpns_ssl_failure_kind(job->tls_alert)
+        == NGX_HTTP_MPNS_CERTIFICATE_REJECTED)
+    {
+        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
+                      "mpns server refused the client certificate%s%V "
+                      "(SSL alert number %ui)",
+                      job->ssl->certificate.len ? " " : "",
+                      &job->ssl->certificate, job->tls_alert);
+        return NGX_HTTP_MPNS_CERTIFICATE_REJECTED;
+    }
+
+    return NGX_HTTP_MPNS_TLS_HANDSHAKE_FAILED;
+}
+
+
+static ngx_uint_t
+ngx_http_mpns_ssl_failure_kind(ngx_uint_t alert)
+{
+    switch (alert) {
 
     case SSL_AD_BAD_CERTIFICATE:
     case SSL_AD_UNSUPPORTED_CERTIFICATE:
@@ -896,10 +915,6 @@ ngx_http_mpns_ssl_failure(ngx_http_mpns_job_t *job)
 #ifdef SSL_AD_CERTIFICATE_REQUIRED
     case SSL_AD_CERTIFICATE_REQUIRED:
 #endif
-        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
-                      "mpns server refused the client certificate%s%V",
-                      job->ssl->certificate.len ? " " : "",
-                      &job->ssl->certificate);
         return NGX_HTTP_MPNS_CERTIFICATE_REJECTED;
 
     default:
@@ -932,6 +947,23 @@ ngx_http_mpns_ssl_info_callback(const ngx_ssl_conn_t *ssl_conn, int where,
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "mpns ssl alert received: %d", ret & 0xff);
+
+    /*
+     * A TLS 1.3 server refuses a client certificate with an alert that
+     * nginx logs at "crit" when the next read fails; the failure is
+     * expected and gets our own line (ngx_http_mpns_ssl_failure()).
+     */
+
+    if (ngx_http_mpns_ssl_failure_kind(job->tls_alert)
+        == NGX_HTTP_MPNS_CERTIFICATE_REJECTED)
+    {
+        job->quiet_log = job->log;
+        job->quiet_log.log_level = NGX_LOG_EMERG;
+
+        c->log = &job->quiet_log;
+        c->read->log = c->log;
+        c->write->log = c->log;
+    }
 }
 
 

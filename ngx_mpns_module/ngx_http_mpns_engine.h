@@ -67,6 +67,7 @@ struct ngx_http_mpns_job_s {
     ngx_pool_t                    *pool;
     ngx_log_t                      log;
     ngx_log_t                     *parent_log;
+    ngx_log_t                      quiet_log; /* see the TLS alerts */
 
     /* input */
     ngx_str_t                      host;      /* name to resolve, or empty */

@@ -1088,6 +1088,13 @@ ngx_http_mpns_proxy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         url.len--;
     }
 
+    if (ngx_strlchr(url.data, url.data + url.len, '/') != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid proxy \"%V\": a path is not allowed",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
     ngx_memzero(&u, sizeof(ngx_url_t));
 
     u.url = url;
@@ -1104,12 +1111,6 @@ ngx_http_mpns_proxy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (u.uri.len > 1) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid proxy \"%V\": a path is not allowed",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
 
     proxy = ngx_palloc(cf->pool, sizeof(ngx_http_mpns_proxy_t));
     if (proxy == NULL) {
