@@ -67,6 +67,7 @@ bench:
 	$(MAKE) module
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-fanout
+	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-tls
 
 clean:
 	rm -rf build build-clang t/tmp
