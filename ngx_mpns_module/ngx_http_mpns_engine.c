@@ -61,6 +61,7 @@ static void ngx_http_mpns_tunnel_read_handler(ngx_event_t *rev);
 static void ngx_http_mpns_ssl_init(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_ssl_handshake(ngx_connection_t *c);
 static ngx_uint_t ngx_http_mpns_ssl_failure(ngx_http_mpns_job_t *job);
+static ngx_int_t ngx_http_mpns_ssl_alert(ngx_http_mpns_job_t *job);
 static ngx_uint_t ngx_http_mpns_ssl_failure_kind(ngx_uint_t alert);
 static void ngx_http_mpns_ssl_save_session(ngx_connection_t *c);
 static ngx_http_mpns_session_t *ngx_http_mpns_ssl_session(
@@ -821,6 +822,8 @@ static void
 ngx_http_mpns_ssl_handshake(ngx_connection_t *c)
 {
     long                  rc;
+    X509                 *cert;
+    ngx_uint_t            match;
     ngx_http_mpns_job_t  *job;
 
     job = c->data;
@@ -855,12 +858,22 @@ ngx_http_mpns_ssl_handshake(ngx_connection_t *c)
             return;
         }
 
-        if (job->ip_literal
-            ? X509_check_ip_asc(SSL_get_peer_certificate(c->ssl->connection),
-                                (char *) job->ssl_name.data, 0)
-              != 1
-            : ngx_ssl_check_host(c, &job->ssl_name) != NGX_OK)
-        {
+        if (job->ip_literal) {
+            cert = SSL_get_peer_certificate(c->ssl->connection);
+
+            match = (cert && X509_check_ip_asc(cert,
+                                               (char *) job->ssl_name.data,
+                                               0)
+                             == 1);
+            if (cert) {
+                X509_free(cert);
+            }
+
+        } else {
+            match = (ngx_ssl_check_host(c, &job->ssl_name) == NGX_OK);
+        }
+
+        if (!match) {
             ngx_log_error(NGX_LOG_ERR, &job->log, 0,
                           "mpns server SSL certificate does not match \"%V\"",
                           &job->ssl_name);
@@ -877,6 +890,33 @@ ngx_http_mpns_ssl_handshake(ngx_connection_t *c)
     c->write->handler = ngx_http_mpns_write_handler;
 
     ngx_http_mpns_write_handler(c->write);
+}
+
+
+/*
+ * A server that refuses our certificate after the handshake (TLS 1.3)
+ * may close before the request is written: its alert is still to be read.
+ * NGX_DECLINED if one arrived.
+ */
+
+static ngx_int_t
+ngx_http_mpns_ssl_alert(ngx_http_mpns_job_t *job)
+{
+    int                n;
+    u_char             buf[512];
+    ngx_connection_t  *c;
+
+    c = job->peer.connection;
+
+    if (job->tls_alert == 0) {
+        do {
+            n = SSL_read(c->ssl->connection, buf, sizeof(buf));
+        } while (n > 0);
+
+        ERR_clear_error();
+    }
+
+    return job->tls_alert ? NGX_DECLINED : NGX_OK;
 }
 
 
@@ -1121,6 +1161,11 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
 
             if (job->reused) {
                 ngx_http_mpns_reconnect(job);
+                return;
+            }
+
+            if (job->ssl && ngx_http_mpns_ssl_alert(job) != NGX_OK) {
+                ngx_http_mpns_finish(job, ngx_http_mpns_ssl_failure(job), 0);
                 return;
             }
 
