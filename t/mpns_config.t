@@ -17,6 +17,8 @@ use MpnsTest qw(http_conf);
 
 my $t = MpnsTest->new;
 
+$t->certs;
+
 ###############################################################################
 
 # nginx -t on a configuration with $http, $server and $location inserted at
@@ -206,6 +208,15 @@ refused(server => 'mpns_broadcast r;',
     mpns_remove_expired off;
     mpns_report_failures 20;
 
+    mpns_ssl_certificate %%CERTS%%/client-a.crt;
+    mpns_ssl_certificate_key %%CERTS%%/client-a.key;
+    mpns_ssl_trusted_certificate %%CERTS%%/ca.crt;
+    mpns_ssl_verify on;
+    mpns_ssl_protocols TLSv1.2 TLSv1.3;
+    mpns_ssl_ciphers HIGH:!aNULL;
+    mpns_ssl_server_name on;
+    mpns_proxy http://127.0.0.1:3128;
+
     mpns_allowed_hosts ^127\.0\.0\.1$ (^|\.)notify\.live\.net$;
     mpns_channel $arg_channel;
     mpns_field text2 "from http";
@@ -233,6 +244,12 @@ refused(server => 'mpns_broadcast r;',
         mpns_remove_expired on;
         mpns_report_failures 0;
 
+        mpns_ssl_certificate %%CERTS%%/client-b.crt;
+        mpns_ssl_certificate_key %%CERTS%%/client-b.key;
+        mpns_ssl_verify off;
+        mpns_ssl_server_name off;
+        mpns_proxy off;
+
         location = /push {
             mpns_send;
         }
@@ -250,6 +267,17 @@ refused(server => 'mpns_broadcast r;',
 
         location = /broadcast/toast {
             mpns_broadcast devices toast;
+        }
+
+        location = /callback {
+            mpns_send callback;
+            mpns_ssl_certificate %%CERTS%%/client-a.crt;
+            mpns_ssl_certificate_key %%CERTS%%/client-a-enc.key;
+            mpns_ssl_password_file %%CERTS%%/password.txt;
+            mpns_ssl_protocols TLSv1.3;
+            mpns_ssl_ciphers DEFAULT;
+            mpns_ssl_trusted_certificate %%CERTS%%/untrusted-ca.crt;
+            mpns_proxy http://localhost:8080/;
         }
 
         location = /toast {
@@ -374,6 +402,43 @@ is(($r->{json} // {})->{outcome}, 'delivered',
 is(join("\n", $t->error_log_lines('error')), '', 'no [error] lines');
 
 ###############################################################################
+
+###############################################################################
+
+# the documentation keeps up with the code: every directive of the command
+# table has its section with Syntax, Default and Context, and every
+# variable is described
+
+{
+    my $src = MpnsTest::slurp('ngx_mpns_module/ngx_http_mpns_module.c');
+    my $vars = MpnsTest::slurp('ngx_mpns_module/ngx_http_mpns_variables.c');
+    my $doc = MpnsTest::slurp('docs/directives.md');
+
+    my @directives = $src =~ /\{ ngx_string\("(mpns_\w+)"\),\n\s+NGX_HTTP_/g;
+    my @variables = $vars =~ /\{ ngx_string\("(mpns_\w+)"\), NULL,/g;
+
+    ok(@directives > 20, scalar(@directives) . ' directives in the code');
+    ok(@variables > 10, scalar(@variables) . ' variables in the code');
+
+    for my $d (@directives) {
+        my ($section) = $doc =~ /^### \Q$d\E\n(.*?)(?=^##)/ms;
+
+        ok($section && $section =~ /^\*\*Syntax:\*\* `\Q$d\E[ ;]/m
+           && $section =~ /^\*\*Default:\*\* /m
+           && $section =~ /^\*\*Context:\*\* /m,
+           "$d: documented with Syntax, Default and Context");
+    }
+
+    my %code = map { $_ => 1 } @directives;
+    my @documented = $doc =~ /^### (mpns_\w+)$/mg;
+
+    is_deeply([grep { !$code{$_} } @documented], [],
+              'no documented directive is missing from the code');
+
+    for my $v (@variables) {
+        like($doc, qr/^`\$\Q$v\E`$/m, "\$$v documented");
+    }
+}
 
 $t->done;
 done_testing;
