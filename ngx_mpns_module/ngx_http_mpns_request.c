@@ -277,7 +277,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
 {
     u_char                    *p, *last, *authority;
     size_t                     skip;
-    in_port_t                  port;
+    in_port_t                  default_port;
     ngx_str_t                  uri;
     ngx_url_t                  u;
     ngx_int_t                  rc;
@@ -303,14 +303,14 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
         && ngx_strncasecmp(channel->data, (u_char *) "http://", 7) == 0)
     {
         skip = 7;
-        port = 80;
+        default_port = 80;
 
     } else if (channel->len > 8
                && ngx_strncasecmp(channel->data, (u_char *) "https://", 8)
                   == 0)
     {
         skip = 8;
-        port = 443;
+        default_port = 443;
 
     } else {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
@@ -358,7 +358,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
     ngx_memzero(&u, sizeof(ngx_url_t));
 
     u.url = target->host;
-    u.default_port = port;
+    u.default_port = default_port;
     u.no_resolve = 1;
 
     if (ngx_parse_url(pool, &u) != NGX_OK || u.host.len == 0) {
@@ -388,7 +388,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
     job->port = u.port;
     job->name = target->host;
 
-    if (port == 443) {
+    if (default_port == 443) {
         job->ssl = mlcf->ssl.profile;
         job->ip_literal = (u.naddrs != 0);
 
@@ -423,7 +423,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
         job->addrs = mlcf->proxy->addrs;
         job->naddrs = mlcf->proxy->naddrs;
 
-        if (port == 80) {
+        if (job->ssl == NULL) {
             uri = target->uri;
 
             p = ngx_pnalloc(pool, sizeof("http://") - 1 + target->host.len
