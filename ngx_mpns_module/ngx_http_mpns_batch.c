@@ -557,6 +557,9 @@ ngx_http_mpns_batch_send(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
     job->connect_timeout = mlcf->connect_timeout;
     job->send_timeout = mlcf->send_timeout;
     job->read_timeout = mlcf->read_timeout;
+    job->retries = mlcf->retries;
+    job->retry_timeout = mlcf->retry_timeout;
+    job->retry_delay = mlcf->retry_delay;
     job->handler = ngx_http_mpns_batch_job_done;
     job->data = rcpt;
 

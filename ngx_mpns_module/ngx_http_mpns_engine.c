@@ -55,6 +55,9 @@ static void ngx_http_mpns_next(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_reconnect(ngx_http_mpns_job_t *job);
 static ngx_int_t ngx_http_mpns_test_connect(ngx_connection_t *c);
 static void ngx_http_mpns_engine_cleanup(void *data);
+static ngx_int_t ngx_http_mpns_retry(ngx_http_mpns_job_t *job,
+    ngx_uint_t outcome);
+static void ngx_http_mpns_retry_handler(ngx_event_t *ev);
 static void ngx_http_mpns_tunnel(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_tunnel_write_handler(ngx_event_t *wev);
 static void ngx_http_mpns_tunnel_read_handler(ngx_event_t *rev);
@@ -278,6 +281,10 @@ ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job)
     if (job->peer.connection) {
         ngx_http_mpns_close(job->peer.connection);
         job->peer.connection = NULL;
+    }
+
+    if (job->retry.timer_set) {
+        ngx_del_timer(&job->retry);
     }
 
     ngx_destroy_pool(job->pool);
@@ -1721,6 +1728,10 @@ ngx_http_mpns_finish(ngx_http_mpns_job_t *job, ngx_uint_t outcome,
         ngx_memzero(&job->response, sizeof(ngx_http_mpns_response_t));
     }
 
+    if (ngx_http_mpns_retry(job, outcome) == NGX_OK) {
+        return;
+    }
+
     job->outcome = outcome;
     job->elapsed = ngx_current_msec - job->start;
     job->log.action = NULL;
@@ -1728,6 +1739,87 @@ ngx_http_mpns_finish(ngx_http_mpns_job_t *job, ngx_uint_t outcome,
     job->handler(job);
 
     ngx_destroy_pool(job->pool);
+}
+
+
+/*
+ * MPNS asks for exponential backoff on 503, and a connection that failed
+ * may work on the next try; anything else MPNS said stands.  The delay
+ * doubles from mpns_retry_delay, and a random half of it is jitter.
+ */
+
+static ngx_int_t
+ngx_http_mpns_retry(ngx_http_mpns_job_t *job, ngx_uint_t outcome)
+{
+    ngx_msec_t  delay, elapsed;
+
+    if (outcome != NGX_HTTP_MPNS_UNAVAILABLE
+        && outcome != NGX_HTTP_MPNS_TRANSPORT_ERROR
+        && outcome != NGX_HTTP_MPNS_TIMEOUT)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (job->attempts > job->retries || ngx_exiting || ngx_terminate) {
+        return NGX_DECLINED;
+    }
+
+    delay = job->retry_delay << ngx_min(job->attempts - 1, 16);
+    delay = delay / 2 + (delay / 2 ? (ngx_msec_t) ngx_random() % (delay / 2)
+                                   : 0);
+
+    elapsed = ngx_current_msec - job->start;
+
+    if (elapsed + delay >= job->retry_timeout) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                  "mpns send %V, trying again in %M ms (attempt %ui of %ui)",
+                  &ngx_http_mpns_outcome(outcome)->name, delay,
+                  job->attempts + 1, job->retries + 1);
+
+    job->retry.handler = ngx_http_mpns_retry_handler;
+    job->retry.data = job;
+    job->retry.log = &job->log;
+
+    ngx_add_timer(&job->retry, delay);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpns_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_mpns_job_t *job = ev->data;
+
+    job->attempts++;
+
+    ngx_memzero(&job->response, sizeof(ngx_http_mpns_response_t));
+
+    job->naddr = 0;
+    job->sent = NULL;
+    job->state = NGX_HTTP_MPNS_ST_STATUS;
+    job->content_length = -1;
+    job->http_minor = 0;
+    job->tls_alert = 0;
+    job->reused = 0;
+    job->fresh = 0;
+    job->chunked = 0;
+    job->close = 0;
+    job->tunnel = 0;
+    job->buffer->pos = job->buffer->start;
+    job->buffer->last = job->buffer->start;
+
+    job->log.action = NULL;
+
+    if (job->addrs == NULL) {
+        ngx_http_mpns_resolve(job);
+        return;
+    }
+
+    ngx_http_mpns_connect(job);
 }
 
 

@@ -87,6 +87,11 @@ struct ngx_http_mpns_job_s {
     ngx_msec_t                     send_timeout;
     ngx_msec_t                     read_timeout;
 
+    /* 503, transport errors and timeouts are tried again */
+    ngx_uint_t                     retries;
+    ngx_msec_t                     retry_timeout;  /* from the start */
+    ngx_msec_t                     retry_delay;    /* doubled each time */
+
     ngx_http_mpns_job_handler_pt   handler;
     void                          *data;
     ngx_queue_t                    queue;     /* the owner's, if it wants */
@@ -108,6 +113,7 @@ struct ngx_http_mpns_job_s {
     off_t                          content_length;
     ngx_uint_t                     http_minor;
     ngx_uint_t                     tls_alert; /* the last one received */
+    ngx_event_t                    retry;
     ngx_str_t                      connect;   /* the CONNECT request */
     u_char                        *connect_sent;
 

@@ -57,6 +57,10 @@ static ngx_conf_num_bounds_t  ngx_http_mpns_report_bounds = {
     ngx_conf_check_num_bounds, 0, 10000
 };
 
+static ngx_conf_num_bounds_t  ngx_http_mpns_retries_bounds = {
+    ngx_conf_check_num_bounds, 0, 16
+};
+
 
 static ngx_command_t  ngx_http_mpns_commands[] = {
 
@@ -121,6 +125,27 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mpns_loc_conf_t, read_timeout),
+      NULL },
+
+    { ngx_string("mpns_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, retries),
+      &ngx_http_mpns_retries_bounds },
+
+    { ngx_string("mpns_retry_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, retry_timeout),
+      NULL },
+
+    { ngx_string("mpns_retry_delay"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, retry_delay),
       NULL },
 
     { ngx_string("mpns_proxy"),
@@ -476,6 +501,9 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
     job->connect_timeout = mlcf->connect_timeout;
     job->send_timeout = mlcf->send_timeout;
     job->read_timeout = mlcf->read_timeout;
+    job->retries = mlcf->retries;
+    job->retry_timeout = mlcf->retry_timeout;
+    job->retry_delay = mlcf->retry_delay;
     job->handler = ngx_http_mpns_send_done;
     job->data = r;
 
@@ -898,6 +926,9 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
     mlcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->send_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->read_timeout = NGX_CONF_UNSET_MSEC;
+    mlcf->retries = NGX_CONF_UNSET_UINT;
+    mlcf->retry_timeout = NGX_CONF_UNSET_MSEC;
+    mlcf->retry_delay = NGX_CONF_UNSET_MSEC;
     mlcf->concurrency = NGX_CONF_UNSET_UINT;
     mlcf->remove_expired = NGX_CONF_UNSET;
     mlcf->report_failures = NGX_CONF_UNSET_UINT;
@@ -952,6 +983,10 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               15000);
     ngx_conf_merge_msec_value(conf->send_timeout, prev->send_timeout, 15000);
     ngx_conf_merge_msec_value(conf->read_timeout, prev->read_timeout, 15000);
+    ngx_conf_merge_uint_value(conf->retries, prev->retries, 2);
+    ngx_conf_merge_msec_value(conf->retry_timeout, prev->retry_timeout,
+                              10000);
+    ngx_conf_merge_msec_value(conf->retry_delay, prev->retry_delay, 1000);
 
     if (ngx_http_mpns_ssl_merge_conf(cf, &conf->ssl, &prev->ssl)
         != NGX_CONF_OK)

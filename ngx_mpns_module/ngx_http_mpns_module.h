@@ -51,6 +51,9 @@ typedef struct {
     ngx_msec_t                     connect_timeout;
     ngx_msec_t                     send_timeout;
     ngx_msec_t                     read_timeout;
+    ngx_uint_t                     retries;
+    ngx_msec_t                     retry_timeout;
+    ngx_msec_t                     retry_delay;
     ngx_http_mpns_ssl_conf_t       ssl;
     ngx_http_mpns_proxy_t         *proxy;
 

@@ -23,6 +23,7 @@ $t->sim_start;
 $t->write_conf(http_conf(<<'EOF_CONF'));
 
     mpns_allowed_hosts ^127\.0\.0\.1$;
+    mpns_retries 0;    # retries: t/mpns_retries.t
     mpns_worker_concurrency 3;
     mpns_registry_zone zone=devices:1m;
     mpns_registry_zone zone=big:4m;

@@ -93,6 +93,7 @@ my $fake = $t->fake_server(\%answers);
 my $conf = http_conf(<<'EOF_CONF');
 
     mpns_allowed_hosts ^127\.0\.0\.1$ \.test$;
+    mpns_retries 0;    # retries: t/mpns_retries.t
 
     server {
         listen       127.0.0.1:%%PORT%%;

@@ -21,6 +21,7 @@ $t->sim_start;
 $t->write_conf(http_conf(<<'EOF_CONF'));
 
     mpns_allowed_hosts ^127\.0\.0\.1$;
+    mpns_retries 0;    # retries: t/mpns_retries.t
 
     log_format mpns '$mpns_status|$mpns_notification_status|'
                     '$mpns_subscription_status|'
