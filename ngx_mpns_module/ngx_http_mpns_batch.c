@@ -486,11 +486,14 @@ static ngx_int_t
 ngx_http_mpns_batch_send(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
     ngx_http_mpns_json_tok_t *tok)
 {
+    time_t                      left;
     ngx_int_t                   rc;
+    ngx_uint_t                  outcome;
     ngx_http_request_t         *r;
     ngx_http_mpns_job_t        *job;
     ngx_http_mpns_error_t       err;
     ngx_http_mpns_target_t      target;
+    ngx_http_mpns_response_t    resp;
     ngx_http_mpns_loc_conf_t   *mlcf;
     ngx_http_mpns_recipient_t  *rcpt;
 
@@ -554,6 +557,22 @@ ngx_http_mpns_batch_send(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
         goto failed;
     }
 
+    ngx_memzero(&resp, sizeof(ngx_http_mpns_response_t));
+
+    if (ngx_http_mpns_hold_check(&mlcf->hold, &rcpt->channel, &outcome,
+                                 &resp.status, &left)
+        == NGX_OK)
+    {
+        /* a 412 or 406 still holding: answered as MPNS answered */
+
+        rc = ngx_http_mpns_batch_record(batch, &rcpt->channel, outcome,
+                                        &resp, 0);
+
+        ngx_http_mpns_job_cancel(job);
+
+        return rc;
+    }
+
     job->connect_timeout = mlcf->connect_timeout;
     job->send_timeout = mlcf->send_timeout;
     job->read_timeout = mlcf->read_timeout;
@@ -601,6 +620,10 @@ ngx_http_mpns_batch_job_done(ngx_http_mpns_job_t *job)
         batch->error = 1;
         batch->exhausted = 1;
     }
+
+    ngx_http_mpns_hold_set(&batch->mlcf->hold, &rcpt->channel, job->outcome,
+                           job->response.status,
+                           batch->request->connection->log);
 
     if (job->outcome == NGX_HTTP_MPNS_EXPIRED
         && batch->registry

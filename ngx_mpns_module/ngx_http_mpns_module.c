@@ -148,6 +148,20 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       offsetof(ngx_http_mpns_loc_conf_t, retry_delay),
       NULL },
 
+    { ngx_string("mpns_hold_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpns_hold_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_hold"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mpns_hold,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, hold),
+      NULL },
+
     { ngx_string("mpns_proxy"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_mpns_proxy,
@@ -384,6 +398,8 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
     ngx_http_mpns_ctx_t        *ctx;
     ngx_http_mpns_job_t        *job;
     ngx_http_mpns_spec_t        spec;
+    time_t                      left;
+    ngx_uint_t                  outcome, status;
     ngx_http_mpns_error_t       err;
     ngx_http_mpns_target_t      target;
     ngx_http_mpns_message_t     msg;
@@ -489,6 +505,30 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
         goto failed;
     }
 
+    /* a 412 or 406 still holding: MPNS is not asked again */
+
+    if (ngx_http_mpns_hold_check(&mlcf->hold, channel, &outcome, &status,
+                                 &left)
+        == NGX_OK)
+    {
+        ngx_http_mpns_job_cancel(job);
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mpns send to \"%V\" held: %V for %T s more",
+                      channel, &ngx_http_mpns_outcome(outcome)->name, left);
+
+        ctx->response.status = status;
+        ctx->outcome = outcome;
+        ctx->retry_after = left;
+        ctx->message_id = msg.message_id;
+        ctx->counts.sent = 1;
+        ctx->counts.failed = 1;
+        ctx->done = 1;
+
+        ngx_http_finalize_request(r, ngx_http_mpns_send_result(r, ctx));
+        return;
+    }
+
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
         ngx_http_mpns_job_cancel(job);
@@ -546,6 +586,7 @@ ngx_http_mpns_send_done(ngx_http_mpns_job_t *job)
     ngx_http_request_t        *r;
     ngx_http_mpns_ctx_t       *ctx;
     ngx_http_mpns_response_t  *src, *dst;
+    ngx_http_mpns_loc_conf_t  *mlcf;
 
     r = job->data;
     c = r->connection;
@@ -574,6 +615,13 @@ ngx_http_mpns_send_done(ngx_http_mpns_job_t *job)
     ctx->attempts = job->attempts;
 
     ctx->counts.sent = 1;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    ngx_http_mpns_hold_set(&mlcf->hold, &ctx->channel, job->outcome,
+                           job->response.status, c->log);
+
+    ctx->retry_after = ngx_http_mpns_hold_window(&mlcf->hold, job->outcome);
 
     if (job->outcome == NGX_HTTP_MPNS_DELIVERED) {
         ctx->counts.delivered = 1;
@@ -619,6 +667,7 @@ ngx_http_mpns_send_result(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
 {
     u_char                    *p, *buf;
     size_t                     len;
+    time_t                     retry_after;
     ngx_str_t                 *s, null;
     ngx_uint_t                 i, status;
     ngx_http_mpns_outcome_t   *outcome;
@@ -710,8 +759,10 @@ ngx_http_mpns_send_result(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
     *p++ = '"';
 
     p = ngx_cpymem(p, ",\"retry_after\":", sizeof(",\"retry_after\":") - 1);
-    p = outcome->retry_after ? ngx_sprintf(p, "%T", outcome->retry_after)
-                             : ngx_cpymem(p, null.data, null.len);
+    retry_after = ctx->retry_after ? ctx->retry_after : outcome->retry_after;
+
+    p = retry_after ? ngx_sprintf(p, "%T", retry_after)
+                    : ngx_cpymem(p, null.data, null.len);
 
     p = ngx_sprintf(p, ",\"attempts\":%ui,\"time_ms\":%M}\n",
                     ctx->attempts, ctx->elapsed);
@@ -934,6 +985,7 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
     mlcf->report_failures = NGX_CONF_UNSET_UINT;
 
     ngx_http_mpns_ssl_create_conf(&mlcf->ssl);
+    ngx_http_mpns_hold_create_conf(&mlcf->hold);
 
     return mlcf;
 }
@@ -989,7 +1041,9 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->retry_delay, prev->retry_delay, 1000);
 
     if (ngx_http_mpns_ssl_merge_conf(cf, &conf->ssl, &prev->ssl)
-        != NGX_CONF_OK)
+        != NGX_CONF_OK
+        || ngx_http_mpns_hold_merge_conf(cf, &conf->hold, &prev->hold)
+           != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }

@@ -15,6 +15,7 @@
 #include "ngx_http_mpns_engine.h"
 #include "ngx_http_mpns_json.h"
 #include "ngx_http_mpns_ssl.h"
+#include "ngx_http_mpns_hold.h"
 
 
 #define NGX_HTTP_MPNS_MAX_CHANNEL       1024
@@ -54,6 +55,7 @@ typedef struct {
     ngx_uint_t                     retries;
     ngx_msec_t                     retry_timeout;
     ngx_msec_t                     retry_delay;
+    ngx_http_mpns_hold_conf_t      hold;
     ngx_http_mpns_ssl_conf_t       ssl;
     ngx_http_mpns_proxy_t         *proxy;
 
@@ -96,6 +98,7 @@ typedef struct {
     ngx_msec_t                     elapsed;
     const char                    *error;         /* a caller's mistake */
 
+    time_t                         retry_after;   /* 0: the outcome's */
     ngx_http_mpns_batch_t         *batch;         /* several recipients */
     ngx_http_mpns_counts_t         counts;
 

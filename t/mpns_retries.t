@@ -24,6 +24,8 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
     mpns_allowed_hosts ^127\.0\.0\.1$;
     mpns_retry_delay 100ms;
 
+    mpns_hold_zone zone=holds:1m;
+
     server {
         listen       127.0.0.1:%%PORT%%;
         server_name  localhost;
@@ -47,6 +49,16 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
         location = /quick {
             mpns_send toast;
             mpns_read_timeout 200ms;
+        }
+
+        location = /held {
+            mpns_send toast;
+            mpns_hold zone=holds device_inactive=2s throttled=3s;
+        }
+
+        location = /held/too {
+            mpns_send toast;
+            mpns_hold zone=holds;
         }
     }
 
@@ -203,6 +215,137 @@ subtest 'a client that leaves while a retry waits' => sub {
     is(result($t->push_toast(ch('active-after'))), '200 delivered',
        'the worker goes on');
 };
+
+###############################################################################
+
+# mpns_hold: a 412 or 406 answer is repeated, not asked again, in its window
+
+subtest '412 held for the device_inactive window' => sub {
+    $t->sim_reset;
+
+    my $r = $t->push_toast(ch('inactive-h1'), uri => '/held');
+    is(result($r), '412 device_inactive', 'MPNS: 412');
+    is($r->{json}{retry_after}, 2, 'retry_after: the window');
+
+    $r = $t->push_toast(ch('inactive-h1'), uri => '/held');
+    is(result($r), '412 device_inactive', 'answered again: 412');
+    is($r->{json}{attempts}, 0, 'without an attempt');
+    ok($r->{json}{retry_after} >= 1 && $r->{json}{retry_after} <= 2,
+       'retry_after: what is left');
+    is($r->{headers}{'x-deviceconnectionstatus'}, undef,
+       'no MPNS headers: MPNS said nothing this time');
+    is(sent_to('inactive-h1'), 1, 'MPNS asked once');
+
+    my $c = ch('inactive-h1');
+    ok((grep { /\[info\] .*mpns send to "\Q$c\E" held: device_inactive for \d+ s more/ }
+        $t->error_log_lines('info')), 'logged at info');
+
+    is(result($t->push_toast(ch('inactive-h1'), uri => '/held/too')),
+       '412 device_inactive', 'another location on the same zone: held');
+    is(sent_to('inactive-h1'), 1, 'still once');
+
+    is(result($t->push_toast(ch('inactive-h1'), uri => '/push')),
+       '412 device_inactive', 'a location without mpns_hold asks MPNS');
+    is(sent_to('inactive-h1'), 2, 'twice now');
+
+    sleep 2.2;
+
+    $r = $t->push_toast(ch('inactive-h1'), uri => '/held');
+    is($r->{json}{attempts}, 1, 'after the window: sent');
+    is(sent_to('inactive-h1'), 3, 'MPNS asked again');
+};
+
+subtest '406 held for the throttled window' => sub {
+    $t->sim_reset;
+
+    my $r = $t->push_toast(ch('throttled0-h2'), uri => '/held');
+    is(result($r), '406 throttled', 'MPNS: 406');
+    is($r->{json}{retry_after}, 3, 'retry_after: the window');
+
+    $r = $t->push_toast(ch('throttled0-h2'), uri => '/held');
+    is(result($r), '406 throttled', 'held');
+    is($r->{json}{attempts}, 0, 'no attempt');
+    is(sent_to('throttled0-h2'), 1, 'MPNS asked once');
+};
+
+subtest 'the default windows' => sub {
+    my $r = $t->push_toast(ch('inactive-h3'), uri => '/held/too');
+    is($r->{json}{retry_after}, 3660, '412: 3660 s');
+
+    $r = $t->push_toast(ch('throttled0-h4'), uri => '/held/too');
+    is($r->{json}{retry_after}, 3600, '406: 3600 s');
+};
+
+subtest 'other answers are not held' => sub {
+    $t->sim_reset;
+
+    $t->push_toast(ch('expired-h5'), uri => '/held') for 1 .. 2;
+    $t->push_toast(ch('queuefull-h6'), uri => '/held') for 1 .. 2;
+
+    is(sent_to('expired-h5'), 2, '404: asked each time');
+    is(sent_to('queuefull-h6'), 2, 'QueueFull: asked each time');
+};
+
+subtest 'held recipients of a batch' => sub {
+    $t->sim_reset;
+
+    $t->push_toast(ch('inactive-h7'), uri => '/held');
+
+    my $r = $t->post_json('/held', { channels => [ch('inactive-h7'),
+                                                  ch('active-h8')],
+                                     text1 => 'Hi' });
+
+    is_deeply($r->{json}{outcomes}, { delivered => 1, device_inactive => 1 },
+              'one delivered, one held');
+    is_deeply($r->{json}{failures},
+              [{ channel => ch('inactive-h7'), outcome => 'device_inactive',
+                 status => 412 }], 'reported with its status');
+    is(sent_to('inactive-h7'), 1, 'the held one was not sent');
+};
+
+subtest 'a hold survives a reload' => sub {
+    $t->sim_reset;
+
+    $t->push_toast(ch('inactive-h9'), uri => '/held/too');
+    $t->reload;
+
+    is($t->push_toast(ch('inactive-h9'), uri => '/held/too')
+       ->{json}{attempts}, 0, 'still held by the new workers');
+    is(sent_to('inactive-h9'), 1, 'MPNS asked once');
+};
+
+# configuration
+
+sub conf_emerg {
+    my ($text, $want, $name) = @_;
+    my ($rc, $out) = $t->nginx_test(http_conf($text));
+    ok($rc != 0 && $out =~ /\[emerg\] \Q$want\E/, "config: $name")
+        or diag($out);
+}
+
+for my $c (['mpns_hold zone=nope;', 'unknown mpns_hold_zone "nope"'],
+           ['mpns_hold zone=holds bogus=1;', 'invalid parameter "bogus=1"'],
+           ['mpns_hold zone=holds throttled=0;',
+            'invalid parameter "throttled=0"'],
+           ['mpns_hold device_inactive=1s;',
+            '"mpns_hold" must have "zone" parameter'],
+           ['mpns_hold off; mpns_hold off;',
+            '"mpns_hold" directive is duplicate'])
+{
+    conf_emerg("    mpns_hold_zone zone=holds:1m;\n"
+               . "    server {\n        listen 127.0.0.1:%%PORT%%;\n"
+               . "        location = /x { mpns_send; $c->[0] }\n    }\n",
+               $c->[1], $c->[1]);
+}
+
+conf_emerg("    mpns_hold_zone zone=holds:1m;\n"
+           . "    mpns_registry_zone zone=holds:1m;\n",
+           'the shared memory zone "holds" is already declared',
+           'one name, one kind of zone');
+conf_emerg("    mpns_hold_zone zone=holds:8k;\n",
+           'zone "zone=holds:8k" is too small', 'too small');
+conf_emerg("    mpns_hold_zone holds:1m;\n",
+           'invalid parameter "holds:1m"', 'without zone=');
 
 $t->done;
 

@@ -1,0 +1,49 @@
+
+/*
+ * Copyright (C) ngx_mpns_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MPNS_HOLD_H_INCLUDED_
+#define _NGX_HTTP_MPNS_HOLD_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/* mpns_hold of a location: the zone and how long each answer holds */
+typedef struct {
+    ngx_shm_zone_t                *zone;
+    ngx_msec_t                     device_inactive;   /* after a 412 */
+    ngx_msec_t                     throttled;         /* after a 406 */
+} ngx_http_mpns_hold_conf_t;
+
+
+char *ngx_http_mpns_hold_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_mpns_hold(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_mpns_hold_create_conf(ngx_http_mpns_hold_conf_t *hc);
+char *ngx_http_mpns_hold_merge_conf(ngx_conf_t *cf,
+    ngx_http_mpns_hold_conf_t *conf, ngx_http_mpns_hold_conf_t *prev);
+
+/*
+ * NGX_OK with what MPNS answered and the seconds left when the channel is
+ * held, NGX_DECLINED when it is not
+ */
+ngx_int_t ngx_http_mpns_hold_check(ngx_http_mpns_hold_conf_t *hc,
+    ngx_str_t *channel, ngx_uint_t *outcome, ngx_uint_t *status,
+    time_t *left);
+
+/* remembers a 412 or 406 answer; other outcomes are ignored */
+void ngx_http_mpns_hold_set(ngx_http_mpns_hold_conf_t *hc,
+    ngx_str_t *channel, ngx_uint_t outcome, ngx_uint_t status,
+    ngx_log_t *log);
+
+/* the window of an outcome, in seconds, 0: not held */
+time_t ngx_http_mpns_hold_window(ngx_http_mpns_hold_conf_t *hc,
+    ngx_uint_t outcome);
+
+
+#endif /* _NGX_HTTP_MPNS_HOLD_H_INCLUDED_ */
