@@ -115,6 +115,10 @@ ngx_int_t ngx_http_mpns_request_channel(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel, ngx_pool_t *pool,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
     ngx_http_mpns_error_t *err);
+ngx_int_t ngx_http_mpns_channel_check(ngx_log_t *log,
+    ngx_http_core_loc_conf_t *clcf, ngx_http_mpns_loc_conf_t *mlcf,
+    ngx_str_t *channel, ngx_pool_t *pool, ngx_http_mpns_job_t *job,
+    ngx_http_mpns_target_t *target, ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max,
     ngx_str_t *body);
 ngx_int_t ngx_http_mpns_request_is_type(ngx_table_elt_t *h, char *type,

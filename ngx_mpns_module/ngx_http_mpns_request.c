@@ -275,13 +275,26 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
     ngx_http_mpns_error_t *err)
 {
-    u_char                    *p, *last, *authority;
-    size_t                     skip;
-    in_port_t                  default_port;
-    ngx_str_t                  uri;
-    ngx_url_t                  u;
-    ngx_int_t                  rc;
-    ngx_http_core_loc_conf_t  *clcf;
+    return ngx_http_mpns_channel_check(r->connection->log,
+                         ngx_http_get_module_loc_conf(r, ngx_http_core_module),
+                         mlcf, channel, pool, job, target, err);
+}
+
+
+/* the same without a request: what a background send checks again */
+
+ngx_int_t
+ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
+    ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel, ngx_pool_t *pool,
+    ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
+    ngx_http_mpns_error_t *err)
+{
+    u_char     *p, *last, *authority;
+    size_t      skip;
+    in_port_t   default_port;
+    ngx_str_t   uri;
+    ngx_url_t   u;
+    ngx_int_t   rc;
 
     if (channel->len > NGX_HTTP_MPNS_MAX_CHANNEL) {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
@@ -367,8 +380,7 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
                                      &ngx_http_mpns_channel_field);
     }
 
-    rc = ngx_regex_exec_array(mlcf->allowed_hosts, &u.host,
-                              r->connection->log);
+    rc = ngx_regex_exec_array(mlcf->allowed_hosts, &u.host, log);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -449,8 +461,6 @@ ngx_http_mpns_request_channel(ngx_http_request_t *r,
         job->naddrs = u.naddrs;
         return NGX_OK;
     }
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     job->host = u.host;
     job->resolver = clcf->resolver;
