@@ -16,6 +16,7 @@
 #include "ngx_http_mpns_json.h"
 #include "ngx_http_mpns_ssl.h"
 #include "ngx_http_mpns_hold.h"
+#include "ngx_http_mpns_outbox.h"
 
 
 #define NGX_HTTP_MPNS_MAX_CHANNEL       1024
@@ -56,6 +57,7 @@ typedef struct {
     ngx_msec_t                     retry_timeout;
     ngx_msec_t                     retry_delay;
     ngx_http_mpns_hold_conf_t      hold;
+    ngx_http_mpns_outbox_conf_t    outbox;
     ngx_http_mpns_ssl_conf_t       ssl;
     ngx_http_mpns_proxy_t         *proxy;
 
@@ -72,6 +74,9 @@ typedef struct {
     ngx_http_mpns_filter_t         filter;    /* mpns_broadcast */
     ngx_http_mpns_json_t           json;      /* the body, for "channels" */
     ngx_uint_t                     channels;  /* its token, 0: none */
+    ngx_str_t                      send_at;   /* RFC 3339 */
+    ngx_str_t                      delay;     /* seconds */
+    ngx_str_t                      async;     /* "true" or "false" */
     unsigned                       broadcast:1;
 } ngx_http_mpns_targets_t;
 

@@ -60,6 +60,9 @@ static ngx_str_t  ngx_http_mpns_target_names[] = {
     ngx_string("user"),                    /* mpns_broadcast filters */
     ngx_string("tag"),
     ngx_string("os"),
+    ngx_string("send_at"),                 /* when, for both */
+    ngx_string("delay"),
+    ngx_string("async"),
     ngx_null_string
 };
 
@@ -850,7 +853,7 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
 
     /* "channels" belongs to mpns_send, the filters to mpns_broadcast */
 
-    if ((i == 0) == tg->broadcast) {
+    if (i < 4 && (i == 0) == tg->broadcast) {
         return NGX_DONE;
     }
 
@@ -883,6 +886,16 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
         return NGX_OK;
     }
 
+    if (i >= 5 && v->type == NGX_HTTP_MPNS_JSON_PRIMITIVE) {
+
+        /* a number of seconds, true or false */
+
+        dst = (i == 5) ? &tg->delay : &tg->async;
+        *dst = v->raw;
+
+        return NGX_OK;
+    }
+
     if (v->type != NGX_HTTP_MPNS_JSON_STRING) {
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
                                      "invalid value",
@@ -908,8 +921,25 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
 
     /* an empty filter matches everything */
 
-    dst = (i == 1) ? &tg->filter.user
-                   : (i == 2) ? &tg->filter.tag : &tg->filter.os;
+    switch (i) {
+    case 1:
+        dst = &tg->filter.user;
+        break;
+    case 2:
+        dst = &tg->filter.tag;
+        break;
+    case 3:
+        dst = &tg->filter.os;
+        break;
+    case 4:
+        dst = &tg->send_at;
+        break;
+    case 5:
+        dst = &tg->delay;
+        break;
+    default:
+        dst = &tg->async;
+    }
 
     *dst = value;
 
