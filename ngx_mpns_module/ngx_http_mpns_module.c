@@ -723,9 +723,12 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         {
             background = 1;
 
-        } else if (!(targets->async.len == 5
-                     && ngx_strncmp(targets->async.data, "false", 5) == 0))
+        } else if (targets->async.len == 5
+                   && ngx_strncmp(targets->async.data, "false", 5) == 0)
         {
+            background = 0;
+
+        } else {
             return ngx_http_mpns_refuse(err, "invalid value", "async");
         }
     }
@@ -755,9 +758,12 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         }
     }
 
-    if ((targets->delay.len || targets->send_at.len) && mlcf->outbox.zone) {
+    if ((targets->delay.len || targets->send_at.len) && mlcf->outbox.zone
+        && (mlcf->outbox.async
+            || mlcf->outbox.mode == NGX_HTTP_MPNS_MODE_BACKGROUND))
+    {
         /* a scheduled send goes through the outbox */
-        background = background || mlcf->outbox.async;
+        background = 1;
     }
 
     if (!background) {

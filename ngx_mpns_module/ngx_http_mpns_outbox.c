@@ -440,15 +440,15 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
         return NGX_CONF_ERROR;
     }
 
-    if (!mlcf->send) {
-        /* inherited by a level that does not send */
-        return NGX_CONF_OK;
-    }
-
     if (mlcf->broadcast) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "background broadcasts are not supported");
         return NGX_CONF_ERROR;
+    }
+
+    if (!mlcf->send) {
+        /* inherited by a level that does not send */
+        return NGX_CONF_OK;
     }
 
     /* the outbox is drained with the configuration of its location */
@@ -1007,7 +1007,7 @@ static ngx_http_mpns_job_t *
 ngx_http_mpns_outbox_callback_job(ngx_http_mpns_outbox_ctx_t *ctx,
     ngx_http_mpns_outbox_node_t *on)
 {
-    u_char                      *p;
+    u_char                      *p, *body;
     size_t                       len, json;
     ngx_http_mpns_job_t         *job;
     ngx_http_mpns_callback_t    *cb;
@@ -1032,7 +1032,16 @@ ngx_http_mpns_outbox_callback_job(ngx_http_mpns_outbox_ctx_t *ctx,
     oj->id = on->node.key;
     oj->callback = 1;
 
-    json = ngx_http_mpns_outbox_json(NULL, on);
+    /* the body first: its length goes into the header */
+
+    len = ngx_http_mpns_outbox_json(NULL, on);
+
+    body = ngx_pnalloc(job->pool, len);
+    if (body == NULL) {
+        goto failed;
+    }
+
+    json = ngx_http_mpns_outbox_json(body, on);
 
     len = sizeof("POST  HTTP/1.1" CRLF "Host: " CRLF
                  "Content-Type: application/json" CRLF
@@ -1052,7 +1061,7 @@ ngx_http_mpns_outbox_callback_job(ngx_http_mpns_outbox_ctx_t *ctx,
                        "Content-Length: %uz" CRLF
                        "Connection: keep-alive" CRLF CRLF,
                     &cb->uri, &cb->host, json);
-    p += ngx_http_mpns_outbox_json(p, on);
+    p = ngx_cpymem(p, body, json);
 
     job->request.len = p - job->request.data;
 
