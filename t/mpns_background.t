@@ -34,7 +34,7 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
 
     mpns_outbox_zone zone=out:1m state=%%TESTDIR%%/outbox.ndjson;
     mpns_outbox_zone zone=tiny:32k;
-    mpns_outbox_zone zone=opt:1m;
+    mpns_outbox_zone zone=opt:1m state=%%TESTDIR%%/opt.ndjson;
 
     server {
         listen       127.0.0.1:%%PORT%%;
@@ -348,16 +348,17 @@ subtest 'the outbox across a reload' => sub {
 subtest 'the outbox across a stop and a start' => sub {
     $t->sim_reset;
 
-    my $id = bg('/bg', ch('active-restart'), delay => 2)->{json}{id};
+    # /opt: no maximum age to run out while nginx is down
+    my $id = bg('/opt', ch('active-restart'), delay => 2)->{json}{id};
     $t->stop;
 
-    like(slurp("$dir/outbox.ndjson"), qr/"id":"$id"/,
+    like(slurp("$dir/opt.ndjson"), qr/"id":"$id"/,
          'saved by the stopping worker');
     is(sent_to('active-restart'), 0, 'not sent yet');
 
     $t->run;
 
-    my $s = wait_state('/bg', $id, 'done', 6);
+    my $s = wait_state('/opt', $id, 'done', 6);
     is($s->{outcome}, 'delivered', 'sent after the start');
     is($s->{attempts}, 1, 'once');
 };
