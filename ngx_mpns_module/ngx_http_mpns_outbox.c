@@ -87,6 +87,7 @@ typedef struct {
 
     /* per worker */
     ngx_event_t                    drain;
+    ngx_uint_t                     active;    /* jobs in flight */
     ngx_event_t                    save;
     u_char                        *temp;
     u_char                        *buf;
@@ -811,8 +812,11 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
     node = (ctx->sh->due.root == sentinel)
            ? NULL : ngx_rbtree_min(ctx->sh->due.root, sentinel);
 
+    /* mpns_concurrency: jobs of this worker in flight for the outbox */
+
     while (node && (ngx_msec_t) node->key <= now
-           && n < NGX_HTTP_MPNS_DRAIN_BATCH)
+           && n < NGX_HTTP_MPNS_DRAIN_BATCH
+           && ctx->active + n < ctx->mlcf->concurrency)
     {
         next = ngx_rbtree_next(&ctx->sh->due, node);
 
@@ -887,8 +891,16 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
 
     ngx_http_mpns_outbox_changed(ctx);
 
+    ctx->active += n;
+
     for (i = 0; i < n; i++) {
         ngx_http_mpns_job_start(jobs[i]);
+    }
+
+    if (n == NGX_HTTP_MPNS_DRAIN_BATCH) {
+        /* more may be due: on the next turn, after other events */
+        ngx_post_event(ev, &ngx_posted_next_events);
+        return;
     }
 
     if (!ev->timer_set) {
@@ -1102,6 +1114,8 @@ ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job)
     oc = &ctx->mlcf->outbox;
     now = ngx_http_mpns_outbox_now();
 
+    ctx->active--;
+
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     on = ngx_http_mpns_outbox_lookup(ctx, oj->id);
@@ -1174,6 +1188,8 @@ ngx_http_mpns_outbox_reported(ngx_http_mpns_job_t *job)
 
     ctx = oj->ctx;
     now = ngx_http_mpns_outbox_now();
+
+    ctx->active--;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
