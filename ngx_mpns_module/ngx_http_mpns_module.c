@@ -777,9 +777,20 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         return NGX_DECLINED;
     }
 
-    if (targets->broadcast || targets->channels) {
-        return ngx_http_mpns_refuse(err, "batches are sent in wait mode",
-                                    targets->channels ? "channels" : "async");
+    if (targets->channels) {
+        return ngx_http_mpns_refuse(err, "lists are sent in wait mode",
+                                    "channels");
+    }
+
+    if (targets->broadcast) {
+        if (msg->type == NGX_HTTP_MPNS_CALLBACK) {
+            return ngx_http_mpns_refuse(err,
+                                   "a callback is registered for one channel",
+                                   "type");
+        }
+
+        ngx_str_null(&ctx->channel);
+        goto add;
     }
 
     if (ctx->channel.data == NULL) {
@@ -805,7 +816,12 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
                                     "channel");
     }
 
-    rc = ngx_http_mpns_outbox_add(r, msg, &ctx->channel, due, id);
+add:
+
+    rc = ngx_http_mpns_outbox_add(r, msg, &ctx->channel,
+                                  targets->broadcast ? &targets->filter
+                                                     : NULL,
+                                  due, id);
 
     if (rc == NGX_BUSY) {
         err->status = NGX_HTTP_INSUFFICIENT_STORAGE;

@@ -57,8 +57,26 @@ typedef struct {
     uint16_t                       body_len;
     u_char                         content_type_len;
     u_char                         target_len;
-    u_char                         data[1];   /* channel, type, target, body */
+
+    /* a broadcast: its filter, where it is in the registry, its counts */
+    u_char                         broadcast;
+    u_char                         user_len;
+    u_char                         tag_len;
+    u_char                         os_len;
+    uint16_t                       cursor_len;
+    uint32_t                       cursor_hash;
+    uint32_t                       counts[5];
+
+    /* channel, type, target, body; user, tag, os, cursor (1 KB) */
+    u_char                         data[1];
 } ngx_http_mpns_outbox_node_t;
+
+
+#define NGX_HTTP_MPNS_OB_SENT           0
+#define NGX_HTTP_MPNS_OB_DELIVERED      1
+#define NGX_HTTP_MPNS_OB_EXPIRED        2
+#define NGX_HTTP_MPNS_OB_FAILED         3
+#define NGX_HTTP_MPNS_OB_DEFERRED       4
 
 
 typedef struct {
@@ -94,22 +112,65 @@ typedef struct {
 } ngx_http_mpns_outbox_ctx_t;
 
 
+/*
+ * A broadcast being sent by this worker: like a batch of the request
+ * path, but reporting into its outbox entry, which keeps the cursor so
+ * that another worker can go on if this one dies.
+ */
+typedef struct {
+    ngx_pool_t                    *pool;
+    ngx_http_mpns_outbox_ctx_t    *ctx;
+    uint64_t                       id;
+    ngx_http_mpns_registry_t      *registry;
+    ngx_http_mpns_filter_t         filter;
+    ngx_http_mpns_cursor_t         cursor;
+    ngx_http_mpns_message_t        msg;
+    u_char                        *chunk;
+    u_char                        *pos;
+    u_char                        *last;
+    ngx_uint_t                     active;
+    uint32_t                       counts[5];
+    ngx_event_t                    start;
+
+    unsigned                       pumping:1;
+    unsigned                       exhausted:1;
+} ngx_http_mpns_outbox_run_t;
+
+
 /* what a job of the outbox carries */
 typedef struct {
     ngx_http_mpns_outbox_ctx_t    *ctx;
     uint64_t                       id;
+    ngx_http_mpns_outbox_run_t    *run;      /* a broadcast's recipient */
+    ngx_str_t                      channel;
     unsigned                       callback:1;
 } ngx_http_mpns_outbox_job_t;
 
 
 static ngx_int_t ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_int_t ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
+    ngx_http_mpns_engine_t *engine, ngx_log_t *log,
+    ngx_http_mpns_message_t *msg, ngx_str_t *channel,
+    ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id);
 static void ngx_http_mpns_outbox_drain(ngx_event_t *ev);
 static ngx_http_mpns_job_t *ngx_http_mpns_outbox_send_job(
     ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_outbox_node_t *on);
 static ngx_http_mpns_job_t *ngx_http_mpns_outbox_callback_job(
     ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_outbox_node_t *on);
 static void ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job);
+static ngx_int_t ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
+    ngx_http_mpns_outbox_node_t *on);
+static void ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run);
+static ngx_int_t ngx_http_mpns_outbox_take(ngx_http_mpns_entry_t *entry,
+    void *data);
+static void ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job);
+static ngx_msec_t ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_conf_t *oc,
+    ngx_uint_t outcome, ngx_uint_t attempts);
+static void ngx_http_mpns_outbox_start_handler(ngx_event_t *ev);
+static void ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_run_t *run,
+    ngx_uint_t done);
+static u_char *ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on);
 static void ngx_http_mpns_outbox_reported(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_ctx_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t now);
@@ -421,7 +482,7 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
 
     if (oc->zone == NULL) {
 
-        if (mlcf->send
+        if ((mlcf->send || mlcf->broadcast)
             && (oc->mode == NGX_HTTP_MPNS_MODE_BACKGROUND || oc->async))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -441,13 +502,7 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
         return NGX_CONF_ERROR;
     }
 
-    if (mlcf->broadcast) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "background broadcasts are not supported");
-        return NGX_CONF_ERROR;
-    }
-
-    if (!mlcf->send) {
+    if (!mlcf->send && !mlcf->broadcast) {
         /* inherited by a level that does not send */
         return NGX_CONF_OK;
     }
@@ -531,35 +586,50 @@ ngx_http_mpns_outbox_now(void)
 
 
 ngx_int_t
-ngx_http_mpns_outbox_add(ngx_http_request_t *r, void *data,
-    ngx_str_t *channel, ngx_msec_t due, u_char *id)
+ngx_http_mpns_outbox_add(ngx_http_request_t *r, void *msg,
+    ngx_str_t *channel, void *filter, ngx_msec_t due, u_char *id)
 {
-    ngx_http_mpns_message_t *msg = data;
-
-    u_char                       *p, *rnd;
-    uint64_t                      key;
-    ngx_uint_t                    i;
-    ngx_http_mpns_loc_conf_t     *mlcf;
-    ngx_http_mpns_main_conf_t    *mmcf;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
-    ngx_http_mpns_outbox_node_t  *on;
+    ngx_http_mpns_loc_conf_t   *mlcf;
+    ngx_http_mpns_main_conf_t  *mmcf;
 
     mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
 
-    ctx = mlcf->outbox.zone->data;
+    return ngx_http_mpns_outbox_insert(mlcf->outbox.zone->data, mmcf->engine,
+                                       r->connection->log, msg, channel,
+                                       filter, due, id);
+}
+
+
+static ngx_int_t
+ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
+    ngx_http_mpns_engine_t *engine, ngx_log_t *log,
+    ngx_http_mpns_message_t *msg, ngx_str_t *channel,
+    ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id)
+{
+    u_char                       *p, *rnd;
+    size_t                        size;
+    uint64_t                      key;
+    ngx_uint_t                    i;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    size = offsetof(ngx_http_mpns_outbox_node_t, data)
+           + channel->len + msg->content_type.len + msg->target.len
+           + msg->body.len;
+
+    if (filter) {
+        size += filter->user.len + filter->tag.len + filter->os.len
+                + NGX_HTTP_MPNS_MAX_CHANNEL;
+    }
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    on = ngx_slab_alloc_locked(ctx->shpool,
-                               offsetof(ngx_http_mpns_outbox_node_t, data)
-                               + channel->len + msg->content_type.len
-                               + msg->target.len + msg->body.len);
+    on = ngx_slab_alloc_locked(ctx->shpool, size);
 
     if (on == NULL) {
         if (!ctx->sh->full) {
             ctx->sh->full = 1;
-            ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
+            ngx_log_error(NGX_LOG_CRIT, log, 0,
                           "mpns outbox zone \"%V\" is full",
                           &ctx->shm_zone->shm.name);
         }
@@ -571,7 +641,7 @@ ngx_http_mpns_outbox_add(ngx_http_request_t *r, void *data,
     /* an id nobody can guess, unique in the outbox */
 
     do {
-        rnd = ngx_http_mpns_engine_random(mmcf->engine);
+        rnd = ngx_http_mpns_engine_random(engine);
 
         for (key = 0, i = 0; i < 8; i++) {
             key = (key << 8) | rnd[i];
@@ -598,7 +668,18 @@ ngx_http_mpns_outbox_add(ngx_http_request_t *r, void *data,
     p = ngx_cpymem(on->data, channel->data, channel->len);
     p = ngx_cpymem(p, msg->content_type.data, msg->content_type.len);
     p = ngx_cpymem(p, msg->target.data, msg->target.len);
-    ngx_memcpy(p, msg->body.data, msg->body.len);
+    p = ngx_cpymem(p, msg->body.data, msg->body.len);
+
+    if (filter) {
+        on->broadcast = 1;
+        on->user_len = (u_char) filter->user.len;
+        on->tag_len = (u_char) filter->tag.len;
+        on->os_len = (u_char) filter->os.len;
+
+        p = ngx_cpymem(p, filter->user.data, filter->user.len);
+        p = ngx_cpymem(p, filter->tag.data, filter->tag.len);
+        (void) ngx_cpymem(p, filter->os.data, filter->os.len);
+    }
 
     ngx_rbtree_insert(&ctx->sh->ids, &on->node);
 
@@ -612,7 +693,9 @@ ngx_http_mpns_outbox_add(ngx_http_request_t *r, void *data,
 
     ngx_http_mpns_outbox_changed(ctx);
 
-    ngx_sprintf(id, "%016xL", key);
+    if (id) {
+        ngx_sprintf(id, "%016xL", key);
+    }
 
     /* this worker looks at once; the others on their next turn */
 
@@ -830,6 +913,15 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
             /* MPNS never took it in time */
             on->gave_up = 1;
             ngx_http_mpns_outbox_final(ctx, on, now);
+
+        } else if (on->state != NGX_HTTP_MPNS_OB_FINAL && on->broadcast) {
+
+            if (ngx_http_mpns_outbox_run(ctx, on) == NGX_OK) {
+                on->state = NGX_HTTP_MPNS_OB_SENDING;
+                on->attempts++;
+                ngx_http_mpns_outbox_schedule(ctx, on,
+                                              now + NGX_HTTP_MPNS_LEASE);
+            }
 
         } else if (on->state != NGX_HTTP_MPNS_OB_FINAL) {
             job = ngx_http_mpns_outbox_send_job(ctx, on);
@@ -1128,35 +1220,7 @@ ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job)
     on->outcome = (u_char) job->outcome;
     on->status = (uint16_t) job->response.status;
 
-    switch (job->outcome) {
-
-    case NGX_HTTP_MPNS_QUEUE_FULL:
-    case NGX_HTTP_MPNS_UNAVAILABLE:
-    case NGX_HTTP_MPNS_TRANSPORT_ERROR:
-    case NGX_HTTP_MPNS_TIMEOUT:
-    case NGX_HTTP_MPNS_TLS_HANDSHAKE_FAILED:
-
-        /* MPNS: exponential backoff, in minute increments */
-
-        delay = oc->backoff << ngx_min(on->attempts - 1, 16);
-        delay = ngx_min(delay, NGX_HTTP_MPNS_MAX_BACKOFF);
-        break;
-
-    case NGX_HTTP_MPNS_DEVICE_INACTIVE:
-
-        /* no sooner than an hour (61 minutes) */
-        delay = oc->device_inactive;
-        break;
-
-    case NGX_HTTP_MPNS_THROTTLED:
-
-        /* the daily quota: hourly, until the maximum age */
-        delay = oc->throttled;
-        break;
-
-    default:
-        delay = 0;
-    }
+    delay = ngx_http_mpns_outbox_delay(oc, job->outcome, on->attempts);
 
     if (delay) {
         ngx_log_error(NGX_LOG_INFO, &job->log, 0,
@@ -1299,12 +1363,22 @@ ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on)
                       "\"status\":}\n") - 1
                + NGX_HTTP_MPNS_ID_LEN + state->len
                + ngx_http_mpns_json_str_len(&channel) + 36
-               + NGX_INT_T_LEN + sizeof("\"\"") - 1 + 32 + NGX_INT_T_LEN;
+               + NGX_INT_T_LEN + sizeof("\"\"") - 1 + 32 + NGX_INT_T_LEN
+               + sizeof(",\"sent\":,\"delivered\":,\"expired\":,"
+                        "\"failed\":,\"deferred\":") + 5 * NGX_INT_T_LEN;
     }
 
     p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":\"%V\",\"channel\":",
                     (uint64_t) on->node.key, state);
-    p = ngx_http_mpns_json_str(p, &channel);
+    p = on->broadcast ? ngx_cpymem(p, "null", 4)
+                      : ngx_http_mpns_json_str(p, &channel);
+
+    if (on->broadcast) {
+        p = ngx_sprintf(p, ",\"sent\":%uD,\"delivered\":%uD,\"expired\":%uD,"
+                           "\"failed\":%uD,\"deferred\":%uD",
+                        on->counts[0], on->counts[1], on->counts[2],
+                        on->counts[3], on->counts[4]);
+    }
     p = ngx_sprintf(p, ",\"message_id\":\"%*s\",\"attempts\":%ui,"
                        "\"outcome\":", (size_t) 36, on->message_id,
                     (ngx_uint_t) on->attempts);
@@ -1557,7 +1631,13 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_outbox_node_t *on)
                + NGX_HTTP_MPNS_ID_LEN + 13 * NGX_INT64_LEN + 36
                + ngx_http_mpns_json_str_len(&s)
                + 2 * (on->content_type_len + on->target_len) + 4
-               + ngx_base64_encoded_length(on->body_len);
+               + ngx_base64_encoded_length(on->body_len)
+               + sizeof(",\"broadcast\":,\"cursor_hash\":,\"sent\":,"
+                        "\"delivered\":,\"expired\":,\"failed\":,"
+                        "\"deferred\":,\"user\":,\"tag\":,\"os\":,"
+                        "\"cursor\":") + 7 * NGX_INT_T_LEN
+               + 6 * (on->user_len + on->tag_len + on->os_len
+                      + on->cursor_len) + 8;
     }
 
     p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":%ui,\"created\":%M,"
@@ -1598,6 +1678,35 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_outbox_node_t *on)
     p += b64.len;
 
     *p++ = '"';
+
+    if (on->broadcast) {
+        p = ngx_sprintf(p, ",\"broadcast\":1,\"cursor_hash\":%uD,"
+                           "\"sent\":%uD,\"delivered\":%uD,\"expired\":%uD,"
+                           "\"failed\":%uD,\"deferred\":%uD",
+                        on->cursor_hash, on->counts[0], on->counts[1],
+                        on->counts[2], on->counts[3], on->counts[4]);
+
+        p = ngx_cpymem(p, ",\"user\":", sizeof(",\"user\":") - 1);
+        s.data += s.len;
+        s.len = on->user_len;
+        p = ngx_http_mpns_json_str(p, &s);
+
+        p = ngx_cpymem(p, ",\"tag\":", sizeof(",\"tag\":") - 1);
+        s.data += s.len;
+        s.len = on->tag_len;
+        p = ngx_http_mpns_json_str(p, &s);
+
+        p = ngx_cpymem(p, ",\"os\":", sizeof(",\"os\":") - 1);
+        s.data += s.len;
+        s.len = on->os_len;
+        p = ngx_http_mpns_json_str(p, &s);
+
+        p = ngx_cpymem(p, ",\"cursor\":", sizeof(",\"cursor\":") - 1);
+        s.data += s.len;
+        s.len = on->cursor_len;
+        p = ngx_http_mpns_json_str(p, &s);
+    }
+
     *p++ = '}';
     *p++ = LF;
 
@@ -1720,8 +1829,8 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
 {
     u_char                       *p;
     uint64_t                      id;
-    ngx_int_t                     v[13];
-    ngx_str_t                     key, val, str[5], body;
+    ngx_int_t                     v[20];
+    ngx_str_t                     key, val, str[9], body;
     ngx_uint_t                    i, j, k, got;
     ngx_http_mpns_json_t          json;
     ngx_http_mpns_json_tok_t     *t, *tv;
@@ -1729,9 +1838,11 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
 
     static char  *nums[] = { "state", "created", "due", "finished",
                              "attempts", "callbacks", "status", "outcome",
-                             "reported", "gave_up", "type", "class", NULL };
+                             "reported", "gave_up", "type", "class",
+                             "broadcast", "cursor_hash", "sent", "delivered",
+                             "expired", "failed", "deferred", NULL };
     static char  *strs[] = { "id", "message_id", "channel", "content_type",
-                             "target", NULL };
+                             "target", "user", "tag", "os", "cursor", NULL };
 
     if (ngx_http_mpns_json_parse(pool, line, &json) != NGX_OK
         || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
@@ -1798,10 +1909,12 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
         }
     }
 
-    if (got != (1 << 12) - 1
+    if ((got & ((1 << 12) - 1)) != (1 << 12) - 1
         || ngx_http_mpns_outbox_parse_id(&str[0], &id) != NGX_OK
-        || str[1].len != 36 || str[2].len == 0
+        || str[1].len != 36 || (str[2].len == 0 && !v[12])
         || str[2].len > NGX_HTTP_MPNS_MAX_CHANNEL
+        || str[5].len > 255 || str[6].len > 255 || str[7].len > 255
+        || str[8].len > NGX_HTTP_MPNS_MAX_CHANNEL
         || str[3].len > 255 || str[4].len > 255 || body.len > 65535
         || v[0] > NGX_HTTP_MPNS_OB_FINAL
         || v[7] >= NGX_HTTP_MPNS_NOUTCOMES
@@ -1813,7 +1926,11 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
     on = ngx_slab_alloc(ctx->shpool, offsetof(ngx_http_mpns_outbox_node_t,
                                               data)
                                      + str[2].len + str[3].len + str[4].len
-                                     + body.len);
+                                     + body.len
+                                     + (v[12] ? str[5].len + str[6].len
+                                                + str[7].len
+                                                + NGX_HTTP_MPNS_MAX_CHANNEL
+                                              : 0));
     if (on == NULL) {
         return NGX_DECLINED;
     }
@@ -1847,7 +1964,26 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
     p = ngx_cpymem(on->data, str[2].data, str[2].len);
     p = ngx_cpymem(p, str[3].data, str[3].len);
     p = ngx_cpymem(p, str[4].data, str[4].len);
-    ngx_memcpy(p, body.data, body.len);
+    p = ngx_cpymem(p, body.data, body.len);
+
+    if (v[12]) {
+        on->broadcast = 1;
+        on->cursor_hash = (uint32_t) v[13];
+
+        for (i = 0; i < 5; i++) {
+            on->counts[i] = (uint32_t) v[14 + i];
+        }
+
+        on->user_len = (u_char) str[5].len;
+        on->tag_len = (u_char) str[6].len;
+        on->os_len = (u_char) str[7].len;
+        on->cursor_len = (uint16_t) str[8].len;
+
+        p = ngx_cpymem(p, str[5].data, str[5].len);
+        p = ngx_cpymem(p, str[6].data, str[6].len);
+        p = ngx_cpymem(p, str[7].data, str[7].len);
+        (void) ngx_cpymem(p, str[8].data, str[8].len);
+    }
 
     ngx_rbtree_insert(&ctx->sh->ids, &on->node);
     ngx_rbtree_insert(&ctx->sh->due, &on->due);
@@ -1855,4 +1991,415 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
     ctx->sh->count++;
 
     return NGX_OK;
+}
+
+
+/* 0: the outcome is final */
+
+static ngx_msec_t
+ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_conf_t *oc,
+    ngx_uint_t outcome, ngx_uint_t attempts)
+{
+    ngx_uint_t  n;
+    ngx_msec_t  delay;
+
+    switch (outcome) {
+
+    case NGX_HTTP_MPNS_QUEUE_FULL:
+    case NGX_HTTP_MPNS_UNAVAILABLE:
+    case NGX_HTTP_MPNS_TRANSPORT_ERROR:
+    case NGX_HTTP_MPNS_TIMEOUT:
+    case NGX_HTTP_MPNS_TLS_HANDSHAKE_FAILED:
+
+        /* MPNS: exponential backoff, in minute increments */
+
+        n = attempts ? attempts - 1 : 0;
+        delay = oc->backoff << ngx_min(n, 16);
+
+        return ngx_min(delay, NGX_HTTP_MPNS_MAX_BACKOFF);
+
+    case NGX_HTTP_MPNS_DEVICE_INACTIVE:
+
+        /* no sooner than an hour (61 minutes) */
+        return oc->device_inactive;
+
+    case NGX_HTTP_MPNS_THROTTLED:
+
+        /* the daily quota: hourly, until the maximum age */
+        return oc->throttled;
+
+    default:
+        return 0;
+    }
+}
+
+
+/* called with the zone locked: a broadcast entry starts on this worker */
+
+static ngx_int_t
+ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
+    ngx_http_mpns_outbox_node_t *on)
+{
+    u_char                      *p;
+    size_t                       len;
+    ngx_pool_t                  *pool;
+    ngx_http_mpns_outbox_run_t  *run;
+
+    if (ctx->mlcf->broadcast == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    run = ngx_pcalloc(pool, sizeof(ngx_http_mpns_outbox_run_t));
+    if (run == NULL) {
+        goto failed;
+    }
+
+    len = on->content_type_len + on->target_len + on->body_len
+          + on->user_len + on->tag_len + on->os_len + 36;
+
+    p = ngx_pnalloc(pool, len);
+    run->chunk = ngx_pnalloc(pool, 16384);
+
+    if (p == NULL || run->chunk == NULL) {
+        goto failed;
+    }
+
+    run->pool = pool;
+    run->ctx = ctx;
+    run->id = on->node.key;
+    run->registry = ngx_http_mpns_registry_get(ctx->mlcf->broadcast);
+    run->pos = run->chunk;
+    run->last = run->chunk;
+
+    ngx_memcpy(p, on->data + on->channel_len, len - 36);
+    ngx_memcpy(p + len - 36, on->message_id, 36);
+
+    run->msg.type = on->type;
+    run->msg.notification_class = on->notification_class;
+    run->msg.content_type.data = p;
+    run->msg.content_type.len = on->content_type_len;
+    p += on->content_type_len;
+    run->msg.target.data = p;
+    run->msg.target.len = on->target_len;
+    p += on->target_len;
+    run->msg.body.data = p;
+    run->msg.body.len = on->body_len;
+    p += on->body_len;
+    run->filter.user.data = p;
+    run->filter.user.len = on->user_len;
+    p += on->user_len;
+    run->filter.tag.data = p;
+    run->filter.tag.len = on->tag_len;
+    p += on->tag_len;
+    run->filter.os.data = p;
+    run->filter.os.len = on->os_len;
+    p += on->os_len;
+    run->msg.message_id.data = p;
+    run->msg.message_id.len = 36;
+
+    /* where the last worker got to, and what it had counted */
+
+    run->cursor.hash = on->cursor_hash;
+    run->cursor.len = on->cursor_len;
+    run->cursor.started = (on->cursor_len != 0);
+    ngx_memcpy(run->cursor.channel, on->data + on->channel_len
+               + on->content_type_len + on->target_len + on->body_len
+               + on->user_len + on->tag_len + on->os_len, on->cursor_len);
+    ngx_memcpy(run->counts, on->counts, sizeof(run->counts));
+
+    /* the pump takes the zone lock: it starts after the drain is done */
+
+    run->start.handler = ngx_http_mpns_outbox_start_handler;
+    run->start.data = run;
+    run->start.log = ngx_cycle->log;
+
+    ctx->active++;
+
+    ngx_post_event(&run->start, &ngx_posted_events);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_destroy_pool(pool);
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_mpns_outbox_start_handler(ngx_event_t *ev)
+{
+    ngx_http_mpns_outbox_pump(ev->data);
+}
+
+
+static void
+ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    channel;
+    ngx_http_mpns_job_t         *job;
+    ngx_http_mpns_error_t        err;
+    ngx_http_mpns_target_t       target;
+    ngx_http_mpns_loc_conf_t    *mlcf;
+    ngx_http_mpns_main_conf_t   *mmcf;
+    ngx_http_mpns_outbox_job_t  *oj;
+
+    if (run->pumping) {
+        return;
+    }
+
+    run->pumping = 1;
+
+    mlcf = run->ctx->mlcf;
+    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_mpns_module);
+
+    while (!run->exhausted && run->active < mlcf->concurrency) {
+
+        if (ngx_exiting || ngx_terminate) {
+            break;
+        }
+
+        if (run->pos == run->last) {
+
+            if (run->cursor.done) {
+                run->exhausted = 1;
+                break;
+            }
+
+            run->pos = run->chunk;
+            run->last = run->chunk;
+
+            if (ngx_http_mpns_registry_next(run->registry, &run->filter,
+                                            &run->cursor, 64,
+                                            ngx_http_mpns_outbox_take, run)
+                != NGX_OK)
+            {
+                run->exhausted = 1;
+                break;
+            }
+
+            /* the entry knows where we are, should this worker die */
+
+            ngx_http_mpns_outbox_progress(run, 0);
+            continue;
+        }
+
+        channel.len = (run->pos[0] << 8) | run->pos[1];
+        channel.data = run->pos + 2;
+        run->pos += 2 + channel.len;
+
+        job = ngx_http_mpns_job_create(mmcf->engine, ngx_cycle->log);
+        if (job == NULL) {
+            run->exhausted = 1;
+            break;
+        }
+
+        oj = ngx_palloc(job->pool, sizeof(ngx_http_mpns_outbox_job_t));
+        if (oj == NULL) {
+            ngx_http_mpns_job_cancel(job);
+            run->exhausted = 1;
+            break;
+        }
+
+        oj->ctx = run->ctx;
+        oj->id = run->id;
+        oj->run = run;
+        oj->callback = 0;
+        oj->channel.len = channel.len;
+        oj->channel.data = ngx_pstrdup(job->pool, &channel);
+
+        rc = NGX_ERROR;
+
+        if (oj->channel.data) {
+            rc = ngx_http_mpns_channel_check(ngx_cycle->log, run->ctx->clcf,
+                                             mlcf, &oj->channel, job->pool,
+                                             job, &target, &err);
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_mpns_message_request(job->pool, &run->msg, &target,
+                                               &job->request);
+        }
+
+        if (rc != NGX_OK) {
+            /* not allowed (any more), or no memory: counted as failed */
+            run->counts[NGX_HTTP_MPNS_OB_SENT]++;
+            run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
+            ngx_http_mpns_job_cancel(job);
+            continue;
+        }
+
+        job->connect_timeout = mlcf->connect_timeout;
+        job->send_timeout = mlcf->send_timeout;
+        job->read_timeout = mlcf->read_timeout;
+        job->retries = 0;
+        job->handler = ngx_http_mpns_outbox_recipient;
+        job->data = oj;
+
+        run->active++;
+
+        ngx_http_mpns_job_start(job);
+    }
+
+    run->pumping = 0;
+
+    if (run->active) {
+        return;
+    }
+
+    if (run->exhausted) {
+        ngx_http_mpns_outbox_progress(run, 1);
+
+    } else if (ngx_exiting || ngx_terminate) {
+        /* the next workers go on from the cursor */
+        ngx_http_mpns_outbox_progress(run, 2);
+
+    } else {
+        return;
+    }
+
+    run->ctx->active--;
+    ngx_destroy_pool(run->pool);
+}
+
+
+/* called with the registry locked */
+
+static ngx_int_t
+ngx_http_mpns_outbox_take(ngx_http_mpns_entry_t *entry, void *data)
+{
+    ngx_http_mpns_outbox_run_t *run = data;
+
+    size_t  len;
+
+    len = entry->channel.len;
+
+    if ((size_t) (run->chunk + 16384 - run->last) < 2 + len) {
+        return NGX_DECLINED;
+    }
+
+    *run->last++ = (u_char) (len >> 8);
+    *run->last++ = (u_char) (len & 0xff);
+    run->last = ngx_cpymem(run->last, entry->channel.data, len);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job)
+{
+    ngx_http_mpns_outbox_job_t *oj = job->data;
+
+    ngx_msec_t                   delay;
+    ngx_uint_t                   deleted;
+    ngx_http_mpns_loc_conf_t    *mlcf;
+    ngx_http_mpns_main_conf_t   *mmcf;
+    ngx_http_mpns_outbox_run_t  *run;
+
+    run = oj->run;
+    mlcf = run->ctx->mlcf;
+
+    run->active--;
+    run->counts[NGX_HTTP_MPNS_OB_SENT]++;
+
+    delay = ngx_http_mpns_outbox_delay(&mlcf->outbox, job->outcome, 1);
+
+    if (job->outcome == NGX_HTTP_MPNS_DELIVERED) {
+        run->counts[NGX_HTTP_MPNS_OB_DELIVERED]++;
+
+    } else if (job->outcome == NGX_HTTP_MPNS_EXPIRED) {
+        run->counts[NGX_HTTP_MPNS_OB_EXPIRED]++;
+
+        if (mlcf->remove_expired) {
+            (void) ngx_http_mpns_registry_delete(run->registry,
+                                                 NGX_HTTP_MPNS_BY_CHANNEL,
+                                                 &oj->channel, &deleted);
+        }
+
+    } else if (delay) {
+
+        /* tried again on its own, as a send of the outbox */
+
+        mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_http_mpns_module);
+
+        if (ngx_http_mpns_outbox_insert(run->ctx, mmcf->engine, &job->log,
+                                        &run->msg, &oj->channel, NULL,
+                                        ngx_http_mpns_outbox_now() + delay,
+                                        NULL)
+            == NGX_OK)
+        {
+            run->counts[NGX_HTTP_MPNS_OB_DEFERRED]++;
+
+        } else {
+            run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
+        }
+
+    } else {
+        run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
+    }
+
+    ngx_http_mpns_outbox_pump(run);
+}
+
+
+/* the cursor and the counts into the entry; "done": 1 ends it, 2 hands
+ * it back to the outbox */
+
+static void
+ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_run_t *run,
+    ngx_uint_t done)
+{
+    ngx_msec_t                    now;
+    ngx_http_mpns_outbox_ctx_t   *ctx;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    ctx = run->ctx;
+    now = ngx_http_mpns_outbox_now();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    on = ngx_http_mpns_outbox_lookup(ctx, run->id);
+
+    if (on && on->state == NGX_HTTP_MPNS_OB_SENDING) {
+        on->cursor_hash = run->cursor.hash;
+        on->cursor_len = (uint16_t) run->cursor.len;
+        ngx_memcpy(ngx_http_mpns_outbox_cursor(on), run->cursor.channel,
+                   run->cursor.len);
+        ngx_memcpy(on->counts, run->counts, sizeof(on->counts));
+
+        if (done == 1) {
+            on->outcome = NGX_HTTP_MPNS_DELIVERED;
+            ngx_http_mpns_outbox_final(ctx, on, now);
+
+        } else if (done == 2) {
+            on->state = NGX_HTTP_MPNS_OB_PENDING;
+            ngx_http_mpns_outbox_schedule(ctx, on, now);
+
+        } else {
+            ngx_http_mpns_outbox_schedule(ctx, on, now + NGX_HTTP_MPNS_LEASE);
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_http_mpns_outbox_changed(ctx);
+}
+
+
+static u_char *
+ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on)
+{
+    return on->data + on->channel_len + on->content_type_len
+           + on->target_len + on->body_len + on->user_len + on->tag_len
+           + on->os_len;
 }

@@ -56,11 +56,13 @@ char *ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *mlcf,
     ngx_http_mpns_outbox_conf_t *conf, ngx_http_mpns_outbox_conf_t *prev);
 
 /*
- * a notification to send later, at "due" (milliseconds since the epoch);
- * NGX_OK with its id, NGX_BUSY when the outbox is full
+ * a notification (an ngx_http_mpns_message_t) to send later, at "due"
+ * (milliseconds since the epoch), to "channel" or, with a "filter" (an
+ * ngx_http_mpns_filter_t), to the registry; NGX_OK with its id, NGX_BUSY
+ * when the outbox is full
  */
 ngx_int_t ngx_http_mpns_outbox_add(ngx_http_request_t *r, void *msg,
-    ngx_str_t *channel, ngx_msec_t due, u_char *id);
+    ngx_str_t *channel, void *filter, ngx_msec_t due, u_char *id);
 
 /* answers GET <location>/<id> */
 ngx_int_t ngx_http_mpns_outbox_status(ngx_http_request_t *r, ngx_str_t *id);

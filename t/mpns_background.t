@@ -35,6 +35,8 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
     mpns_outbox_zone zone=out:1m state=%%TESTDIR%%/outbox.ndjson;
     mpns_outbox_zone zone=tiny:32k;
     mpns_outbox_zone zone=opt:1m state=%%TESTDIR%%/opt.ndjson;
+    mpns_outbox_zone zone=bc:1m;
+    mpns_registry_zone zone=devices:1m;
 
     server {
         listen       127.0.0.1:%%PORT%%;
@@ -65,6 +67,18 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
 
         location = /wait {
             mpns_send toast;
+        }
+
+        location = /channels {
+            mpns_registry devices;
+        }
+
+        location /bcast {
+            mpns_broadcast devices toast;
+            mpns_outbox bc;
+            mpns_mode background;
+            mpns_backoff 300ms;
+            mpns_concurrency 2;
         }
     }
 
@@ -390,6 +404,43 @@ $t->tolerate(qr/mpns outbox zone "tiny" is full/);
 
 ###############################################################################
 
+subtest 'a broadcast in the background' => sub {
+    $t->sim_reset;
+    $t->sim_script('/t/d5', [{ state => 'busy' }, { state => 'active' }]);
+
+    for my $d (['active-d1', 'a'], ['active-d2', 'a'], ['active-d3', 'b'],
+               ['expired-d4', 'a'], ['d5', 'b'])
+    {
+        $t->post_json('/channels', { channel => ch($d->[0]),
+                                     tags => [$d->[1]] });
+    }
+
+    my $r = $t->post_json('/bcast', { text1 => 'To all' });
+    is($r->{status}, 202, '202 at once');
+
+    my $s = wait_state('/bcast', $r->{json}{id}, 'done');
+    is_deeply([@$s{qw(sent delivered expired failed deferred)}],
+              [5, 3, 1, 0, 1], 'sent 5: 3 delivered, 1 expired, 1 deferred');
+    is($s->{channel}, undef, 'no single channel');
+
+    my $list = $t->http_get('/channels?limit=100')->{json}{channels};
+    ok(!(grep { $_->{channel} eq ch('expired-d4') } @$list),
+       'the expired channel left the registry');
+
+    ok($t->wait_for(sub { sent_to('d5') == 2 }, 5),
+       'the 503 one sent again, on its own');
+
+    $t->sim_reset;
+
+    $r = $t->post_json('/bcast?tag=a', { text1 => 'To a' });
+    $s = wait_state('/bcast', $r->{json}{id}, 'done');
+    is($s->{sent}, 2, 'a filter: the two left tagged a');
+    is_deeply([sort map { $_->{target} } @{$t->sim_requests}],
+              ['/t/active-d1', '/t/active-d2'], 'those two');
+};
+
+###############################################################################
+
 # mistakes
 
 $t->refused('async where it is not allowed', 400,
@@ -406,8 +457,8 @@ $t->refused('a bad send_at', 400, 'invalid value', 'send_at',
             sub { bg('/bg', ch('active-x'), send_at => '2030-13-01 00:00') });
 $t->refused('a bad delay', 400, 'invalid value', 'delay',
             sub { bg('/bg', ch('active-x'), delay => -1) });
-$t->refused('a batch in the background', 400,
-            'batches are sent in wait mode', 'channels',
+$t->refused('a list in the background', 400,
+            'lists are sent in wait mode', 'channels',
             sub { $t->post_json('/bg', { channels => [ch('active-x')],
                                          text1 => 'Hi' }) });
 $t->refused('not allowed host', 403, 'channel host is not allowed',
@@ -423,8 +474,8 @@ for my $c (['mpns_send; mpns_mode background;',
             'invalid result callback "https://a/": an http URL is expected'],
            ['mpns_send; mpns_backoff 1s bogus=1;',
             'invalid parameter "bogus=1"'],
-           ['mpns_broadcast r; mpns_outbox o;',
-            'background broadcasts are not supported'])
+           ['mpns_broadcast r; mpns_mode background;',
+            'background sends need "mpns_outbox"'])
 {
     my ($rc, $out) = $t->nginx_test(http_conf(
         "    mpns_outbox_zone zone=o:1m;\n"
