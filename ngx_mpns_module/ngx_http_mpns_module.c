@@ -782,13 +782,13 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
                                     "channels");
     }
 
-    if (targets->broadcast) {
-        if (msg->type == NGX_HTTP_MPNS_CALLBACK) {
-            return ngx_http_mpns_refuse(err,
-                                   "a callback is registered for one channel",
-                                   "type");
-        }
+    if (msg->type == NGX_HTTP_MPNS_CALLBACK) {
+        return ngx_http_mpns_refuse(err,
+                                    "a callback is registered in wait mode",
+                                    "type");
+    }
 
+    if (targets->broadcast) {
         ngx_str_null(&ctx->channel);
         goto add;
     }
@@ -805,15 +805,6 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
 
     if (rc != NGX_OK) {
         return NGX_ERROR;
-    }
-
-    if (msg->type == NGX_HTTP_MPNS_CALLBACK
-        && !(ctx->channel.len > 8
-             && ngx_strncasecmp(ctx->channel.data, (u_char *) "https://", 8)
-                == 0))
-    {
-        return ngx_http_mpns_refuse(err, "a callback needs an https channel",
-                                    "channel");
     }
 
 add:

@@ -36,6 +36,7 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
     mpns_outbox_zone zone=tiny:32k;
     mpns_outbox_zone zone=opt:1m state=%%TESTDIR%%/opt.ndjson;
     mpns_outbox_zone zone=bc:1m;
+    mpns_outbox_zone zone=any:1m;
     mpns_registry_zone zone=devices:1m;
 
     server {
@@ -67,6 +68,12 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
 
         location = /wait {
             mpns_send toast;
+        }
+
+        location = /any {
+            mpns_send;
+            mpns_outbox any;
+            mpns_async on;
         }
 
         location = /channels {
@@ -461,6 +468,13 @@ $t->refused('a list in the background', 400,
             'lists are sent in wait mode', 'channels',
             sub { $t->post_json('/bg', { channels => [ch('active-x')],
                                          text1 => 'Hi' }) });
+$t->refused('a callback registration in the background', 400,
+            'a callback is registered in wait mode', 'type',
+            sub { $t->post_json('/any', { type => 'callback',
+                                          channel => ch('active-x'),
+                                          callback_uri => 'http://a/b',
+                                          payload => 'x',
+                                          async => JSON::PP::true }) });
 $t->refused('not allowed host', 403, 'channel host is not allowed',
             'channel', sub { bg('/bg', 'http://example.com/x') });
 
