@@ -185,8 +185,9 @@ is(result(push_to("http://127.0.0.1:$sim2/t/idle-1")), '200 delivered',
     isnt($new // '', $old, 'reload: a new worker');
     ok($t->alive($new), 'reload: new worker alive');
 
-    # left: the new worker's idle connection only
-    ok($t->wait_for(sub { $t->sim_stats->{open} == 1 }, 2),
+    # left: the new worker's idle connection at most (the send after the
+    # reload may still have been taken by the old worker, under valgrind)
+    ok($t->wait_for(sub { $t->sim_stats->{open} <= 1 }, 2),
        'reload: old worker closed its connections')
         or diag(explain $t->sim_stats);
 
