@@ -142,6 +142,9 @@ ngx_int_t ngx_http_mpns_batch_start(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_mpns_add_variables(ngx_conf_t *cf);
 
+ngx_int_t ngx_http_mpns_zone_param(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_str_t *name, ssize_t *size);
+
 
 extern ngx_module_t  ngx_http_mpns_module;
 

@@ -175,7 +175,7 @@ ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                    *p, *dir;
     ssize_t                    size;
     ngx_err_t                  err;
-    ngx_str_t                 *value, name, s, state;
+    ngx_str_t                 *value, name, state;
     ngx_uint_t                 i;
     ngx_shm_zone_t            *shm_zone, **zones;
     ngx_file_info_t            fi;
@@ -191,38 +191,9 @@ ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
 
-            name.data = value[i].data + 5;
-
-            p = (u_char *) ngx_strchr(name.data, ':');
-
-            if (p == NULL) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone size \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            name.len = p - name.data;
-
-            if (name.len == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone name \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            s.data = p + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            size = ngx_parse_size(&s);
-
-            if (size == NGX_ERROR) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone size \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            if (size < (ssize_t) (8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "zone \"%V\" is too small", &value[i]);
+            if (ngx_http_mpns_zone_param(cf, &value[i], &name, &size)
+                != NGX_OK)
+            {
                 return NGX_CONF_ERROR;
             }
 
