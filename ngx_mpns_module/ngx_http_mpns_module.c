@@ -1309,7 +1309,10 @@ ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&mmcf->registries, cf->pool, 1,
                        sizeof(ngx_shm_zone_t *))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&mmcf->outboxes, cf->pool, 1,
+                          sizeof(ngx_shm_zone_t *))
+           != NGX_OK)
     {
         return NULL;
     }

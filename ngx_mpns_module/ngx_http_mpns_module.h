@@ -30,6 +30,7 @@ typedef struct {
     ngx_msec_t                     keepalive_timeout;
     ngx_uint_t                     worker_concurrency;
     ngx_array_t                    registries;  /* ngx_shm_zone_t * */
+    ngx_array_t                    outboxes;    /* ngx_shm_zone_t * */
 
     /* per worker, set in init_process */
     ngx_http_mpns_engine_t        *engine;

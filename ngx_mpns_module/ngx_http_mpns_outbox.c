@@ -204,9 +204,11 @@ static ngx_str_t  ngx_http_mpns_outbox_states[] = {
 char *
 ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_mpns_main_conf_t *mmcf = conf;
+
     ssize_t                      size;
     ngx_str_t                   *value, name;
-    ngx_shm_zone_t              *shm_zone;
+    ngx_shm_zone_t              *shm_zone, **zones;
     ngx_http_mpns_outbox_ctx_t  *ctx;
 
     value = cf->args->elts;
@@ -253,6 +255,13 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     shm_zone->init = ngx_http_mpns_outbox_init_zone;
     shm_zone->data = ctx;
+
+    zones = ngx_array_push(&mmcf->outboxes);
+    if (zones == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zones = shm_zone;
 
     return NGX_CONF_OK;
 }
@@ -728,30 +737,20 @@ ngx_int_t
 ngx_http_mpns_outbox_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                   i;
-    ngx_list_part_t             *part;
-    ngx_shm_zone_t              *zone;
+    ngx_shm_zone_t             **zones;
+    ngx_http_mpns_main_conf_t   *mmcf;
     ngx_http_mpns_outbox_ctx_t  *ctx;
 
-    part = &cycle->shared_memory.part;
-    zone = part->elts;
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpns_module);
 
-    for (i = 0; /* void */ ; i++) {
+    if (mmcf == NULL) {
+        return NGX_OK;
+    }
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
+    zones = mmcf->outboxes.elts;
 
-            part = part->next;
-            zone = part->elts;
-            i = 0;
-        }
-
-        if (zone[i].tag != (void *) ngx_http_mpns_outbox_zone) {
-            continue;
-        }
-
-        ctx = zone[i].data;
+    for (i = 0; i < mmcf->outboxes.nelts; i++) {
+        ctx = zones[i]->data;
 
         if (ctx->mlcf == NULL) {
             continue;
@@ -797,30 +796,20 @@ void
 ngx_http_mpns_outbox_exit_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                   i, n;
-    ngx_list_part_t             *part;
-    ngx_shm_zone_t              *zone;
+    ngx_shm_zone_t             **zones;
+    ngx_http_mpns_main_conf_t   *mmcf;
     ngx_http_mpns_outbox_ctx_t  *ctx;
 
-    part = &cycle->shared_memory.part;
-    zone = part->elts;
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpns_module);
 
-    for (i = 0; /* void */ ; i++) {
+    if (mmcf == NULL) {
+        return;
+    }
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
+    zones = mmcf->outboxes.elts;
 
-            part = part->next;
-            zone = part->elts;
-            i = 0;
-        }
-
-        if (zone[i].tag != (void *) ngx_http_mpns_outbox_zone) {
-            continue;
-        }
-
-        ctx = zone[i].data;
+    for (i = 0; i < mmcf->outboxes.nelts; i++) {
+        ctx = zones[i]->data;
 
         if (ctx->save.handler == NULL) {
             continue;
