@@ -1519,29 +1519,8 @@ ngx_http_mpns_outbox_save(ngx_http_mpns_outbox_ctx_t *ctx, ngx_log_t *log)
         }
     }
 
-    if (fsync(fd) == -1) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      "fsync() \"%s\" failed", ctx->temp);
-        goto done;
-    }
-
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        fd = NGX_INVALID_FILE;
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_close_file_n " \"%s\" failed", ctx->temp);
-        goto done;
-    }
-
+    rc = ngx_http_mpns_state_commit(fd, ctx->temp, ctx->state.data, log);
     fd = NGX_INVALID_FILE;
-
-    if (ngx_rename_file(ctx->temp, ctx->state.data) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
-                      ctx->temp, ctx->state.data);
-        goto done;
-    }
-
-    rc = NGX_OK;
 
 done:
 

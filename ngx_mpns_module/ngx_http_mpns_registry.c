@@ -1737,25 +1737,12 @@ ngx_http_mpns_registry_save_finish(ngx_http_mpns_registry_t *reg,
 {
     ngx_fd_t  fd;
 
-    if (fsync(reg->fd) == -1) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      "fsync() \"%s\" failed", reg->temp);
-        return NGX_ERROR;
-    }
-
     fd = reg->fd;
     reg->fd = NGX_INVALID_FILE;
 
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_close_file_n " \"%s\" failed", reg->temp);
-        return NGX_ERROR;
-    }
-
-    if (ngx_rename_file(reg->temp, reg->state.data) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
-                      reg->temp, reg->state.data);
+    if (ngx_http_mpns_state_commit(fd, reg->temp, reg->state.data, log)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -1764,6 +1751,43 @@ ngx_http_mpns_registry_save_finish(ngx_http_mpns_registry_t *reg,
                    reg->version, reg->state.data);
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mpns_state_commit(ngx_fd_t fd, u_char *temp, u_char *state,
+    ngx_log_t *log)
+{
+    if (fsync(fd) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      "fsync() \"%s\" failed", temp);
+        (void) ngx_close_file(fd);
+        goto failed;
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", temp);
+        goto failed;
+    }
+
+    if (ngx_rename_file(temp, state) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                      temp, state);
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    if (ngx_delete_file(temp) == NGX_FILE_ERROR && ngx_errno != NGX_ENOENT) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_delete_file_n " \"%s\" failed", temp);
+    }
+
+    return NGX_ERROR;
 }
 
 
