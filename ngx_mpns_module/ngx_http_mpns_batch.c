@@ -18,8 +18,6 @@
  */
 
 
-#define NGX_HTTP_MPNS_BATCH_CHUNK       16384  /* registry channels fetched */
-#define NGX_HTTP_MPNS_BATCH_REFILL      64     /* per lock of the zone */
 #define NGX_HTTP_MPNS_LINE_SIZE         4096   /* one NDJSON output buffer */
 #define NGX_HTTP_MPNS_FLUSH_DELAY       100
 
@@ -51,13 +49,8 @@ struct ngx_http_mpns_batch_s {
     ngx_uint_t                     token;
     ngx_uint_t                     left;
 
-    /* ... or a registry cursor and channels copied ahead: [len:2][bytes] */
-    ngx_http_mpns_registry_t      *registry;
-    ngx_http_mpns_filter_t         filter;
-    ngx_http_mpns_cursor_t        *cursor;
-    u_char                        *chunk;
-    u_char                        *pos;
-    u_char                        *last;
+    /* ... or the registry */
+    ngx_http_mpns_reader_t        *reader;
 
     ngx_queue_t                    jobs;
     ngx_uint_t                     active;
@@ -93,8 +86,6 @@ static ngx_int_t ngx_http_mpns_batch_wants_stream(ngx_http_request_t *r);
 static void ngx_http_mpns_batch_pump(ngx_http_mpns_batch_t *batch);
 static ngx_int_t ngx_http_mpns_batch_next(ngx_http_mpns_batch_t *batch,
     ngx_str_t *channel, ngx_http_mpns_json_tok_t **tok);
-static ngx_int_t ngx_http_mpns_batch_take(ngx_http_mpns_entry_t *entry,
-    void *data);
 static ngx_int_t ngx_http_mpns_batch_send(ngx_http_mpns_batch_t *batch,
     ngx_str_t *channel, ngx_http_mpns_json_tok_t *tok);
 static void ngx_http_mpns_batch_job_done(ngx_http_mpns_job_t *job);
@@ -167,18 +158,12 @@ ngx_http_mpns_batch_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         }
 
     } else {
-        batch->registry = ngx_http_mpns_registry_get(batch->mlcf->broadcast);
-        batch->filter = targets->filter;
-
-        batch->cursor = ngx_pcalloc(r->pool, sizeof(ngx_http_mpns_cursor_t));
-        batch->chunk = ngx_pnalloc(r->pool, NGX_HTTP_MPNS_BATCH_CHUNK);
-
-        if (batch->cursor == NULL || batch->chunk == NULL) {
+        batch->reader = ngx_http_mpns_reader_create(r->pool,
+                            ngx_http_mpns_registry_get(batch->mlcf->broadcast),
+                            &targets->filter);
+        if (batch->reader == NULL) {
             return NGX_ERROR;
         }
-
-        batch->pos = batch->chunk;
-        batch->last = batch->chunk;
     }
 
     n = ngx_min(batch->mlcf->report_failures, 16);
@@ -412,6 +397,7 @@ static ngx_int_t
 ngx_http_mpns_batch_next(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
     ngx_http_mpns_json_tok_t **tok)
 {
+    ngx_uint_t                 refilled;
     ngx_http_mpns_json_tok_t  *t;
 
     if (batch->tokens) {
@@ -431,54 +417,7 @@ ngx_http_mpns_batch_next(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
 
     *tok = NULL;
 
-    while (batch->pos == batch->last) {
-
-        if (batch->cursor->done) {
-            return NGX_DONE;
-        }
-
-        batch->pos = batch->chunk;
-        batch->last = batch->chunk;
-
-        if (ngx_http_mpns_registry_next(batch->registry, &batch->filter,
-                                        batch->cursor,
-                                        NGX_HTTP_MPNS_BATCH_REFILL,
-                                        ngx_http_mpns_batch_take, batch)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    channel->len = (batch->pos[0] << 8) | batch->pos[1];
-    channel->data = batch->pos + 2;
-
-    batch->pos += 2 + channel->len;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_mpns_batch_take(ngx_http_mpns_entry_t *entry, void *data)
-{
-    ngx_http_mpns_batch_t *batch = data;
-
-    size_t  len;
-
-    len = entry->channel.len;
-
-    if ((size_t) (batch->chunk + NGX_HTTP_MPNS_BATCH_CHUNK - batch->last)
-        < 2 + len)
-    {
-        return NGX_DECLINED;
-    }
-
-    *batch->last++ = (u_char) (len >> 8);
-    *batch->last++ = (u_char) (len & 0xff);
-    batch->last = ngx_cpymem(batch->last, entry->channel.data, len);
-
-    return NGX_OK;
+    return ngx_http_mpns_reader_next(batch->reader, channel, &refilled);
 }
 
 
@@ -626,10 +565,10 @@ ngx_http_mpns_batch_job_done(ngx_http_mpns_job_t *job)
                            batch->request->connection->log);
 
     if (job->outcome == NGX_HTTP_MPNS_EXPIRED
-        && batch->registry
+        && batch->reader
         && batch->mlcf->remove_expired)
     {
-        if (ngx_http_mpns_registry_delete(batch->registry,
+        if (ngx_http_mpns_registry_delete(batch->reader->registry,
                                           NGX_HTTP_MPNS_BY_CHANNEL,
                                           &rcpt->channel, &deleted)
             == NGX_OK)

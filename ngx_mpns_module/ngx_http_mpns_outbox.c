@@ -121,13 +121,8 @@ typedef struct {
     ngx_pool_t                    *pool;
     ngx_http_mpns_outbox_ctx_t    *ctx;
     uint64_t                       id;
-    ngx_http_mpns_registry_t      *registry;
-    ngx_http_mpns_filter_t         filter;
-    ngx_http_mpns_cursor_t         cursor;
+    ngx_http_mpns_reader_t        *reader;
     ngx_http_mpns_message_t        msg;
-    u_char                        *chunk;
-    u_char                        *pos;
-    u_char                        *last;
     ngx_uint_t                     active;
     uint32_t                       counts[5];
     ngx_event_t                    start;
@@ -162,8 +157,6 @@ static void ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job);
 static ngx_int_t ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
     ngx_http_mpns_outbox_node_t *on);
 static void ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run);
-static ngx_int_t ngx_http_mpns_outbox_take(ngx_http_mpns_entry_t *entry,
-    void *data);
 static void ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job);
 static ngx_msec_t ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_conf_t *oc,
     ngx_uint_t outcome, ngx_uint_t attempts);
@@ -1979,6 +1972,8 @@ ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
     u_char                      *p;
     size_t                       len;
     ngx_pool_t                  *pool;
+    ngx_http_mpns_filter_t       filter;
+    ngx_http_mpns_cursor_t      *cursor;
     ngx_http_mpns_outbox_run_t  *run;
 
     if (ctx->mlcf->broadcast == NULL) {
@@ -1999,18 +1994,13 @@ ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
           + on->user_len + on->tag_len + on->os_len + 36;
 
     p = ngx_pnalloc(pool, len);
-    run->chunk = ngx_pnalloc(pool, 16384);
-
-    if (p == NULL || run->chunk == NULL) {
+    if (p == NULL) {
         goto failed;
     }
 
     run->pool = pool;
     run->ctx = ctx;
     run->id = on->node.key;
-    run->registry = ngx_http_mpns_registry_get(ctx->mlcf->broadcast);
-    run->pos = run->chunk;
-    run->last = run->chunk;
 
     ngx_memcpy(p, on->data + on->channel_len, len - 36);
     ngx_memcpy(p + len - 36, on->message_id, 36);
@@ -2026,26 +2016,34 @@ ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
     run->msg.body.data = p;
     run->msg.body.len = on->body_len;
     p += on->body_len;
-    run->filter.user.data = p;
-    run->filter.user.len = on->user_len;
+    filter.user.data = p;
+    filter.user.len = on->user_len;
     p += on->user_len;
-    run->filter.tag.data = p;
-    run->filter.tag.len = on->tag_len;
+    filter.tag.data = p;
+    filter.tag.len = on->tag_len;
     p += on->tag_len;
-    run->filter.os.data = p;
-    run->filter.os.len = on->os_len;
+    filter.os.data = p;
+    filter.os.len = on->os_len;
     p += on->os_len;
     run->msg.message_id.data = p;
     run->msg.message_id.len = 36;
 
+    run->reader = ngx_http_mpns_reader_create(pool,
+                          ngx_http_mpns_registry_get(ctx->mlcf->broadcast),
+                          &filter);
+    if (run->reader == NULL) {
+        goto failed;
+    }
+
     /* where the last worker got to, and what it had counted */
 
-    run->cursor.hash = on->cursor_hash;
-    run->cursor.len = on->cursor_len;
-    run->cursor.started = (on->cursor_len != 0);
-    ngx_memcpy(run->cursor.channel, on->data + on->channel_len
-               + on->content_type_len + on->target_len + on->body_len
-               + on->user_len + on->tag_len + on->os_len, on->cursor_len);
+    cursor = &run->reader->cursor;
+
+    cursor->hash = on->cursor_hash;
+    cursor->len = on->cursor_len;
+    cursor->started = (on->cursor_len != 0);
+    ngx_memcpy(cursor->channel, ngx_http_mpns_outbox_cursor(on),
+               on->cursor_len);
     ngx_memcpy(run->counts, on->counts, sizeof(run->counts));
 
     /* the pump takes the zone lock: it starts after the drain is done */
@@ -2080,6 +2078,7 @@ ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run)
 {
     ngx_int_t                    rc;
     ngx_str_t                    channel;
+    ngx_uint_t                   refilled;
     ngx_http_mpns_job_t         *job;
     ngx_http_mpns_error_t        err;
     ngx_http_mpns_target_t       target;
@@ -2103,34 +2102,17 @@ ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run)
             break;
         }
 
-        if (run->pos == run->last) {
+        rc = ngx_http_mpns_reader_next(run->reader, &channel, &refilled);
 
-            if (run->cursor.done) {
-                run->exhausted = 1;
-                break;
-            }
-
-            run->pos = run->chunk;
-            run->last = run->chunk;
-
-            if (ngx_http_mpns_registry_next(run->registry, &run->filter,
-                                            &run->cursor, 64,
-                                            ngx_http_mpns_outbox_take, run)
-                != NGX_OK)
-            {
-                run->exhausted = 1;
-                break;
-            }
-
-            /* the entry knows where we are, should this worker die */
-
-            ngx_http_mpns_outbox_progress(run, 0);
-            continue;
+        if (rc != NGX_OK) {
+            run->exhausted = 1;
+            break;
         }
 
-        channel.len = (run->pos[0] << 8) | run->pos[1];
-        channel.data = run->pos + 2;
-        run->pos += 2 + channel.len;
+        if (refilled) {
+            /* the entry knows where we are, should this worker die */
+            ngx_http_mpns_outbox_progress(run, 0);
+        }
 
         job = ngx_http_mpns_job_create(mmcf->engine, ngx_cycle->log);
         if (job == NULL) {
@@ -2207,29 +2189,6 @@ ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run)
 }
 
 
-/* called with the registry locked */
-
-static ngx_int_t
-ngx_http_mpns_outbox_take(ngx_http_mpns_entry_t *entry, void *data)
-{
-    ngx_http_mpns_outbox_run_t *run = data;
-
-    size_t  len;
-
-    len = entry->channel.len;
-
-    if ((size_t) (run->chunk + 16384 - run->last) < 2 + len) {
-        return NGX_DECLINED;
-    }
-
-    *run->last++ = (u_char) (len >> 8);
-    *run->last++ = (u_char) (len & 0xff);
-    run->last = ngx_cpymem(run->last, entry->channel.data, len);
-
-    return NGX_OK;
-}
-
-
 static void
 ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job)
 {
@@ -2256,7 +2215,7 @@ ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job)
         run->counts[NGX_HTTP_MPNS_OB_EXPIRED]++;
 
         if (mlcf->remove_expired) {
-            (void) ngx_http_mpns_registry_delete(run->registry,
+            (void) ngx_http_mpns_registry_delete(run->reader->registry,
                                                  NGX_HTTP_MPNS_BY_CHANNEL,
                                                  &oj->channel, &deleted);
         }
@@ -2307,10 +2266,10 @@ ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_run_t *run,
     on = ngx_http_mpns_outbox_lookup(ctx, run->id);
 
     if (on && on->state == NGX_HTTP_MPNS_OB_SENDING) {
-        on->cursor_hash = run->cursor.hash;
-        on->cursor_len = (uint16_t) run->cursor.len;
-        ngx_memcpy(ngx_http_mpns_outbox_cursor(on), run->cursor.channel,
-                   run->cursor.len);
+        on->cursor_hash = run->reader->cursor.hash;
+        on->cursor_len = (uint16_t) run->reader->cursor.len;
+        ngx_memcpy(ngx_http_mpns_outbox_cursor(on),
+                   run->reader->cursor.channel, run->reader->cursor.len);
         ngx_memcpy(on->counts, run->counts, sizeof(on->counts));
 
         if (done == 1) {

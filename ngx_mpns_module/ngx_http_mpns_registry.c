@@ -12,6 +12,8 @@
 
 
 #define NGX_HTTP_MPNS_STATE_BUFFER      65536
+#define NGX_HTTP_MPNS_READER_BUFFER     16384
+#define NGX_HTTP_MPNS_READER_REFILL     64
 #define NGX_HTTP_MPNS_SAVE_DELAY        1000
 #define NGX_HTTP_MPNS_SAVE_RETRY        5000
 #define NGX_HTTP_MPNS_WRITER_STALE      60
@@ -139,6 +141,8 @@ static ngx_uint_t ngx_http_mpns_registry_match(
 static void ngx_http_mpns_registry_mark(ngx_http_mpns_cursor_t *cursor,
     ngx_http_mpns_registry_node_t *rn);
 
+static ngx_int_t ngx_http_mpns_reader_take(ngx_http_mpns_entry_t *entry,
+    void *data);
 static ngx_int_t ngx_http_mpns_registry_string(ngx_pool_t *pool,
     ngx_http_mpns_json_tok_t *tok, ngx_str_t *name, size_t max,
     ngx_str_t *value, ngx_http_mpns_error_t *err);
@@ -1024,6 +1028,89 @@ ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
     if (*deleted) {
         ngx_http_mpns_registry_changed(reg);
     }
+
+    return NGX_OK;
+}
+
+
+ngx_http_mpns_reader_t *
+ngx_http_mpns_reader_create(ngx_pool_t *pool, ngx_http_mpns_registry_t *reg,
+    ngx_http_mpns_filter_t *filter)
+{
+    ngx_http_mpns_reader_t  *rd;
+
+    rd = ngx_pcalloc(pool, sizeof(ngx_http_mpns_reader_t));
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    rd->start = ngx_pnalloc(pool, NGX_HTTP_MPNS_READER_BUFFER);
+    if (rd->start == NULL) {
+        return NULL;
+    }
+
+    rd->registry = reg;
+    rd->filter = *filter;
+    rd->pos = rd->start;
+    rd->last = rd->start;
+    rd->end = rd->start + NGX_HTTP_MPNS_READER_BUFFER;
+
+    return rd;
+}
+
+
+ngx_int_t
+ngx_http_mpns_reader_next(ngx_http_mpns_reader_t *rd, ngx_str_t *channel,
+    ngx_uint_t *refilled)
+{
+    *refilled = 0;
+
+    while (rd->pos == rd->last) {
+
+        if (rd->cursor.done) {
+            return NGX_DONE;
+        }
+
+        rd->pos = rd->start;
+        rd->last = rd->start;
+
+        if (ngx_http_mpns_registry_next(rd->registry, &rd->filter,
+                                        &rd->cursor,
+                                        NGX_HTTP_MPNS_READER_REFILL,
+                                        ngx_http_mpns_reader_take, rd)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        *refilled = 1;
+    }
+
+    channel->len = (rd->pos[0] << 8) | rd->pos[1];
+    channel->data = rd->pos + 2;
+
+    rd->pos += 2 + channel->len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_reader_take(ngx_http_mpns_entry_t *entry, void *data)
+{
+    ngx_http_mpns_reader_t *rd = data;
+
+    size_t  len;
+
+    len = entry->channel.len;
+
+    if ((size_t) (rd->end - rd->last) < 2 + len) {
+        return NGX_DECLINED;
+    }
+
+    *rd->last++ = (u_char) (len >> 8);
+    *rd->last++ = (u_char) (len & 0xff);
+    rd->last = ngx_cpymem(rd->last, entry->channel.data, len);
 
     return NGX_OK;
 }

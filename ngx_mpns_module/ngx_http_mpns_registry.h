@@ -63,6 +63,21 @@ typedef struct {
 
 
 /*
+ * A broadcast's recipients: channels copied ahead from the registry, a few
+ * dozen per hold of the zone lock, [len:2][bytes] each.
+ */
+typedef struct {
+    ngx_http_mpns_registry_t      *registry;
+    ngx_http_mpns_filter_t         filter;
+    ngx_http_mpns_cursor_t         cursor;
+    u_char                        *start;
+    u_char                        *pos;
+    u_char                        *last;
+    u_char                        *end;
+} ngx_http_mpns_reader_t;
+
+
+/*
  * Called with the zone locked: copy what is needed and return NGX_OK to
  * take the entry (the cursor moves past it), NGX_DECLINED to stop before
  * it (it is offered again by the next call), or NGX_ERROR.
@@ -105,6 +120,17 @@ ngx_int_t ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
 ngx_int_t ngx_http_mpns_registry_next(ngx_http_mpns_registry_t *reg,
     ngx_http_mpns_filter_t *filter, ngx_http_mpns_cursor_t *cursor,
     ngx_uint_t limit, ngx_http_mpns_entry_pt handler, void *data);
+
+/* a reader with its buffer in "pool", at the start of the registry */
+ngx_http_mpns_reader_t *ngx_http_mpns_reader_create(ngx_pool_t *pool,
+    ngx_http_mpns_registry_t *reg, ngx_http_mpns_filter_t *filter);
+
+/*
+ * NGX_OK with the next channel (valid until the next call; "refilled" tells
+ * that the cursor moved), NGX_DONE at the end, NGX_ERROR
+ */
+ngx_int_t ngx_http_mpns_reader_next(ngx_http_mpns_reader_t *rd,
+    ngx_str_t *channel, ngx_uint_t *refilled);
 
 /* removes entries by channel, device or user; "deleted" counts them */
 ngx_int_t ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg,
