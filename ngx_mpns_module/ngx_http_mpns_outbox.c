@@ -153,6 +153,9 @@ static ngx_http_mpns_job_t *ngx_http_mpns_outbox_send_job(
     ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_outbox_node_t *on);
 static ngx_http_mpns_job_t *ngx_http_mpns_outbox_callback_job(
     ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_outbox_node_t *on);
+static ngx_int_t ngx_http_mpns_outbox_prepare(
+    ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_job_t *job,
+    ngx_str_t *channel, ngx_http_mpns_message_t *msg);
 static void ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job);
 static ngx_int_t ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
     ngx_http_mpns_outbox_node_t *on);
@@ -961,14 +964,10 @@ ngx_http_mpns_outbox_send_job(ngx_http_mpns_outbox_ctx_t *ctx,
     ngx_int_t                    rc;
     ngx_str_t                    channel;
     ngx_http_mpns_job_t         *job;
-    ngx_http_mpns_error_t        err;
-    ngx_http_mpns_target_t       target;
     ngx_http_mpns_message_t      msg;
-    ngx_http_mpns_loc_conf_t    *mlcf;
     ngx_http_mpns_main_conf_t   *mmcf;
     ngx_http_mpns_outbox_job_t  *oj;
 
-    mlcf = ctx->mlcf;
     mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_mpns_module);
 
@@ -1017,32 +1016,16 @@ ngx_http_mpns_outbox_send_job(ngx_http_mpns_outbox_ctx_t *ctx,
     msg.message_id.data = p;
     msg.message_id.len = 36;
 
-    rc = ngx_http_mpns_channel_check(ngx_cycle->log, ctx->clcf, mlcf,
-                                     &channel, job->pool, job, &target,
-                                     &err);
+    rc = ngx_http_mpns_outbox_prepare(ctx, job, &channel, &msg);
 
     if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "mpns background send %016xL refused: %s",
-                      (uint64_t) on->node.key, err.text);
         ngx_http_mpns_job_cancel(job);
         return NGX_CONF_UNSET_PTR;
     }
 
-    if (rc != NGX_OK
-        || ngx_http_mpns_message_request(job->pool, &msg, &target,
-                                         &job->request)
-           != NGX_OK)
-    {
+    if (rc != NGX_OK) {
         goto failed;
     }
-
-    job->connect_timeout = mlcf->connect_timeout;
-    job->send_timeout = mlcf->send_timeout;
-    job->read_timeout = mlcf->read_timeout;
-
-    /* the outbox retries, in minutes, not the engine in seconds */
-    job->retries = 0;
 
     job->handler = ngx_http_mpns_outbox_sent;
     job->data = oj;
@@ -1054,6 +1037,52 @@ failed:
     ngx_http_mpns_job_cancel(job);
 
     return NULL;
+}
+
+
+/*
+ * The request of a send, with the configuration of the outbox's location;
+ * NGX_DECLINED if that no longer allows the channel (logged at info).
+ */
+
+static ngx_int_t
+ngx_http_mpns_outbox_prepare(ngx_http_mpns_outbox_ctx_t *ctx,
+    ngx_http_mpns_job_t *job, ngx_str_t *channel,
+    ngx_http_mpns_message_t *msg)
+{
+    ngx_int_t                  rc;
+    ngx_http_mpns_error_t      err;
+    ngx_http_mpns_target_t     target;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    mlcf = ctx->mlcf;
+
+    rc = ngx_http_mpns_channel_check(ngx_cycle->log, ctx->clcf, mlcf,
+                                     channel, job->pool, job, &target, &err);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "mpns background send to \"%V\" refused: %s",
+                      channel, err.text);
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK
+        || ngx_http_mpns_message_request(job->pool, msg, &target,
+                                         &job->request)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    job->connect_timeout = mlcf->connect_timeout;
+    job->send_timeout = mlcf->send_timeout;
+    job->read_timeout = mlcf->read_timeout;
+
+    /* the outbox retries, in minutes, not the engine in seconds */
+    job->retries = 0;
+
+    return NGX_OK;
 }
 
 
@@ -2080,8 +2109,6 @@ ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run)
     ngx_str_t                    channel;
     ngx_uint_t                   refilled;
     ngx_http_mpns_job_t         *job;
-    ngx_http_mpns_error_t        err;
-    ngx_http_mpns_target_t       target;
     ngx_http_mpns_loc_conf_t    *mlcf;
     ngx_http_mpns_main_conf_t   *mmcf;
     ngx_http_mpns_outbox_job_t  *oj;
@@ -2134,20 +2161,11 @@ ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run)
         oj->channel.len = channel.len;
         oj->channel.data = ngx_pstrdup(job->pool, &channel);
 
-        rc = NGX_ERROR;
-
-        if (oj->channel.data) {
-            rc = ngx_http_mpns_channel_check(ngx_cycle->log, run->ctx->clcf,
-                                             mlcf, &oj->channel, job->pool,
-                                             job, &target, &err);
-        }
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_mpns_message_request(job->pool, &run->msg, &target,
-                                               &job->request);
-        }
-
-        if (rc != NGX_OK) {
+        if (oj->channel.data == NULL
+            || ngx_http_mpns_outbox_prepare(run->ctx, job, &oj->channel,
+                                            &run->msg)
+               != NGX_OK)
+        {
             /* not allowed (any more), or no memory: counted as failed */
             run->counts[NGX_HTTP_MPNS_OB_SENT]++;
             run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
@@ -2155,10 +2173,6 @@ ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run)
             continue;
         }
 
-        job->connect_timeout = mlcf->connect_timeout;
-        job->send_timeout = mlcf->send_timeout;
-        job->read_timeout = mlcf->read_timeout;
-        job->retries = 0;
         job->handler = ngx_http_mpns_outbox_recipient;
         job->data = oj;
 
