@@ -11,6 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include "ngx_http_mpns.h"
 
 
 /* mpns_hold of a location: the zone and how long each answer holds */

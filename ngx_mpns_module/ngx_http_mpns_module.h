@@ -11,21 +11,19 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include "ngx_http_mpns.h"
 #include "ngx_http_mpns_message.h"
-#include "ngx_http_mpns_engine.h"
-#include "ngx_http_mpns_json.h"
+#include "ngx_http_mpns_service.h"
 #include "ngx_http_mpns_ssl.h"
+#include "ngx_http_mpns_peer.h"
+#include "ngx_http_mpns_json.h"
+#include "ngx_http_mpns_registry.h"
 #include "ngx_http_mpns_hold.h"
 #include "ngx_http_mpns_outbox.h"
+#include "ngx_http_mpns_fanout.h"
 
 
-#define NGX_HTTP_MPNS_MAX_CHANNEL       1024
-
-
-#include "ngx_http_mpns_registry.h"
-
-
-typedef struct {
+struct ngx_http_mpns_main_conf_s {
     ngx_uint_t                     keepalive;
     ngx_msec_t                     keepalive_timeout;
     ngx_uint_t                     worker_concurrency;
@@ -34,7 +32,7 @@ typedef struct {
 
     /* per worker, set in init_process */
     ngx_http_mpns_engine_t        *engine;
-} ngx_http_mpns_main_conf_t;
+};
 
 
 typedef struct {
@@ -43,7 +41,8 @@ typedef struct {
 } ngx_http_mpns_conf_field_t;
 
 
-typedef struct {
+struct ngx_http_mpns_loc_conf_s {
+    ngx_http_mpns_service_t       *service;
     ngx_uint_t                     send;      /* mpns_send given */
     ngx_uint_t                     type;      /* its type, 0: from request */
     ngx_http_complex_value_t      *channel;
@@ -67,7 +66,7 @@ typedef struct {
     ngx_uint_t                     concurrency;
     ngx_flag_t                     remove_expired;
     ngx_uint_t                     report_failures;
-} ngx_http_mpns_loc_conf_t;
+};
 
 
 /* who a notification goes to, besides "channel" */
@@ -95,7 +94,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_http_mpns_job_t           *job;
+    ngx_http_mpns_fanout_t         fanout;
     ngx_str_t                      channel;
     ngx_str_t                      message_id;    /* as sent */
     ngx_http_mpns_response_t       response;      /* as answered */
@@ -103,14 +102,13 @@ typedef struct {
     ngx_uint_t                     attempts;
     ngx_msec_t                     elapsed;
     const char                    *error;         /* a caller's mistake */
+    ngx_http_mpns_error_t         *mistake;       /* found while sending */
 
     time_t                         retry_after;   /* 0: the outcome's */
     ngx_http_mpns_batch_t         *batch;         /* several recipients */
     ngx_http_mpns_counts_t         counts;
 
     unsigned                       done:1;
-    unsigned                       failed:1;
-    unsigned                       starting:1;
 } ngx_http_mpns_ctx_t;
 
 
@@ -130,6 +128,8 @@ ngx_int_t ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max,
 ngx_int_t ngx_http_mpns_request_is_type(ngx_table_elt_t *h, char *type,
     size_t len);
 
+ngx_int_t ngx_http_mpns_send_handler(ngx_http_request_t *r);
+
 ngx_int_t ngx_http_mpns_send_error(ngx_http_request_t *r,
     ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_send_json(ngx_http_request_t *r, ngx_uint_t status,
@@ -137,9 +137,11 @@ ngx_int_t ngx_http_mpns_send_json(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_http_mpns_add_header(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
 
-ngx_int_t ngx_http_mpns_batch_start(ngx_http_request_t *r,
+ngx_int_t ngx_http_mpns_send_start(ngx_http_request_t *r,
     ngx_http_mpns_message_t *msg, ngx_http_mpns_targets_t *targets,
     ngx_http_mpns_error_t *err);
+ngx_int_t ngx_http_mpns_copy(ngx_pool_t *pool, ngx_str_t *dst,
+    ngx_str_t *src);
 
 ngx_int_t ngx_http_mpns_add_variables(ngx_conf_t *cf);
 

@@ -113,32 +113,31 @@ typedef struct {
 
 
 /*
- * A broadcast being sent by this worker: like a batch of the request
- * path, but reporting into its outbox entry, which keeps the cursor so
- * that another worker can go on if this one dies.
+ * An entry being sent by this worker: a fan-out of one for a send, the
+ * registry's channels for a broadcast, reporting into the entry, which
+ * keeps a broadcast's cursor so that another worker can go on if this
+ * one dies.
  */
 typedef struct {
     ngx_pool_t                    *pool;
     ngx_http_mpns_outbox_ctx_t    *ctx;
     uint64_t                       id;
-    ngx_http_mpns_reader_t        *reader;
+    ngx_http_mpns_fanout_t         fanout;
     ngx_http_mpns_message_t        msg;
-    ngx_uint_t                     active;
+    ngx_http_mpns_reader_t        *reader;   /* NULL: one channel */
+    ngx_str_t                      channel;
     uint32_t                       counts[5];
     ngx_event_t                    start;
 
-    unsigned                       pumping:1;
-    unsigned                       exhausted:1;
+    unsigned                       taken:1;  /* the one channel */
+    unsigned                       recorded:1;
 } ngx_http_mpns_outbox_run_t;
 
 
-/* what a job of the outbox carries */
+/* a result callback in flight */
 typedef struct {
     ngx_http_mpns_outbox_ctx_t    *ctx;
     uint64_t                       id;
-    ngx_http_mpns_outbox_run_t    *run;      /* a broadcast's recipient */
-    ngx_str_t                      channel;
-    unsigned                       callback:1;
 } ngx_http_mpns_outbox_job_t;
 
 
@@ -149,21 +148,20 @@ static ngx_int_t ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
     ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id);
 static void ngx_http_mpns_outbox_drain(ngx_event_t *ev);
-static ngx_http_mpns_job_t *ngx_http_mpns_outbox_send_job(
-    ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_outbox_node_t *on);
 static ngx_http_mpns_job_t *ngx_http_mpns_outbox_callback_job(
     ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_outbox_node_t *on);
-static ngx_int_t ngx_http_mpns_outbox_prepare(
-    ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_job_t *job,
-    ngx_str_t *channel, ngx_http_mpns_message_t *msg);
-static void ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job);
 static ngx_int_t ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
     ngx_http_mpns_outbox_node_t *on);
-static void ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run);
-static void ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job);
-static ngx_msec_t ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_conf_t *oc,
-    ngx_uint_t outcome, ngx_uint_t attempts);
 static void ngx_http_mpns_outbox_start_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_mpns_outbox_next(ngx_http_mpns_fanout_t *fo,
+    ngx_str_t *channel);
+static ngx_int_t ngx_http_mpns_outbox_sent(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res);
+static ngx_int_t ngx_http_mpns_outbox_recipient(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res);
+static void ngx_http_mpns_outbox_done(ngx_http_mpns_fanout_t *fo);
+static ngx_msec_t ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_ctx_t *ctx,
+    ngx_http_mpns_result_t *res, ngx_uint_t attempts);
 static void ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_run_t *run,
     ngx_uint_t done);
 static u_char *ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on);
@@ -829,8 +827,9 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
 {
     ngx_http_mpns_outbox_ctx_t *ctx = ev->data;
 
-    ngx_uint_t                    n, i;
+    ngx_uint_t                    n, k, i;
     ngx_msec_t                    now, age;
+    ngx_http_mpns_main_conf_t    *mmcf;
     ngx_rbtree_node_t            *node, *next, *sentinel;
     ngx_http_mpns_job_t          *jobs[NGX_HTTP_MPNS_DRAIN_BATCH], *job;
     ngx_http_mpns_outbox_node_t  *on;
@@ -840,8 +839,11 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
     }
 
     n = 0;
+    k = 0;
     now = ngx_http_mpns_outbox_now();
     sentinel = ctx->sh->due.sentinel;
+    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_mpns_module);
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -850,9 +852,15 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
 
     /* mpns_concurrency: jobs of this worker in flight for the outbox */
 
+    /*
+     * mpns_concurrency: this worker's sends and callbacks in flight for the
+     * outbox; nothing is taken while the worker has no slot for it
+     */
+
     while (node && (ngx_msec_t) node->key <= now
            && n < NGX_HTTP_MPNS_DRAIN_BATCH
-           && ctx->active + n < ctx->mlcf->concurrency)
+           && ctx->active + k < ctx->mlcf->concurrency
+           && mmcf->engine->busy < mmcf->worker_concurrency)
     {
         next = ngx_rbtree_next(&ctx->sh->due, node);
 
@@ -867,25 +875,9 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
             on->gave_up = 1;
             ngx_http_mpns_outbox_final(ctx, on, now);
 
-        } else if (on->state != NGX_HTTP_MPNS_OB_FINAL && on->broadcast) {
+        } else if (on->state != NGX_HTTP_MPNS_OB_FINAL) {
 
             if (ngx_http_mpns_outbox_run(ctx, on) == NGX_OK) {
-                on->state = NGX_HTTP_MPNS_OB_SENDING;
-                on->attempts++;
-                ngx_http_mpns_outbox_schedule(ctx, on,
-                                              now + NGX_HTTP_MPNS_LEASE);
-            }
-
-        } else if (on->state != NGX_HTTP_MPNS_OB_FINAL) {
-            job = ngx_http_mpns_outbox_send_job(ctx, on);
-
-            if (job == NGX_CONF_UNSET_PTR) {
-                /* the configuration no longer allows the channel */
-                job = NULL;
-                on->outcome = NGX_HTTP_MPNS_REFUSED;
-                ngx_http_mpns_outbox_final(ctx, on, now);
-
-            } else if (job) {
                 on->state = NGX_HTTP_MPNS_OB_SENDING;
                 on->attempts++;
                 ngx_http_mpns_outbox_schedule(ctx, on,
@@ -926,9 +918,10 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
         }
 
         if (job) {
-            jobs[n++] = job;
+            jobs[k++] = job;
         }
 
+        n++;
         node = next;
     }
 
@@ -936,9 +929,9 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
 
     ngx_http_mpns_outbox_changed(ctx);
 
-    ctx->active += n;
+    ctx->active += k;
 
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < k; i++) {
         ngx_http_mpns_job_start(jobs[i]);
     }
 
@@ -954,145 +947,15 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
 }
 
 
-/* called with the zone locked: copies what the send needs */
-
-static ngx_http_mpns_job_t *
-ngx_http_mpns_outbox_send_job(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_outbox_node_t *on)
-{
-    u_char                      *p;
-    ngx_int_t                    rc;
-    ngx_str_t                    channel;
-    ngx_http_mpns_job_t         *job;
-    ngx_http_mpns_message_t      msg;
-    ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_job_t  *oj;
-
-    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_mpns_module);
-
-    job = ngx_http_mpns_job_create(mmcf->engine, ngx_cycle->log);
-    if (job == NULL) {
-        return NULL;
-    }
-
-    oj = ngx_palloc(job->pool, sizeof(ngx_http_mpns_outbox_job_t));
-    if (oj == NULL) {
-        goto failed;
-    }
-
-    oj->ctx = ctx;
-    oj->id = on->node.key;
-    oj->callback = 0;
-
-    p = ngx_pnalloc(job->pool, on->channel_len + on->content_type_len
-                               + on->target_len + on->body_len + 36);
-    if (p == NULL) {
-        goto failed;
-    }
-
-    ngx_memcpy(p, on->data, on->channel_len + on->content_type_len
-                            + on->target_len + on->body_len);
-    ngx_memcpy(p + on->channel_len + on->content_type_len + on->target_len
-               + on->body_len, on->message_id, 36);
-
-    channel.data = p;
-    channel.len = on->channel_len;
-    p += on->channel_len;
-
-    ngx_memzero(&msg, sizeof(ngx_http_mpns_message_t));
-
-    msg.type = on->type;
-    msg.notification_class = on->notification_class;
-    msg.content_type.data = p;
-    msg.content_type.len = on->content_type_len;
-    p += on->content_type_len;
-    msg.target.data = p;
-    msg.target.len = on->target_len;
-    p += on->target_len;
-    msg.body.data = p;
-    msg.body.len = on->body_len;
-    p += on->body_len;
-    msg.message_id.data = p;
-    msg.message_id.len = 36;
-
-    rc = ngx_http_mpns_outbox_prepare(ctx, job, &channel, &msg);
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_mpns_job_cancel(job);
-        return NGX_CONF_UNSET_PTR;
-    }
-
-    if (rc != NGX_OK) {
-        goto failed;
-    }
-
-    job->handler = ngx_http_mpns_outbox_sent;
-    job->data = oj;
-
-    return job;
-
-failed:
-
-    ngx_http_mpns_job_cancel(job);
-
-    return NULL;
-}
-
-
-/*
- * The request of a send, with the configuration of the outbox's location;
- * NGX_DECLINED if that no longer allows the channel (logged at info).
- */
-
-static ngx_int_t
-ngx_http_mpns_outbox_prepare(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_job_t *job, ngx_str_t *channel,
-    ngx_http_mpns_message_t *msg)
-{
-    ngx_int_t                  rc;
-    ngx_http_mpns_error_t      err;
-    ngx_http_mpns_target_t     target;
-    ngx_http_mpns_loc_conf_t  *mlcf;
-
-    mlcf = ctx->mlcf;
-
-    rc = ngx_http_mpns_channel_check(ngx_cycle->log, ctx->clcf, mlcf,
-                                     channel, job->pool, job, &target, &err);
-
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "mpns background send to \"%V\" refused: %s",
-                      channel, err.text);
-        return NGX_DECLINED;
-    }
-
-    if (rc != NGX_OK
-        || ngx_http_mpns_message_request(job->pool, msg, &target,
-                                         &job->request)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    job->connect_timeout = mlcf->connect_timeout;
-    job->send_timeout = mlcf->send_timeout;
-    job->read_timeout = mlcf->read_timeout;
-
-    /* the outbox retries, in minutes, not the engine in seconds */
-    job->retries = 0;
-
-    return NGX_OK;
-}
-
-
 static ngx_http_mpns_job_t *
 ngx_http_mpns_outbox_callback_job(ngx_http_mpns_outbox_ctx_t *ctx,
     ngx_http_mpns_outbox_node_t *on)
 {
-    u_char                      *p, *body;
+    u_char                      *body;
     size_t                       len, json;
     ngx_http_mpns_job_t         *job;
+    ngx_http_mpns_target_t       target;
+    ngx_http_mpns_message_t      msg;
     ngx_http_mpns_callback_t    *cb;
     ngx_http_mpns_main_conf_t   *mmcf;
     ngx_http_mpns_outbox_job_t  *oj;
@@ -1113,7 +976,6 @@ ngx_http_mpns_outbox_callback_job(ngx_http_mpns_outbox_ctx_t *ctx,
 
     oj->ctx = ctx;
     oj->id = on->node.key;
-    oj->callback = 1;
 
     /* the body first: its length goes into the header */
 
@@ -1126,27 +988,22 @@ ngx_http_mpns_outbox_callback_job(ngx_http_mpns_outbox_ctx_t *ctx,
 
     json = ngx_http_mpns_outbox_json(body, on);
 
-    len = sizeof("POST  HTTP/1.1" CRLF "Host: " CRLF
-                 "Content-Type: application/json" CRLF
-                 "Content-Length: " CRLF
-                 "Connection: keep-alive" CRLF CRLF) - 1
-          + cb->uri.len + cb->host.len + NGX_SIZE_T_LEN + json;
+    ngx_memzero(&msg, sizeof(ngx_http_mpns_message_t));
 
-    p = ngx_pnalloc(job->pool, len);
-    if (p == NULL) {
+    ngx_str_set(&msg.content_type, "application/json");
+    msg.body.data = body;
+    msg.body.len = json;
+
+    target.host = cb->host;
+    target.uri = cb->uri;
+
+    job->service = &ngx_http_mpns_service_http;
+
+    if (job->service->create_request(job->pool, &msg, &target, &job->request)
+        != NGX_OK)
+    {
         goto failed;
     }
-
-    job->request.data = p;
-
-    p = ngx_sprintf(p, "POST %V HTTP/1.1" CRLF "Host: %V" CRLF
-                       "Content-Type: application/json" CRLF
-                       "Content-Length: %uz" CRLF
-                       "Connection: keep-alive" CRLF CRLF,
-                    &cb->uri, &cb->host, json);
-    p = ngx_cpymem(p, body, json);
-
-    job->request.len = p - job->request.data;
 
     job->addrs = cb->addrs;
     job->naddrs = cb->naddrs;
@@ -1171,40 +1028,41 @@ failed:
 }
 
 
-static void
-ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job)
+/* a send's result into its entry: the final answer, or when to try again */
+
+static ngx_int_t
+ngx_http_mpns_outbox_sent(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res)
 {
-    ngx_http_mpns_outbox_job_t *oj = job->data;
+    ngx_http_mpns_outbox_run_t *run = fo->data;
 
     ngx_msec_t                    now, delay;
     ngx_http_mpns_outbox_ctx_t   *ctx;
-    ngx_http_mpns_outbox_conf_t  *oc;
     ngx_http_mpns_outbox_node_t  *on;
 
-    ctx = oj->ctx;
-    oc = &ctx->mlcf->outbox;
+    ctx = run->ctx;
     now = ngx_http_mpns_outbox_now();
 
-    ctx->active--;
+    run->recorded = 1;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    on = ngx_http_mpns_outbox_lookup(ctx, oj->id);
+    on = ngx_http_mpns_outbox_lookup(ctx, run->id);
 
     if (on == NULL || on->state != NGX_HTTP_MPNS_OB_SENDING) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return;
+        return NGX_OK;
     }
 
-    on->outcome = (u_char) job->outcome;
-    on->status = (uint16_t) job->response.status;
+    on->outcome = (u_char) res->outcome;
+    on->status = (uint16_t) (res->response ? res->response->status : 0);
 
-    delay = ngx_http_mpns_outbox_delay(oc, job->outcome, on->attempts);
+    delay = ngx_http_mpns_outbox_delay(ctx, res, on->attempts);
 
     if (delay) {
-        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+        ngx_log_error(NGX_LOG_INFO, res->log, 0,
                       "mpns background send %016xL %V, next try in %M ms",
-                      oj->id, &ngx_http_mpns_outcome(job->outcome)->name,
+                      run->id, &ngx_http_mpns_outcome(res->outcome)->name,
                       delay);
 
         on->state = NGX_HTTP_MPNS_OB_PENDING;
@@ -1217,6 +1075,8 @@ ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     ngx_http_mpns_outbox_changed(ctx);
+
+    return NGX_OK;
 }
 
 
@@ -1955,44 +1815,23 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
 /* 0: the outcome is final */
 
 static ngx_msec_t
-ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_conf_t *oc,
-    ngx_uint_t outcome, ngx_uint_t attempts)
+ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_ctx_t *ctx,
+    ngx_http_mpns_result_t *res, ngx_uint_t attempts)
 {
-    ngx_uint_t  n;
-    ngx_msec_t  delay;
+    ngx_http_mpns_loc_conf_t  *mlcf;
 
-    switch (outcome) {
+    mlcf = ctx->mlcf;
 
-    case NGX_HTTP_MPNS_QUEUE_FULL:
-    case NGX_HTTP_MPNS_UNAVAILABLE:
-    case NGX_HTTP_MPNS_TRANSPORT_ERROR:
-    case NGX_HTTP_MPNS_TIMEOUT:
-    case NGX_HTTP_MPNS_TLS_HANDSHAKE_FAILED:
-
-        /* MPNS: exponential backoff, in minute increments */
-
-        n = attempts ? attempts - 1 : 0;
-        delay = oc->backoff << ngx_min(n, 16);
-
-        return ngx_min(delay, NGX_HTTP_MPNS_MAX_BACKOFF);
-
-    case NGX_HTTP_MPNS_DEVICE_INACTIVE:
-
-        /* no sooner than an hour (61 minutes) */
-        return oc->device_inactive;
-
-    case NGX_HTTP_MPNS_THROTTLED:
-
-        /* the daily quota: hourly, until the maximum age */
-        return oc->throttled;
-
-    default:
-        return 0;
+    if (res->held) {
+        /* not before the window another send opened ends */
+        return (ngx_msec_t) res->retry_after * 1000;
     }
+
+    return mlcf->service->backoff(&mlcf->outbox, res->outcome, attempts);
 }
 
 
-/* called with the zone locked: a broadcast entry starts on this worker */
+/* called with the zone locked: an entry starts on this worker */
 
 static ngx_int_t
 ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
@@ -2001,11 +1840,12 @@ ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
     u_char                      *p;
     size_t                       len;
     ngx_pool_t                  *pool;
+    ngx_http_mpns_fanout_t      *fo;
     ngx_http_mpns_filter_t       filter;
     ngx_http_mpns_cursor_t      *cursor;
     ngx_http_mpns_outbox_run_t  *run;
 
-    if (ctx->mlcf->broadcast == NULL) {
+    if (on->broadcast && ctx->mlcf->broadcast == NULL) {
         return NGX_ERROR;
     }
 
@@ -2019,10 +1859,10 @@ ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
         goto failed;
     }
 
-    len = on->content_type_len + on->target_len + on->body_len
-          + on->user_len + on->tag_len + on->os_len + 36;
+    len = on->channel_len + on->content_type_len + on->target_len
+          + on->body_len + on->user_len + on->tag_len + on->os_len;
 
-    p = ngx_pnalloc(pool, len);
+    p = ngx_pnalloc(pool, len + 36);
     if (p == NULL) {
         goto failed;
     }
@@ -2031,9 +1871,12 @@ ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
     run->ctx = ctx;
     run->id = on->node.key;
 
-    ngx_memcpy(p, on->data + on->channel_len, len - 36);
-    ngx_memcpy(p + len - 36, on->message_id, 36);
+    ngx_memcpy(p, on->data, len);
+    ngx_memcpy(p + len, on->message_id, 36);
 
+    run->channel.data = p;
+    run->channel.len = on->channel_len;
+    p += on->channel_len;
     run->msg.type = on->type;
     run->msg.notification_class = on->notification_class;
     run->msg.content_type.data = p;
@@ -2057,23 +1900,49 @@ ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
     run->msg.message_id.data = p;
     run->msg.message_id.len = 36;
 
-    run->reader = ngx_http_mpns_reader_create(pool,
+    fo = &run->fanout;
+
+    fo->conf = ctx->mlcf;
+    fo->clcf = ctx->clcf;
+    fo->msg = &run->msg;
+    fo->log = ngx_cycle->log;
+    fo->next = ngx_http_mpns_outbox_next;
+    fo->done = ngx_http_mpns_outbox_done;
+    fo->data = run;
+
+    /* the outbox retries, in minutes, not the request in seconds */
+    fo->retries = 0;
+
+    if (on->broadcast) {
+        fo->concurrency = ctx->mlcf->concurrency;
+        fo->record = ngx_http_mpns_outbox_recipient;
+
+        run->reader = ngx_http_mpns_reader_create(pool,
                           ngx_http_mpns_registry_get(ctx->mlcf->broadcast),
                           &filter);
-    if (run->reader == NULL) {
-        goto failed;
+        if (run->reader == NULL) {
+            goto failed;
+        }
+
+        /* where the last worker got to, and what it had counted */
+
+        cursor = &run->reader->cursor;
+
+        cursor->hash = on->cursor_hash;
+        cursor->len = on->cursor_len;
+        cursor->started = (on->cursor_len != 0);
+        ngx_memcpy(cursor->channel, ngx_http_mpns_outbox_cursor(on),
+                   on->cursor_len);
+        ngx_memcpy(run->counts, on->counts, sizeof(run->counts));
+
+    } else {
+        fo->concurrency = 1;
+        fo->record = ngx_http_mpns_outbox_sent;
     }
 
-    /* where the last worker got to, and what it had counted */
-
-    cursor = &run->reader->cursor;
-
-    cursor->hash = on->cursor_hash;
-    cursor->len = on->cursor_len;
-    cursor->started = (on->cursor_len != 0);
-    ngx_memcpy(cursor->channel, ngx_http_mpns_outbox_cursor(on),
-               on->cursor_len);
-    ngx_memcpy(run->counts, on->counts, sizeof(run->counts));
+    if (ngx_http_mpns_fanout_init(fo) != NGX_OK) {
+        goto failed;
+    }
 
     /* the pump takes the zone lock: it starts after the drain is done */
 
@@ -2098,141 +1967,60 @@ failed:
 static void
 ngx_http_mpns_outbox_start_handler(ngx_event_t *ev)
 {
-    ngx_http_mpns_outbox_pump(ev->data);
+    ngx_http_mpns_outbox_run_t *run = ev->data;
+
+    ngx_http_mpns_fanout_pump(&run->fanout);
 }
 
 
-static void
-ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run)
+static ngx_int_t
+ngx_http_mpns_outbox_next(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
 {
-    ngx_int_t                    rc;
-    ngx_str_t                    channel;
-    ngx_uint_t                   refilled;
-    ngx_http_mpns_job_t         *job;
-    ngx_http_mpns_loc_conf_t    *mlcf;
-    ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_job_t  *oj;
+    ngx_http_mpns_outbox_run_t *run = fo->data;
 
-    if (run->pumping) {
-        return;
+    ngx_int_t   rc;
+    ngx_uint_t  refilled;
+
+    if (run->reader == NULL) {
+        if (run->taken) {
+            return NGX_DONE;
+        }
+
+        run->taken = 1;
+        *channel = run->channel;
+
+        return NGX_OK;
     }
 
-    run->pumping = 1;
+    rc = ngx_http_mpns_reader_next(run->reader, channel, &refilled);
 
-    mlcf = run->ctx->mlcf;
-    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_mpns_module);
-
-    while (!run->exhausted && run->active < mlcf->concurrency) {
-
-        if (ngx_exiting || ngx_terminate) {
-            break;
-        }
-
-        rc = ngx_http_mpns_reader_next(run->reader, &channel, &refilled);
-
-        if (rc != NGX_OK) {
-            run->exhausted = 1;
-            break;
-        }
-
-        if (refilled) {
-            /* the entry knows where we are, should this worker die */
-            ngx_http_mpns_outbox_progress(run, 0);
-        }
-
-        job = ngx_http_mpns_job_create(mmcf->engine, ngx_cycle->log);
-        if (job == NULL) {
-            run->exhausted = 1;
-            break;
-        }
-
-        oj = ngx_palloc(job->pool, sizeof(ngx_http_mpns_outbox_job_t));
-        if (oj == NULL) {
-            ngx_http_mpns_job_cancel(job);
-            run->exhausted = 1;
-            break;
-        }
-
-        oj->ctx = run->ctx;
-        oj->id = run->id;
-        oj->run = run;
-        oj->callback = 0;
-        oj->channel.len = channel.len;
-        oj->channel.data = ngx_pstrdup(job->pool, &channel);
-
-        if (oj->channel.data == NULL
-            || ngx_http_mpns_outbox_prepare(run->ctx, job, &oj->channel,
-                                            &run->msg)
-               != NGX_OK)
-        {
-            /* not allowed (any more), or no memory: counted as failed */
-            run->counts[NGX_HTTP_MPNS_OB_SENT]++;
-            run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
-            ngx_http_mpns_job_cancel(job);
-            continue;
-        }
-
-        job->handler = ngx_http_mpns_outbox_recipient;
-        job->data = oj;
-
-        run->active++;
-
-        ngx_http_mpns_job_start(job);
+    if (rc == NGX_OK && refilled) {
+        /* the entry knows where we are, should this worker die */
+        ngx_http_mpns_outbox_progress(run, 0);
     }
 
-    run->pumping = 0;
-
-    if (run->active) {
-        return;
-    }
-
-    if (run->exhausted) {
-        ngx_http_mpns_outbox_progress(run, 1);
-
-    } else if (ngx_exiting || ngx_terminate) {
-        /* the next workers go on from the cursor */
-        ngx_http_mpns_outbox_progress(run, 2);
-
-    } else {
-        return;
-    }
-
-    run->ctx->active--;
-    ngx_destroy_pool(run->pool);
+    return rc;
 }
 
 
-static void
-ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job)
+static ngx_int_t
+ngx_http_mpns_outbox_recipient(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res)
 {
-    ngx_http_mpns_outbox_job_t *oj = job->data;
+    ngx_http_mpns_outbox_run_t *run = fo->data;
 
-    ngx_msec_t                   delay;
-    ngx_uint_t                   deleted;
-    ngx_http_mpns_loc_conf_t    *mlcf;
-    ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_run_t  *run;
+    ngx_msec_t                  delay;
+    ngx_http_mpns_main_conf_t  *mmcf;
 
-    run = oj->run;
-    mlcf = run->ctx->mlcf;
-
-    run->active--;
     run->counts[NGX_HTTP_MPNS_OB_SENT]++;
 
-    delay = ngx_http_mpns_outbox_delay(&mlcf->outbox, job->outcome, 1);
+    delay = ngx_http_mpns_outbox_delay(run->ctx, res, 1);
 
-    if (job->outcome == NGX_HTTP_MPNS_DELIVERED) {
+    if (res->outcome == NGX_HTTP_MPNS_DELIVERED) {
         run->counts[NGX_HTTP_MPNS_OB_DELIVERED]++;
 
-    } else if (job->outcome == NGX_HTTP_MPNS_EXPIRED) {
+    } else if (res->outcome == NGX_HTTP_MPNS_EXPIRED) {
         run->counts[NGX_HTTP_MPNS_OB_EXPIRED]++;
-
-        if (mlcf->remove_expired) {
-            (void) ngx_http_mpns_registry_delete(run->reader->registry,
-                                                 NGX_HTTP_MPNS_BY_CHANNEL,
-                                                 &oj->channel, &deleted);
-        }
 
     } else if (delay) {
 
@@ -2241,8 +2029,8 @@ ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job)
         mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                    ngx_http_mpns_module);
 
-        if (ngx_http_mpns_outbox_insert(run->ctx, mmcf->engine, &job->log,
-                                        &run->msg, &oj->channel, NULL,
+        if (ngx_http_mpns_outbox_insert(run->ctx, mmcf->engine, res->log,
+                                        &run->msg, &res->channel, NULL,
                                         ngx_http_mpns_outbox_now() + delay,
                                         NULL)
             == NGX_OK)
@@ -2257,7 +2045,31 @@ ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job)
         run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
     }
 
-    ngx_http_mpns_outbox_pump(run);
+    return NGX_OK;
+}
+
+
+/*
+ * Every recipient is done, or the worker is leaving: a broadcast ends or
+ * goes back to the outbox for the next workers, and so does a send that
+ * could not be made.
+ */
+
+static void
+ngx_http_mpns_outbox_done(ngx_http_mpns_fanout_t *fo)
+{
+    ngx_http_mpns_outbox_run_t *run = fo->data;
+
+    if (run->reader) {
+        ngx_http_mpns_outbox_progress(run, fo->exhausted && !fo->error
+                                           ? 1 : 2);
+
+    } else if (!run->recorded) {
+        ngx_http_mpns_outbox_progress(run, 2);
+    }
+
+    run->ctx->active--;
+    ngx_destroy_pool(run->pool);
 }
 
 
@@ -2280,11 +2092,14 @@ ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_run_t *run,
     on = ngx_http_mpns_outbox_lookup(ctx, run->id);
 
     if (on && on->state == NGX_HTTP_MPNS_OB_SENDING) {
-        on->cursor_hash = run->reader->cursor.hash;
-        on->cursor_len = (uint16_t) run->reader->cursor.len;
-        ngx_memcpy(ngx_http_mpns_outbox_cursor(on),
-                   run->reader->cursor.channel, run->reader->cursor.len);
-        ngx_memcpy(on->counts, run->counts, sizeof(on->counts));
+
+        if (run->reader) {
+            on->cursor_hash = run->reader->cursor.hash;
+            on->cursor_len = (uint16_t) run->reader->cursor.len;
+            ngx_memcpy(ngx_http_mpns_outbox_cursor(on),
+                       run->reader->cursor.channel, run->reader->cursor.len);
+            ngx_memcpy(on->counts, run->counts, sizeof(on->counts));
+        }
 
         if (done == 1) {
             on->outcome = NGX_HTTP_MPNS_DELIVERED;

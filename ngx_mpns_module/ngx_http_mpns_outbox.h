@@ -11,6 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include "ngx_http_mpns.h"
 
 
 #define NGX_HTTP_MPNS_MODE_WAIT          0
@@ -31,7 +32,7 @@ typedef struct {
 
 
 /* a location's background sending */
-typedef struct {
+struct ngx_http_mpns_outbox_conf_s {
     ngx_uint_t                     mode;
     ngx_shm_zone_t                *zone;     /* mpns_outbox */
     ngx_flag_t                     async;
@@ -41,7 +42,7 @@ typedef struct {
     ngx_msec_t                     throttled;
     ngx_msec_t                     max_age;
     ngx_msec_t                     keep;
-} ngx_http_mpns_outbox_conf_t;
+};
 
 
 char *ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd,

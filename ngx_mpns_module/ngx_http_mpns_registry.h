@@ -11,6 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include "ngx_http_mpns.h"
 
 
 #define NGX_HTTP_MPNS_MAX_TAGS          16
@@ -23,9 +24,6 @@
 #define NGX_HTTP_MPNS_BY_CHANNEL        0
 #define NGX_HTTP_MPNS_BY_DEVICE         1
 #define NGX_HTTP_MPNS_BY_USER           2
-
-
-typedef struct ngx_http_mpns_registry_s  ngx_http_mpns_registry_t;
 
 
 /* one registration; when read from the zone, strings point into it */
@@ -41,11 +39,11 @@ typedef struct {
 
 
 /* which entries a listing or a broadcast wants; an empty string: any */
-typedef struct {
+struct ngx_http_mpns_filter_s {
     ngx_str_t                      user;
     ngx_str_t                      tag;
     ngx_str_t                      os;
-} ngx_http_mpns_filter_t;
+};
 
 
 /*
@@ -66,7 +64,7 @@ typedef struct {
  * A broadcast's recipients: channels copied ahead from the registry, a few
  * dozen per hold of the zone lock, [len:2][bytes] each.
  */
-typedef struct {
+struct ngx_http_mpns_reader_s {
     ngx_http_mpns_registry_t      *registry;
     ngx_http_mpns_filter_t         filter;
     ngx_http_mpns_cursor_t         cursor;
@@ -74,7 +72,7 @@ typedef struct {
     u_char                        *pos;
     u_char                        *last;
     u_char                        *end;
-} ngx_http_mpns_reader_t;
+};
 
 
 /*

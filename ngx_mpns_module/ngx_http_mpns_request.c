@@ -16,6 +16,7 @@
 
 /* one source of field values: query, body or nginx.conf */
 typedef struct {
+    ngx_http_mpns_service_t       *service;
     ngx_http_mpns_spec_t          *spec;
     ngx_http_mpns_targets_t       *targets;   /* NULL: a single channel */
     ngx_http_mpns_error_t         *err;
@@ -86,6 +87,7 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
     src.strict = 0;
     src.seen = 0;
     src.seen_targets = 0;
+    src.service = mlcf->service;
     src.spec = spec;
     src.targets = targets;
     src.pool = r->pool;
@@ -125,7 +127,7 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
            : &spec->values[NGX_HTTP_MPNS_F_TYPE];
 
     passthrough = body.len
-                  && ngx_http_mpns_type(type) == NGX_HTTP_MPNS_RAW
+                  && mlcf->service->type(type) == NGX_HTTP_MPNS_RAW
                   && (conf.values[NGX_HTTP_MPNS_F_CHANNEL].data
                       || spec->values[NGX_HTTP_MPNS_F_CHANNEL].data);
 
@@ -215,6 +217,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
 
     ngx_memzero(conf, sizeof(ngx_http_mpns_spec_t));
 
+    src.service = mlcf->service;
     src.spec = conf;
     src.targets = NULL;
     src.err = err;
@@ -225,7 +228,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
 
     if (mlcf->type) {
         conf->values[NGX_HTTP_MPNS_F_TYPE] =
-                                        *ngx_http_mpns_type_name(mlcf->type);
+                                        *mlcf->service->type_name(mlcf->type);
     }
 
     if (mlcf->channel) {
@@ -687,14 +690,14 @@ ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
             continue;
         }
 
-        index = ngx_http_mpns_field_index(&name);
+        index = src->service->field_index(&name);
 
         if (index == NGX_ERROR) {
             return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
                                          "unknown field", &name);
         }
 
-        name = ngx_http_mpns_field(index)->name;
+        name = src->service->field(index)->name;
 
         /* a key given twice, whatever its values (null included) */
 
@@ -801,7 +804,7 @@ ngx_http_mpns_set(ngx_http_mpns_source_t *src, ngx_str_t *name,
         }
     }
 
-    index = ngx_http_mpns_field_index(name);
+    index = src->service->field_index(name);
 
     if (index == NGX_ERROR) {
         if (!src->strict) {
@@ -960,7 +963,7 @@ ngx_http_mpns_set_index(ngx_http_mpns_source_t *src, ngx_uint_t index,
                                      (src->spec->clear & bit)
                                      ? "field both set and cleared"
                                      : "duplicate field",
-                                     &ngx_http_mpns_field(index)->name);
+                                     &src->service->field(index)->name);
     }
 
     src->seen |= bit;
@@ -983,7 +986,7 @@ ngx_http_mpns_clear(ngx_http_mpns_source_t *src, ngx_str_t *name)
     ngx_int_t               index;
     ngx_http_mpns_field_t  *f;
 
-    index = ngx_http_mpns_field_index(name);
+    index = src->service->field_index(name);
 
     if (index == NGX_ERROR) {
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
@@ -991,7 +994,7 @@ ngx_http_mpns_clear(ngx_http_mpns_source_t *src, ngx_str_t *name)
                                      &ngx_http_mpns_clear_field);
     }
 
-    f = ngx_http_mpns_field(index);
+    f = src->service->field(index);
 
     if (f->element.len == 0 || !(f->types & NGX_HTTP_MPNS_ANY_TILE)) {
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,

@@ -170,7 +170,7 @@ ngx_http_mpns_variable_header(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    s = &ctx->response.notification_status + data;
+    s = &ctx->response.headers[data];
 
     if (s->len == 0) {
         v->not_found = 1;
