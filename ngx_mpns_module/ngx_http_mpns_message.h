@@ -20,7 +20,7 @@
 #define NGX_HTTP_MPNS_CYCLE              0x08
 #define NGX_HTTP_MPNS_ICONIC             0x10
 #define NGX_HTTP_MPNS_RAW                0x20
-/* not a notification: registers a callback URI for the channel */
+/* not a notification: a callback registration (docs/protocol.md) */
 #define NGX_HTTP_MPNS_CALLBACK           0x40
 
 #define NGX_HTTP_MPNS_ANY_TILE                                               \
