@@ -392,10 +392,15 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
 
     /* the message id, outcome and action need no escaping */
 
+    /*
+     * JSON strings are sized for the worst case, every byte escaped as
+     * "\u00XX": one pass over them instead of two
+     */
+
     len = sizeof("{\"channel\":,\"status\":,\"message_id\":\"\","
                  "\"outcome\":\"\",\"action\":\"\",\"retry_after\":,"
                  "\"attempts\":,\"time_ms\":}\n") - 1
-          + ngx_http_mpns_json_str_len(&ctx->channel)
+          + 2 + 6 * ctx->channel.len
           + NGX_INT_T_LEN
           + ctx->message_id.len + outcome->name.len + outcome->action.len
           + NGX_TIME_T_LEN + NGX_INT_T_LEN + NGX_INT_T_LEN;
@@ -411,8 +416,7 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
 
         if (h[i].key.len) {
             len += sizeof(",\"\":") - 1 + h[i].key.len
-                   + (s->len ? ngx_http_mpns_json_str_len(s)
-                             : ngx_http_mpns_null.len);
+                   + ngx_max(2 + 6 * s->len, ngx_http_mpns_null.len);
         }
     }
 
@@ -461,8 +465,11 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
                     : ngx_cpymem(p, ngx_http_mpns_null.data,
                                  ngx_http_mpns_null.len);
 
-    p = ngx_sprintf(p, ",\"attempts\":%ui,\"time_ms\":%M}\n",
-                    ctx->attempts, ctx->elapsed);
+    p = ngx_cpymem(p, ",\"attempts\":", sizeof(",\"attempts\":") - 1);
+    p = ngx_sprintf(p, "%ui", ctx->attempts);
+    p = ngx_cpymem(p, ",\"time_ms\":", sizeof(",\"time_ms\":") - 1);
+    p = ngx_sprintf(p, "%M", ctx->elapsed);
+    *p++ = '}'; *p++ = LF;
 
     if ((size_t) (p - buf) > len) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,

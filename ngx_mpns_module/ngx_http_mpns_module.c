@@ -448,6 +448,7 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
      *     mlcf->type = 0;
      *     mlcf->registry = NULL;
      *     mlcf->broadcast = NULL;
+     *     mlcf->allowed = NULL;
      */
 
     /* the one push service there is, until a directive chooses */
@@ -511,6 +512,14 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
 
         conf->allowed_hosts = prev->allowed_hosts;
+    }
+
+    if (conf->send || conf->broadcast) {
+        conf->allowed = ngx_pcalloc(cf->pool,
+                                    sizeof(ngx_http_mpns_allowed_t));
+        if (conf->allowed == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     ngx_conf_merge_size_value(conf->max_payload_size, prev->max_payload_size,

@@ -41,6 +41,15 @@ typedef struct {
 } ngx_http_mpns_conf_field_t;
 
 
+/* the host a worker last found in mpns_allowed_hosts, per location */
+#define NGX_HTTP_MPNS_MAX_HOST          255
+
+typedef struct {
+    size_t                         len;
+    u_char                         host[NGX_HTTP_MPNS_MAX_HOST];
+} ngx_http_mpns_allowed_t;
+
+
 struct ngx_http_mpns_loc_conf_s {
     ngx_http_mpns_service_t       *service;
     ngx_uint_t                     send;      /* mpns_send given */
@@ -48,6 +57,7 @@ struct ngx_http_mpns_loc_conf_s {
     ngx_http_complex_value_t      *channel;
     ngx_array_t                   *fields;    /* ngx_http_mpns_conf_field_t */
     ngx_array_t                   *allowed_hosts;  /* ngx_regex_elt_t */
+    ngx_http_mpns_allowed_t       *allowed;
     size_t                         max_payload_size;
     size_t                         max_body_size;
     ngx_msec_t                     connect_timeout;

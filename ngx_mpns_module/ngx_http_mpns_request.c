@@ -45,6 +45,10 @@ static ngx_int_t ngx_http_mpns_clear(ngx_http_mpns_source_t *src,
     ngx_str_t *name);
 static ngx_int_t ngx_http_mpns_clear_list(ngx_http_mpns_source_t *src,
     ngx_str_t *list);
+static ngx_int_t ngx_http_mpns_authority(ngx_str_t *authority,
+    in_port_t default_port, ngx_str_t *host, in_port_t *port);
+static ngx_int_t ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf,
+    ngx_str_t *host, ngx_log_t *log);
 static ngx_int_t ngx_http_mpns_mistake(ngx_http_mpns_error_t *err,
     ngx_uint_t status, const char *text, ngx_str_t *field);
 
@@ -295,12 +299,12 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
     ngx_http_mpns_error_t *err)
 {
-    u_char     *p, *last, *authority;
-    size_t      skip;
-    in_port_t   default_port;
-    ngx_str_t   uri;
-    ngx_url_t   u;
-    ngx_int_t   rc;
+    u_char      *p, *last, *authority;
+    size_t       skip;
+    in_port_t    default_port, port;
+    ngx_str_t    uri, host;
+    ngx_int_t    rc;
+    ngx_addr_t   addr;
 
     if (channel->len > NGX_HTTP_MPNS_MAX_CHANNEL) {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
@@ -374,19 +378,15 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
         target->uri.len = last - p;
     }
 
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url = target->host;
-    u.default_port = default_port;
-    u.no_resolve = 1;
-
-    if (ngx_parse_url(pool, &u) != NGX_OK || u.host.len == 0) {
+    if (ngx_http_mpns_authority(&target->host, default_port, &host, &port)
+        != NGX_OK)
+    {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                      "invalid channel",
                                      &ngx_http_mpns_channel_field);
     }
 
-    rc = ngx_regex_exec_array(mlcf->allowed_hosts, &u.host, log);
+    rc = ngx_http_mpns_allowed(mlcf, &host, log);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -403,22 +403,37 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
         return NGX_OK;
     }
 
-    job->port = u.port;
+    job->port = port;
     job->name = target->host;
+
+    /* an address, or a name to resolve */
+
+    p = host.data;
+    last = host.data + host.len;
+
+    if (p < last && *p == '[') {
+        p++;
+        last--;
+    }
+
+    ngx_memzero(&addr, sizeof(ngx_addr_t));
+
+    rc = ngx_parse_addr(pool, &addr, p, last - p);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        ngx_inet_set_port(addr.sockaddr, port);
+        addr.name = target->host;
+    }
 
     if (default_port == 443) {
         job->ssl = mlcf->ssl.profile;
-        job->ip_literal = (u.naddrs != 0);
+        job->ip_literal = (rc == NGX_OK);
 
         /* for SNI and the certificate check: no port, no brackets */
-
-        p = u.host.data;
-        last = u.host.data + u.host.len;
-
-        if (p < last && *p == '[') {
-            p++;
-            last--;
-        }
 
         job->ssl_name.len = last - p;
         job->ssl_name.data = ngx_pnalloc(pool, job->ssl_name.len + 1);
@@ -462,17 +477,112 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
         return NGX_OK;
     }
 
-    if (u.naddrs) {
-        job->addrs = u.addrs;
-        job->naddrs = u.naddrs;
+    if (addr.sockaddr) {
+        job->addrs = ngx_palloc(pool, sizeof(ngx_addr_t));
+        if (job->addrs == NULL) {
+            return NGX_ERROR;
+        }
+
+        *job->addrs = addr;
+        job->naddrs = 1;
+
         return NGX_OK;
     }
 
-    job->host = u.host;
+    job->host = host;
     job->resolver = clcf->resolver;
     job->resolver_timeout = clcf->resolver_timeout;
 
     return NGX_OK;
+}
+
+
+/* "host", "host:port", "[v6]" or "[v6]:port" */
+
+static ngx_int_t
+ngx_http_mpns_authority(ngx_str_t *authority, in_port_t default_port,
+    ngx_str_t *host, in_port_t *port)
+{
+    u_char     *p, *last;
+    ngx_int_t   n;
+
+    p = authority->data;
+    last = p + authority->len;
+
+    host->data = p;
+
+    if (*p == '[') {
+        p = ngx_strlchr(p, last, ']');
+
+        if (p == NULL || p == host->data + 1) {
+            return NGX_ERROR;
+        }
+
+        p++;
+
+    } else {
+        p = ngx_strlchr(p, last, ':');
+
+        if (p == NULL) {
+            p = last;
+        }
+    }
+
+    host->len = p - host->data;
+
+    if (host->len == 0) {
+        return NGX_ERROR;
+    }
+
+    if (p == last) {
+        *port = default_port;
+        return NGX_OK;
+    }
+
+    if (*p != ':') {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atoi(p + 1, last - p - 1);
+
+    if (n < 1 || n > 65535) {
+        return NGX_ERROR;
+    }
+
+    *port = (in_port_t) n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * mpns_allowed_hosts; the last host a worker found allowed for a location
+ * is remembered, as fan-outs and busy senders repeat the same few hosts
+ */
+
+static ngx_int_t
+ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *host,
+    ngx_log_t *log)
+{
+    ngx_int_t                   rc;
+    ngx_http_mpns_allowed_t    *last;
+
+    last = mlcf->allowed;
+
+    if (last && last->len == host->len
+        && ngx_strncmp(last->host, host->data, host->len) == 0)
+    {
+        return NGX_OK;
+    }
+
+    rc = ngx_regex_exec_array(mlcf->allowed_hosts, host, log);
+
+    if (rc == NGX_OK && last && host->len <= NGX_HTTP_MPNS_MAX_HOST) {
+        last->len = host->len;
+        ngx_memcpy(last->host, host->data, host->len);
+    }
+
+    return rc;
 }
 
 

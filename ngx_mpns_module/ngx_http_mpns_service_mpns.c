@@ -900,7 +900,10 @@ ngx_http_mpns_mpns_create_request(ngx_pool_t *pool, ngx_http_mpns_message_t *msg
     p = ngx_cpymem(p, CRLF "Content-Type: ",
                    sizeof(CRLF "Content-Type: ") - 1);
     p = ngx_cpymem(p, msg->content_type.data, msg->content_type.len);
-    p = ngx_sprintf(p, CRLF "Content-Length: %uz" CRLF, msg->body.len);
+    p = ngx_cpymem(p, CRLF "Content-Length: ",
+                   sizeof(CRLF "Content-Length: ") - 1);
+    p = ngx_sprintf(p, "%uz", msg->body.len);
+    *p++ = CR; *p++ = LF;
 
     if (msg->target.len) {
         p = ngx_cpymem(p, "X-WindowsPhone-Target: ",
@@ -909,9 +912,17 @@ ngx_http_mpns_mpns_create_request(ngx_pool_t *pool, ngx_http_mpns_message_t *msg
         *p++ = CR; *p++ = LF;
     }
 
-    p = ngx_sprintf(p, "X-NotificationClass: %ui" CRLF,
-                    msg->notification_class);
-    p = ngx_cpymem(p, "X-MessageID: ", sizeof("X-MessageID: ") - 1);
+    /* 1..23: two digits at most */
+
+    p = ngx_cpymem(p, "X-NotificationClass: ",
+                   sizeof("X-NotificationClass: ") - 1);
+
+    if (msg->notification_class >= 10) {
+        *p++ = (u_char) ('0' + msg->notification_class / 10);
+    }
+
+    *p++ = (u_char) ('0' + msg->notification_class % 10);
+    p = ngx_cpymem(p, CRLF "X-MessageID: ", sizeof(CRLF "X-MessageID: ") - 1);
     p = ngx_cpymem(p, msg->message_id.data, msg->message_id.len);
     p = ngx_cpymem(p, CRLF "Accept: application/*" CRLF
                       "Connection: keep-alive" CRLF CRLF,
