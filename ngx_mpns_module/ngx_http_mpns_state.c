@@ -552,8 +552,8 @@ ngx_http_mpns_state_start(ngx_http_mpns_state_t *st, ngx_log_t *log)
 
     if (writer && writer != ngx_pid) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "mpns %V zone \"%V\": process %P began writing "
-                      "\"%s\" %T s ago and stopped, taken over",
+                      "mpns %V zone \"%V\": process %P stopped writing "
+                      "\"%s\" %T s ago, taken over",
                       &st->format->name, &st->shm_zone->shm.name, writer,
                       st->path.data, silent);
     }
@@ -627,7 +627,8 @@ ngx_http_mpns_state_slice(ngx_http_mpns_state_t *st, ngx_log_t *log)
 
 /*
  * Renews the writer's mark: NGX_OK, or NGX_BUSY when another worker took
- * it over meanwhile (its file is the newer one)
+ * it over meanwhile, or a new zone took the file over on reload (their
+ * file is the newer one)
  */
 
 static ngx_int_t
@@ -637,7 +638,7 @@ ngx_http_mpns_state_mark(ngx_http_mpns_state_t *st)
 
     ngx_shmtx_lock(&st->shpool->mutex);
 
-    if (st->sh->writer == ngx_pid) {
+    if (st->sh->writer == ngx_pid && !st->sh->retired) {
         st->sh->writing = ngx_time();
         rc = NGX_OK;
 
