@@ -333,4 +333,57 @@ subtest 'a writer killed in the middle of a save is taken over' => sub {
 
 $t->done;
 
+###############################################################################
+
+# an outbox state directory the workers cannot write (as root: workers as
+# nobody, which valgrind reports for the files it cannot remove then)
+
+SKIP: {
+    skip 'workers as nobody under valgrind', 2
+        if $ENV{TEST_NGINX_VALGRIND} && $> == 0;
+
+    my $u = MpnsTest->new;
+    my $ud = $u->testdir;
+    my $root = $> == 0;
+
+    mkdir "$ud/ro" or die;
+
+    chmod 0755, $ud;
+    chmod($root ? 0755 : 0555, "$ud/ro");
+
+    my $conf = http_conf(<<'EOF_CONF');
+
+    mpns_outbox_zone zone=o:64k state=ro/o.ndjson;
+
+    server {
+        listen       127.0.0.1:%%PORT%%;
+        server_name  localhost;
+
+        location /o {
+            mpns_send;
+            mpns_outbox o;
+            mpns_mode background;
+        }
+    }
+
+EOF_CONF
+
+    $conf =~ s/^(%%TEST_GLOBALS%%)$/$1\nuser nobody nogroup;/m if $root;
+
+    my $line = qr/\[emerg\] .*mpns outbox zone "o": state directory "\Q$ud\E\/ro" is not writable by worker processes: open\(\) "\Q$ud\E\/ro\/o\.ndjson\.\d+\.tmp" failed \(13: Permission denied\)/;
+
+    $u->tolerate($line);
+    $u->write_conf($conf)->run;
+
+    $u->wait_for(sub { $u->error_log_lines($line) }, 5);
+    is(scalar $u->error_log_lines($line), 1,
+       'unwritable outbox state directory: one [emerg] line');
+    is($u->http_get('/o/0000000000000001')->{status}, 404,
+       'the outbox works');
+
+    $u->stop;
+    chmod 0700, $ud;
+    $u->done;
+}
+
 done_testing;
