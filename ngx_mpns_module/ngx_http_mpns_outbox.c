@@ -1642,6 +1642,8 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
     ngx_http_mpns_outbox_ctx_t   *ctx;
     ngx_http_mpns_outbox_node_t  *on;
 
+    /* numbers; strings, the three written as names last */
+
     static char  *nkey[] = { "created", "due", "finished", "attempts",
                              "callbacks", "status", "reported", "gave_up",
                              "class", "broadcast", "cursor_hash", "sent",
