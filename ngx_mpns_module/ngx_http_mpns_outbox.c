@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_mpns_module.h"
+#include "ngx_http_mpns_state.h"
 
 
 /*
@@ -34,8 +35,9 @@
 #define NGX_HTTP_MPNS_MAX_BACKOFF       3600000
 #define NGX_HTTP_MPNS_CALLBACK_BACKOFF  1000
 #define NGX_HTTP_MPNS_CALLBACK_MAX      60000
-#define NGX_HTTP_MPNS_OB_BUFFER         65536
-#define NGX_HTTP_MPNS_OB_SAVE_DELAY     1000
+
+/* a line of the state file with a 64 KB body in base64 fits */
+#define NGX_HTTP_MPNS_OB_STATE_BUFFER   131072
 
 
 typedef struct {
@@ -86,9 +88,7 @@ typedef struct {
     ngx_rbtree_node_t              due_sentinel;
     ngx_uint_t                     count;
     ngx_uint_t                     full;
-    uint64_t                       version;   /* bumped by every change */
-    uint64_t                       saved;
-    ngx_pid_t                      writer;
+    ngx_http_mpns_state_sh_t       file;
 } ngx_http_mpns_outbox_shctx_t;
 
 
@@ -96,8 +96,7 @@ typedef struct {
     ngx_http_mpns_outbox_shctx_t  *sh;
     ngx_slab_pool_t               *shpool;
     ngx_shm_zone_t                *shm_zone;
-
-    ngx_str_t                      state;     /* null-terminated or empty */
+    ngx_http_mpns_state_t          file;
 
     /* the one location that sends into it, this cycle */
     ngx_http_mpns_loc_conf_t      *mlcf;
@@ -106,9 +105,6 @@ typedef struct {
     /* per worker */
     ngx_event_t                    drain;
     ngx_uint_t                     active;    /* jobs in flight */
-    ngx_event_t                    save;
-    u_char                        *temp;
-    u_char                        *buf;
 } ngx_http_mpns_outbox_ctx_t;
 
 
@@ -176,22 +172,82 @@ static size_t ngx_http_mpns_outbox_json(u_char *buf,
     ngx_http_mpns_outbox_node_t *on);
 static ngx_int_t ngx_http_mpns_outbox_parse_id(ngx_str_t *s, uint64_t *id);
 static void ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_ctx_t *ctx);
-static void ngx_http_mpns_outbox_save_handler(ngx_event_t *ev);
-static ngx_int_t ngx_http_mpns_outbox_save(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_log_t *log);
+static ngx_int_t ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st,
+    void *cursor, ngx_buf_t *b);
 static size_t ngx_http_mpns_outbox_record(u_char *buf,
     ngx_http_mpns_outbox_node_t *on);
-static ngx_int_t ngx_http_mpns_outbox_load(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_log_t *log);
-static ngx_int_t ngx_http_mpns_outbox_load_line(
-    ngx_http_mpns_outbox_ctx_t *ctx, ngx_pool_t *pool, ngx_str_t *line);
+static ngx_int_t ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st,
+    ngx_pool_t *pool, ngx_str_t *line, ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_outbox_coded(ngx_http_mpns_state_t *st,
+    ngx_str_t *key, ngx_http_mpns_json_tok_t *tok, ngx_str_t *name);
+static ngx_int_t ngx_http_mpns_outbox_mistake(ngx_http_mpns_error_t *err,
+    const char *text, char *field);
 
 
+/* by NGX_HTTP_MPNS_OB_*, then the state shown for an entry given up */
 static ngx_str_t  ngx_http_mpns_outbox_states[] = {
     ngx_string("pending"),
     ngx_string("sending"),
     ngx_string("done"),
     ngx_string("expired")
+};
+
+
+/*
+ * State files written before names were persisted had numbers for the
+ * state, the outcome and the type (a bit: its index here).  What they
+ * meant then, whatever the numbers of today.
+ */
+
+static ngx_str_t  ngx_http_mpns_outbox_old_states[] = {
+    ngx_string("pending"),
+    ngx_string("sending"),
+    ngx_string("done"),
+    ngx_null_string
+};
+
+
+static ngx_str_t  ngx_http_mpns_outbox_old_outcomes[] = {
+    ngx_string("delivered"),
+    ngx_string("queue_full"),
+    ngx_string("suppressed"),
+    ngx_string("dropped"),
+    ngx_string("bad_request"),
+    ngx_string("unauthorized"),
+    ngx_string("forbidden"),
+    ngx_string("expired"),
+    ngx_string("method_not_allowed"),
+    ngx_string("throttled"),
+    ngx_string("device_inactive"),
+    ngx_string("unavailable"),
+    ngx_string("transport_error"),
+    ngx_string("timeout"),
+    ngx_string("refused"),
+    ngx_string("tls_handshake_failed"),
+    ngx_string("tls_verify_failed"),
+    ngx_string("certificate_rejected"),
+    ngx_null_string
+};
+
+
+static ngx_str_t  ngx_http_mpns_outbox_old_types[] = {
+    ngx_string("toast"),
+    ngx_string("tile"),
+    ngx_string("flip"),
+    ngx_string("cycle"),
+    ngx_string("iconic"),
+    ngx_string("raw"),
+    ngx_string("callback"),
+    ngx_null_string
+};
+
+
+static ngx_http_mpns_state_format_t  ngx_http_mpns_outbox_format = {
+    ngx_string("outbox"),
+    ngx_http_mpns_outbox_load,
+    ngx_http_mpns_outbox_render,
+    sizeof(uint64_t),
+    NGX_HTTP_MPNS_OB_STATE_BUFFER
 };
 
 
@@ -201,7 +257,7 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_mpns_main_conf_t *mmcf = conf;
 
     ssize_t                      size;
-    ngx_str_t                   *value, name;
+    ngx_str_t                   *value, name, state;
     ngx_shm_zone_t              *shm_zone, **zones;
     ngx_http_mpns_outbox_ctx_t  *ctx;
 
@@ -225,10 +281,10 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        ctx->state.data = value[2].data + 6;
-        ctx->state.len = value[2].len - 6;
+        state.data = value[2].data + 6;
+        state.len = value[2].len - 6;
 
-        if (ngx_conf_full_name(cf->cycle, &ctx->state, 0) != NGX_OK) {
+        if (ngx_http_mpns_state_path(cf, &ctx->file, &state) != NGX_CONF_OK) {
             return NGX_CONF_ERROR;
         }
     }
@@ -246,6 +302,9 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ctx->shm_zone = shm_zone;
+    ctx->file.format = &ngx_http_mpns_outbox_format;
+    ctx->file.data = ctx;
+    ctx->file.shm_zone = shm_zone;
 
     shm_zone->init = ngx_http_mpns_outbox_init_zone;
     shm_zone->data = ctx;
@@ -507,6 +566,8 @@ ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (octx) {
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
+        ctx->file.sh = &ctx->sh->file;
+        ctx->file.shpool = ctx->shpool;
         return NGX_OK;
     }
 
@@ -519,6 +580,8 @@ ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     ctx->shpool->data = ctx->sh;
+    ctx->file.sh = &ctx->sh->file;
+    ctx->file.shpool = ctx->shpool;
 
     ngx_rbtree_init(&ctx->sh->ids, &ctx->sh->ids_sentinel,
                     ngx_rbtree_insert_value);
@@ -537,11 +600,7 @@ ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx->shpool->log_nomem = 0;
 
-    if (ctx->state.len == 0 || ngx_test_config) {
-        return NGX_OK;
-    }
-
-    return ngx_http_mpns_outbox_load(ctx, shm_zone->shm.log);
+    return ngx_http_mpns_state_load(&ctx->file, shm_zone->shm.log);
 }
 
 
@@ -658,7 +717,7 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
     ngx_rbtree_insert(&ctx->sh->due, &on->due);
 
     ctx->sh->count++;
-    ctx->sh->version++;
+    ctx->sh->file.version++;
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -757,28 +816,8 @@ ngx_http_mpns_outbox_init_process(ngx_cycle_t *cycle)
 
         ngx_add_timer(&ctx->drain, NGX_HTTP_MPNS_DRAIN_INTERVAL);
 
-        if (ctx->state.len == 0) {
-            continue;
-        }
-
-        ctx->temp = ngx_pnalloc(cycle->pool, ctx->state.len + NGX_INT64_LEN
-                                             + sizeof("..tmp"));
-        ctx->buf = ngx_palloc(cycle->pool, NGX_HTTP_MPNS_OB_BUFFER);
-
-        if (ctx->temp == NULL || ctx->buf == NULL) {
+        if (ngx_http_mpns_state_init_process(&ctx->file, cycle) != NGX_OK) {
             return NGX_ERROR;
-        }
-
-        ngx_sprintf(ctx->temp, "%V.%P.tmp%Z", &ctx->state, ngx_pid);
-
-        ctx->save.handler = ngx_http_mpns_outbox_save_handler;
-        ctx->save.data = ctx;
-        ctx->save.log = cycle->log;
-
-        /* what was loaded, and sends left in flight by the old workers */
-
-        if (ngx_worker == 0) {
-            ngx_add_timer(&ctx->save, NGX_HTTP_MPNS_OB_SAVE_DELAY);
         }
     }
 
@@ -789,7 +828,7 @@ ngx_http_mpns_outbox_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_mpns_outbox_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                   i, n;
+    ngx_uint_t                   i;
     ngx_shm_zone_t             **zones;
     ngx_http_mpns_main_conf_t   *mmcf;
     ngx_http_mpns_outbox_ctx_t  *ctx;
@@ -804,20 +843,7 @@ ngx_http_mpns_outbox_exit_process(ngx_cycle_t *cycle)
 
     for (i = 0; i < mmcf->outboxes.nelts; i++) {
         ctx = zones[i]->data;
-
-        if (ctx->save.handler == NULL) {
-            continue;
-        }
-
-        /* another worker may be writing: wait for it a little */
-
-        for (n = 0; n < 100; n++) {
-            if (ngx_http_mpns_outbox_save(ctx, cycle->log) != NGX_BUSY) {
-                break;
-            }
-
-            ngx_msleep(10);
-        }
+        ngx_http_mpns_state_exit_process(&ctx->file, cycle);
     }
 }
 
@@ -914,7 +940,7 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
             ngx_slab_free_locked(ctx->shpool, on);
             ctx->sh->count--;
             ctx->sh->full = 0;
-            ctx->sh->version++;
+            ctx->sh->file.version++;
         }
 
         if (job) {
@@ -1155,7 +1181,7 @@ ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_ctx_t *ctx,
     on->due.key = (ngx_rbtree_key_t) when;
     ngx_rbtree_insert(&ctx->sh->due, &on->due);
 
-    ctx->sh->version++;
+    ctx->sh->file.version++;
 }
 
 
@@ -1272,155 +1298,62 @@ ngx_http_mpns_outbox_parse_id(ngx_str_t *s, uint64_t *id)
 static void
 ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_ctx_t *ctx)
 {
-    /* non-cancelable: a graceful stop saves before it ends */
-
-    if (ctx->save.handler && !ctx->save.timer_set) {
-        ngx_add_timer(&ctx->save, NGX_HTTP_MPNS_OB_SAVE_DELAY);
-    }
+    ngx_http_mpns_state_changed(&ctx->file);
 }
 
 
-static void
-ngx_http_mpns_outbox_save_handler(ngx_event_t *ev)
-{
-    ngx_http_mpns_outbox_ctx_t *ctx = ev->data;
-
-    ngx_int_t  rc;
-
-    rc = ngx_http_mpns_outbox_save(ctx, ev->log);
-
-    if (rc == NGX_OK || ngx_exiting || ngx_terminate) {
-        return;
-    }
-
-    ngx_add_timer(ev, NGX_HTTP_MPNS_OB_SAVE_DELAY);
-}
-
-
-/*
- * The whole outbox, a buffer at a time under the lock, into a temporary
- * file that replaces the state file once synced.  NGX_OK: saved or
- * nothing to save, NGX_BUSY: another worker is saving, NGX_ERROR.
- */
+/* the state file, a buffer at a time; see ngx_http_mpns_state_render_pt */
 
 static ngx_int_t
-ngx_http_mpns_outbox_save(ngx_http_mpns_outbox_ctx_t *ctx, ngx_log_t *log)
+ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st, void *cursor,
+    ngx_buf_t *b)
 {
-    u_char                       *p, *last;
-    size_t                        len;
-    ssize_t                       n;
-    uint64_t                      version, cursor;
-    ngx_fd_t                      fd;
+    uint64_t *last = cursor;   /* the id of the last record rendered */
+
     ngx_int_t                     rc;
-    ngx_uint_t                    done;
     ngx_rbtree_node_t            *node, *found, *sentinel;
+    ngx_http_mpns_outbox_ctx_t   *ctx;
     ngx_http_mpns_outbox_node_t  *on;
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    if (ctx->sh->version == ctx->sh->saved) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_OK;
-    }
-
-    if (ctx->sh->writer && ctx->sh->writer != ngx_pid) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_BUSY;
-    }
-
-    ctx->sh->writer = ngx_pid;
-    version = ctx->sh->version;
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    rc = NGX_ERROR;
-
-    fd = ngx_open_file(ctx->temp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
-                       NGX_FILE_DEFAULT_ACCESS);
-
-    if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_open_file_n " \"%s\" failed", ctx->temp);
-        goto done;
-    }
-
-    cursor = 0;
-    done = 0;
-
-    while (!done) {
-        p = ctx->buf;
-        last = ctx->buf + NGX_HTTP_MPNS_OB_BUFFER;
-
-        ngx_shmtx_lock(&ctx->shpool->mutex);
-
-        for ( ;; ) {
-
-            /* the first entry with an id above the cursor */
-
-            node = ctx->sh->ids.root;
-            sentinel = ctx->sh->ids.sentinel;
-            found = NULL;
-
-            while (node != sentinel) {
-                if ((uint64_t) node->key > cursor) {
-                    found = node;
-                    node = node->left;
-
-                } else {
-                    node = node->right;
-                }
-            }
-
-            if (found == NULL) {
-                done = 1;
-                break;
-            }
-
-            on = (ngx_http_mpns_outbox_node_t *) found;
-
-            len = ngx_http_mpns_outbox_record(NULL, on);
-
-            if ((size_t) (last - p) < len) {
-                break;
-            }
-
-            p += ngx_http_mpns_outbox_record(p, on);
-            cursor = on->node.key;
-        }
-
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-        for (last = ctx->buf; last < p; last += n) {
-            n = ngx_write_fd(fd, last, p - last);
-
-            if (n == -1) {
-                ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                              ngx_write_fd_n " \"%s\" failed", ctx->temp);
-                goto done;
-            }
-        }
-    }
-
-    rc = ngx_http_mpns_state_commit(fd, ctx->temp, ctx->state.data, log);
-    fd = NGX_INVALID_FILE;
-
-done:
-
-    if (rc != NGX_OK) {
-        if (fd != NGX_INVALID_FILE) {
-            (void) ngx_close_file(fd);
-        }
-
-        (void) ngx_delete_file(ctx->temp);
-    }
+    ctx = st->data;
+    rc = NGX_OK;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    if (rc == NGX_OK) {
-        ctx->sh->saved = version;
-    }
+    for ( ;; ) {
 
-    ctx->sh->writer = 0;
+        /* the first entry with an id above the cursor */
+
+        node = ctx->sh->ids.root;
+        sentinel = ctx->sh->ids.sentinel;
+        found = NULL;
+
+        while (node != sentinel) {
+            if ((uint64_t) node->key > *last) {
+                found = node;
+                node = node->left;
+
+            } else {
+                node = node->right;
+            }
+        }
+
+        if (found == NULL) {
+            break;
+        }
+
+        on = (ngx_http_mpns_outbox_node_t *) found;
+
+        if ((size_t) (b->end - b->last)
+            < ngx_http_mpns_outbox_record(NULL, on))
+        {
+            rc = NGX_AGAIN;
+            break;
+        }
+
+        b->last += ngx_http_mpns_outbox_record(b->last, on);
+        *last = on->node.key;
+    }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -1428,25 +1361,43 @@ done:
 }
 
 
-/* one line of the state file; with buf NULL, an upper bound of its length */
+/*
+ * One line of the state file; with buf NULL, an upper bound of its length.
+ * The state, the outcome (null before the first answer, as in the status
+ * answer) and the type are written as their names.
+ */
 
 static size_t
 ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_outbox_node_t *on)
 {
-    u_char     *p;
-    ngx_str_t   s, b64;
+    u_char                   *p;
+    ngx_str_t                 s, b64, *state, *type, none;
+    ngx_http_mpns_outcome_t  *o;
+
+    ngx_str_null(&none);
+
+    state = &ngx_http_mpns_outbox_states[on->state];
+    o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts)
+        ? ngx_http_mpns_outcome(on->outcome) : NULL;
+
+    /* an unknown type is written empty: that line is skipped when read */
+    type = ngx_http_mpns_type_name(on->type);
+    if (type == NULL) {
+        type = &none;
+    }
 
     if (buf == NULL) {
         s.len = on->channel_len;
         s.data = on->data;
 
-        return sizeof("{\"id\":\"\",\"state\":,\"created\":,\"due\":,"
+        return sizeof("{\"id\":\"\",\"state\":\"\",\"created\":,\"due\":,"
                       "\"finished\":,\"attempts\":,\"callbacks\":,"
-                      "\"status\":,\"outcome\":,\"reported\":,\"gave_up\":,"
-                      "\"type\":,\"class\":,\"message_id\":\"\","
-                      "\"channel\":,\"content_type\":,\"target\":,"
-                      "\"body\":\"\"}\n")
-               + NGX_HTTP_MPNS_ID_LEN + 13 * NGX_INT64_LEN + 36
+                      "\"status\":,\"outcome\":\"\",\"reported\":,"
+                      "\"gave_up\":,\"type\":\"\",\"class\":,"
+                      "\"message_id\":\"\",\"channel\":,\"content_type\":,"
+                      "\"target\":,\"body\":\"\"}\n")
+               + NGX_HTTP_MPNS_ID_LEN + 9 * NGX_INT64_LEN + 36
+               + state->len + (o ? o->name.len : 4) + type->len
                + ngx_http_mpns_json_str_len(&s)
                + 2 * (on->content_type_len + on->target_len) + 4
                + ngx_base64_encoded_length(on->body_len)
@@ -1458,18 +1409,21 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_outbox_node_t *on)
                       + on->cursor_len) + 8;
     }
 
-    p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":%ui,\"created\":%M,"
+    p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":\"%V\",\"created\":%M,"
                          "\"due\":%M,\"finished\":%M,\"attempts\":%ui,"
-                         "\"callbacks\":%ui,\"status\":%ui,\"outcome\":%ui,"
-                         "\"reported\":%ui,\"gave_up\":%ui,\"type\":%ui,"
-                         "\"class\":%ui,\"message_id\":\"%*s\",\"channel\":",
-                    (uint64_t) on->node.key, (ngx_uint_t) on->state,
-                    on->created, (ngx_msec_t) on->due.key, on->finished,
+                         "\"callbacks\":%ui,\"status\":%ui,\"outcome\":",
+                    (uint64_t) on->node.key, state, on->created,
+                    (ngx_msec_t) on->due.key, on->finished,
                     (ngx_uint_t) on->attempts, (ngx_uint_t) on->callbacks,
-                    (ngx_uint_t) on->status, (ngx_uint_t) on->outcome,
+                    (ngx_uint_t) on->status);
+
+    p = o ? ngx_sprintf(p, "\"%V\"", &o->name)
+          : ngx_cpymem(p, "null", 4);
+
+    p = ngx_sprintf(p, ",\"reported\":%ui,\"gave_up\":%ui,\"type\":\"%V\","
+                       "\"class\":%ui,\"message_id\":\"%*s\",\"channel\":",
                     (ngx_uint_t) on->reported, (ngx_uint_t) on->gave_up,
-                    (ngx_uint_t) on->type,
-                    (ngx_uint_t) on->notification_class, (size_t) 36,
+                    type, (ngx_uint_t) on->notification_class, (size_t) 36,
                     on->message_id);
 
     s.data = on->data;
@@ -1532,140 +1486,43 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_outbox_node_t *on)
 }
 
 
-static ngx_int_t
-ngx_http_mpns_outbox_load(ngx_http_mpns_outbox_ctx_t *ctx, ngx_log_t *log)
-{
-    u_char           *buf, *p, *last, *lf;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_err_t         err;
-    ngx_str_t         line;
-    ngx_uint_t        loaded, lines;
-    ngx_pool_t       *pool;
-    ngx_file_info_t   fi;
-
-    fd = ngx_open_file(ctx->state.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        err = ngx_errno;
-
-        if (err == NGX_ENOENT) {
-            return NGX_OK;
-        }
-
-        ngx_log_error(NGX_LOG_EMERG, log, err,
-                      ngx_open_file_n " \"%s\" failed", ctx->state.data);
-        return NGX_ERROR;
-    }
-
-    buf = NULL;
-    pool = NULL;
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
-                      ngx_fd_info_n " \"%s\" failed", ctx->state.data);
-        goto failed;
-    }
-
-    buf = ngx_alloc(ngx_file_size(&fi) + 1, log);
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
-
-    if (buf == NULL || pool == NULL) {
-        goto failed;
-    }
-
-    n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
-
-    if (n == -1) {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
-                      ngx_read_fd_n " \"%s\" failed", ctx->state.data);
-        goto failed;
-    }
-
-    loaded = 0;
-    lines = 0;
-    p = buf;
-    last = buf + n;
-
-    while (p < last) {
-        lf = ngx_strlchr(p, last, LF);
-
-        line.data = p;
-        line.len = (lf ? lf : last) - p;
-
-        p = lf ? lf + 1 : last;
-        lines++;
-
-        if (line.len == 0) {
-            continue;
-        }
-
-        /* a line cut short by a crash is skipped */
-
-        if (ngx_http_mpns_outbox_load_line(ctx, pool, &line) == NGX_OK) {
-            loaded++;
-
-        } else {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "mpns outbox zone \"%V\": line %ui of \"%s\" "
-                          "skipped", &ctx->shm_zone->shm.name, lines,
-                          ctx->state.data);
-        }
-
-        ngx_reset_pool(pool);
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "mpns outbox zone \"%V\": loaded %ui entries from \"%s\"",
-                  &ctx->shm_zone->shm.name, loaded, ctx->state.data);
-
-    ngx_free(buf);
-    ngx_destroy_pool(pool);
-    (void) ngx_close_file(fd);
-
-    return NGX_OK;
-
-failed:
-
-    if (buf) {
-        ngx_free(buf);
-    }
-
-    if (pool) {
-        ngx_destroy_pool(pool);
-    }
-
-    (void) ngx_close_file(fd);
-
-    return NGX_ERROR;
-}
-
+/* a line of the state file; see ngx_http_mpns_state_load_pt */
 
 static ngx_int_t
-ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_pool_t *pool, ngx_str_t *line)
+ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
+    ngx_str_t *line, ngx_http_mpns_error_t *err)
 {
     u_char                       *p;
     uint64_t                      id;
-    ngx_int_t                     v[20];
-    ngx_str_t                     key, val, str[9], body;
-    ngx_uint_t                    i, j, k, got;
+    ngx_int_t                     v[16], rc, state, outcome, type;
+    ngx_str_t                     key, val, str[12], body;
+    ngx_uint_t                    i, j, k, nums, strs;
     ngx_http_mpns_json_t          json;
     ngx_http_mpns_json_tok_t     *t, *tv;
+    ngx_http_mpns_outbox_ctx_t   *ctx;
     ngx_http_mpns_outbox_node_t  *on;
 
-    static char  *nums[] = { "state", "created", "due", "finished",
-                             "attempts", "callbacks", "status", "outcome",
-                             "reported", "gave_up", "type", "class",
-                             "broadcast", "cursor_hash", "sent", "delivered",
-                             "expired", "failed", "deferred", NULL };
-    static char  *strs[] = { "id", "message_id", "channel", "content_type",
-                             "target", "user", "tag", "os", "cursor", NULL };
+    /* numbers; strings, the three written as names last */
 
-    if (ngx_http_mpns_json_parse(pool, line, &json) != NGX_OK
-        || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
-    {
-        return NGX_DECLINED;
+    static char  *nkey[] = { "created", "due", "finished", "attempts",
+                             "callbacks", "status", "reported", "gave_up",
+                             "class", "broadcast", "cursor_hash", "sent",
+                             "delivered", "expired", "failed", "deferred",
+                             NULL };
+    static char  *skey[] = { "id", "message_id", "channel", "content_type",
+                             "target", "user", "tag", "os", "cursor",
+                             "state", "outcome", "type", NULL };
+
+    ctx = st->data;
+
+    rc = ngx_http_mpns_json_parse(pool, line, &json);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid JSON", NULL);
     }
 
     ngx_memzero(v, sizeof(v));
@@ -1674,28 +1531,51 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
 
     t = json.tokens;
     k = 1;
-    got = 0;
+    nums = 0;
+    strs = 0;
 
     for (i = 0; i < t[0].size; i++) {
         if (ngx_http_mpns_json_string(pool, &t[k], &key) != NGX_OK) {
-            return NGX_DECLINED;
+            return ngx_http_mpns_outbox_mistake(err, "invalid JSON", NULL);
         }
 
         tv = &t[k + 1];
         k = tv->next;
 
+        for (j = 9; skey[j]; j++) {
+            if (key.len == ngx_strlen(skey[j])
+                && ngx_strncmp(key.data, skey[j], key.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (skey[j]) {
+            rc = ngx_http_mpns_outbox_coded(st, &key, tv, &str[j]);
+
+            if (rc != NGX_OK) {
+                return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                                    skey[j]);
+            }
+
+            strs |= 1 << j;
+            continue;
+        }
+
         if (tv->type == NGX_HTTP_MPNS_JSON_PRIMITIVE) {
-            for (j = 0; nums[j]; j++) {
-                if (key.len == ngx_strlen(nums[j])
-                    && ngx_strncmp(key.data, nums[j], key.len) == 0)
+            for (j = 0; nkey[j]; j++) {
+                if (key.len == ngx_strlen(nkey[j])
+                    && ngx_strncmp(key.data, nkey[j], key.len) == 0)
                 {
                     v[j] = ngx_atoi(tv->raw.data, tv->raw.len);
 
                     if (v[j] == NGX_ERROR) {
-                        return NGX_DECLINED;
+                        return ngx_http_mpns_outbox_mistake(err,
+                                                            "invalid value",
+                                                            nkey[j]);
                     }
 
-                    got |= 1 << j;
+                    nums |= 1 << j;
                 }
             }
 
@@ -1703,54 +1583,128 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
         }
 
         if (ngx_http_mpns_json_string(pool, tv, &val) != NGX_OK) {
-            return NGX_DECLINED;
+            return ngx_http_mpns_outbox_mistake(err, "invalid JSON", NULL);
         }
 
         if (key.len == 4 && ngx_strncmp(key.data, "body", 4) == 0) {
             body.data = ngx_pnalloc(pool,
                                     ngx_base64_decoded_length(val.len));
-            if (body.data == NULL
-                || ngx_decode_base64(&body, &val) != NGX_OK)
-            {
-                return NGX_DECLINED;
+            if (body.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (ngx_decode_base64(&body, &val) != NGX_OK) {
+                return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                                    "body");
             }
 
             continue;
         }
 
-        for (j = 0; strs[j]; j++) {
-            if (key.len == ngx_strlen(strs[j])
-                && ngx_strncmp(key.data, strs[j], key.len) == 0)
+        for (j = 0; j < 9; j++) {
+            if (key.len == ngx_strlen(skey[j])
+                && ngx_strncmp(key.data, skey[j], key.len) == 0)
             {
                 str[j] = val;
+                strs |= 1 << j;
             }
         }
     }
 
-    if ((got & ((1 << 12) - 1)) != (1 << 12) - 1
-        || ngx_http_mpns_outbox_parse_id(&str[0], &id) != NGX_OK
-        || str[1].len != 36 || (str[2].len == 0 && !v[12])
-        || str[2].len > NGX_HTTP_MPNS_MAX_CHANNEL
-        || str[5].len > 255 || str[6].len > 255 || str[7].len > 255
-        || str[8].len > NGX_HTTP_MPNS_MAX_CHANNEL
-        || str[3].len > 255 || str[4].len > 255 || body.len > 65535
-        || v[0] > NGX_HTTP_MPNS_OB_FINAL
-        || v[7] >= NGX_HTTP_MPNS_NOUTCOMES
-        || ngx_http_mpns_outbox_lookup(ctx, id))
+    /* from "created" to "class"; "id", "message_id" and the names */
+
+    for (j = 0; j < 9; j++) {
+        if (!(nums & (1 << j))) {
+            return ngx_http_mpns_outbox_mistake(err, "missing field",
+                                                nkey[j]);
+        }
+    }
+
+    for (j = 0; skey[j]; j++) {
+        if ((j < 2 || j >= 9) && !(strs & (1 << j))) {
+            return ngx_http_mpns_outbox_mistake(err, "missing field",
+                                                skey[j]);
+        }
+    }
+
+    for (state = 0; state <= NGX_HTTP_MPNS_OB_FINAL; state++) {
+        if (str[9].len == ngx_http_mpns_outbox_states[state].len
+            && ngx_strncmp(str[9].data, ngx_http_mpns_outbox_states[state].data,
+                           str[9].len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    for (outcome = 0; str[10].len && outcome < NGX_HTTP_MPNS_NOUTCOMES;
+         outcome++)
     {
-        return NGX_DECLINED;
+        if (str[10].len == ngx_http_mpns_outcome(outcome)->name.len
+            && ngx_strncmp(str[10].data,
+                           ngx_http_mpns_outcome(outcome)->name.data,
+                           str[10].len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    type = ngx_http_mpns_type(&str[11]);
+
+    if (state > NGX_HTTP_MPNS_OB_FINAL) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "state");
+    }
+
+    if (outcome == NGX_HTTP_MPNS_NOUTCOMES) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "outcome");
+    }
+
+    if (type == NGX_ERROR) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "type");
+    }
+
+    if (ngx_http_mpns_outbox_parse_id(&str[0], &id) != NGX_OK) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "id");
+    }
+
+    if (str[1].len != 36) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                            "message_id");
+    }
+
+    if ((str[2].len == 0 && !v[9]) || str[2].len > NGX_HTTP_MPNS_MAX_CHANNEL
+        || str[8].len > NGX_HTTP_MPNS_MAX_CHANNEL)
+    {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                            v[9] ? "cursor" : "channel");
+    }
+
+    for (j = 3; j < 8; j++) {
+        if (str[j].len > 255) {
+            return ngx_http_mpns_outbox_mistake(err, "value too long",
+                                                skey[j]);
+        }
+    }
+
+    if (body.len > 65535) {
+        return ngx_http_mpns_outbox_mistake(err, "value too long", "body");
+    }
+
+    if (ngx_http_mpns_outbox_lookup(ctx, id)) {
+        return ngx_http_mpns_outbox_mistake(err, "duplicate id", "id");
     }
 
     on = ngx_slab_alloc(ctx->shpool, offsetof(ngx_http_mpns_outbox_node_t,
                                               data)
                                      + str[2].len + str[3].len + str[4].len
                                      + body.len
-                                     + (v[12] ? str[5].len + str[6].len
-                                                + str[7].len
-                                                + NGX_HTTP_MPNS_MAX_CHANNEL
-                                              : 0));
+                                     + (v[9] ? str[5].len + str[6].len
+                                               + str[7].len
+                                               + NGX_HTTP_MPNS_MAX_CHANNEL
+                                             : 0));
     if (on == NULL) {
-        return NGX_DECLINED;
+        return NGX_BUSY;
     }
 
     ngx_memzero(on, offsetof(ngx_http_mpns_outbox_node_t, data));
@@ -1758,20 +1712,20 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
     on->node.key = (ngx_rbtree_key_t) id;
 
     /* a send in flight when the file was written is sent again */
-    on->state = (v[0] == NGX_HTTP_MPNS_OB_SENDING)
-                ? NGX_HTTP_MPNS_OB_PENDING : (u_char) v[0];
+    on->state = (state == NGX_HTTP_MPNS_OB_SENDING)
+                ? NGX_HTTP_MPNS_OB_PENDING : (u_char) state;
 
-    on->created = (ngx_msec_t) v[1];
-    on->due.key = (ngx_rbtree_key_t) v[2];
-    on->finished = (ngx_msec_t) v[3];
-    on->attempts = (uint16_t) v[4];
-    on->callbacks = (uint16_t) v[5];
-    on->status = (uint16_t) v[6];
-    on->outcome = (u_char) v[7];
-    on->reported = (u_char) v[8];
-    on->gave_up = (u_char) v[9];
-    on->type = (u_char) v[10];
-    on->notification_class = (u_char) v[11];
+    on->created = (ngx_msec_t) v[0];
+    on->due.key = (ngx_rbtree_key_t) v[1];
+    on->finished = (ngx_msec_t) v[2];
+    on->attempts = (uint16_t) v[3];
+    on->callbacks = (uint16_t) v[4];
+    on->status = (uint16_t) v[5];
+    on->outcome = (u_char) (str[10].len ? outcome : 0);
+    on->reported = (u_char) v[6];
+    on->gave_up = (u_char) v[7];
+    on->type = (u_char) type;
+    on->notification_class = (u_char) v[8];
     ngx_memcpy(on->message_id, str[1].data, 36);
 
     on->channel_len = (uint16_t) str[2].len;
@@ -1784,12 +1738,12 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
     p = ngx_cpymem(p, str[4].data, str[4].len);
     p = ngx_cpymem(p, body.data, body.len);
 
-    if (v[12]) {
+    if (v[9]) {
         on->broadcast = 1;
-        on->cursor_hash = (uint32_t) v[13];
+        on->cursor_hash = (uint32_t) v[10];
 
         for (i = 0; i < 5; i++) {
-            on->counts[i] = (uint32_t) v[14 + i];
+            on->counts[i] = (uint32_t) v[11 + i];
         }
 
         on->user_len = (u_char) str[5].len;
@@ -1809,6 +1763,84 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
     ctx->sh->count++;
 
     return NGX_OK;
+}
+
+
+/*
+ * "state", "outcome" or "type" as a name: a string, null for no outcome,
+ * or a number of the old numbering (then the file is written anew)
+ */
+
+static ngx_int_t
+ngx_http_mpns_outbox_coded(ngx_http_mpns_state_t *st, ngx_str_t *key,
+    ngx_http_mpns_json_tok_t *tok, ngx_str_t *name)
+{
+    ngx_int_t   n;
+    ngx_str_t  *old;
+    ngx_uint_t  i;
+
+    if (tok->type == NGX_HTTP_MPNS_JSON_STRING) {
+        /* names have nothing to unescape */
+        *name = tok->raw;
+        return NGX_OK;
+    }
+
+    if (tok->type != NGX_HTTP_MPNS_JSON_PRIMITIVE) {
+        return NGX_DECLINED;
+    }
+
+    if (key->data[0] == 'o'
+        && tok->raw.len == 4 && ngx_strncmp(tok->raw.data, "null", 4) == 0)
+    {
+        ngx_str_null(name);
+        return NGX_OK;
+    }
+
+    n = ngx_atoi(tok->raw.data, tok->raw.len);
+
+    if (n == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    if (key->data[0] == 's') {
+        old = ngx_http_mpns_outbox_old_states;
+
+    } else if (key->data[0] == 'o') {
+        old = ngx_http_mpns_outbox_old_outcomes;
+
+    } else {
+        old = ngx_http_mpns_outbox_old_types;
+
+        /* a bit */
+        for (i = 0; old[i].len && n != (1 << i); i++) { /* void */ }
+
+        n = i;
+    }
+
+    for (i = 0; old[i].len; i++) {
+        if ((ngx_uint_t) n == i) {
+            *name = old[i];
+            st->outdated = 1;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_outbox_mistake(ngx_http_mpns_error_t *err, const char *text,
+    char *field)
+{
+    err->text = text;
+
+    if (field) {
+        err->field.data = (u_char *) field;
+        err->field.len = ngx_strlen(field);
+    }
+
+    return NGX_DECLINED;
 }
 
 

@@ -149,13 +149,6 @@ ngx_int_t ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
 /* the location handler of mpns_registry */
 ngx_int_t ngx_http_mpns_registry_handler(ngx_http_request_t *r);
 
-/*
- * the last step of writing a state file: sync and close "fd" (always
- * closed), rename "temp" over "state"; on failure, logged and "temp" removed
- */
-ngx_int_t ngx_http_mpns_state_commit(ngx_fd_t fd, u_char *temp,
-    u_char *state, ngx_log_t *log);
-
 /* per worker: arm state saving; flush it when the worker exits */
 ngx_int_t ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle);
 void ngx_http_mpns_registry_exit_process(ngx_cycle_t *cycle);
