@@ -175,7 +175,9 @@ static void ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_ctx_t *ctx);
 static ngx_int_t ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st,
     void *cursor, ngx_buf_t *b);
 static size_t ngx_http_mpns_outbox_record(u_char *buf,
-    ngx_http_mpns_outbox_node_t *on);
+    ngx_http_mpns_service_t *service, ngx_http_mpns_outbox_node_t *on);
+static ngx_http_mpns_service_t *ngx_http_mpns_outbox_service(
+    ngx_http_mpns_outbox_ctx_t *ctx);
 static ngx_int_t ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st,
     ngx_pool_t *pool, ngx_str_t *line, ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_outbox_coded(ngx_http_mpns_state_t *st,
@@ -1312,10 +1314,12 @@ ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st, void *cursor,
 
     ngx_int_t                     rc;
     ngx_rbtree_node_t            *node, *found, *sentinel;
+    ngx_http_mpns_service_t      *service;
     ngx_http_mpns_outbox_ctx_t   *ctx;
     ngx_http_mpns_outbox_node_t  *on;
 
     ctx = st->data;
+    service = ngx_http_mpns_outbox_service(ctx);
     rc = NGX_OK;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -1345,13 +1349,13 @@ ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st, void *cursor,
         on = (ngx_http_mpns_outbox_node_t *) found;
 
         if ((size_t) (b->end - b->last)
-            < ngx_http_mpns_outbox_record(NULL, on))
+            < ngx_http_mpns_outbox_record(NULL, service, on))
         {
             rc = NGX_AGAIN;
             break;
         }
 
-        b->last += ngx_http_mpns_outbox_record(b->last, on);
+        b->last += ngx_http_mpns_outbox_record(b->last, service, on);
         *last = on->node.key;
     }
 
@@ -1368,7 +1372,8 @@ ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st, void *cursor,
  */
 
 static size_t
-ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_outbox_node_t *on)
+ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
+    ngx_http_mpns_outbox_node_t *on)
 {
     u_char                   *p;
     ngx_str_t                 s, b64, *state, *type, none;
@@ -1381,7 +1386,7 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_outbox_node_t *on)
         ? ngx_http_mpns_outcome(on->outcome) : NULL;
 
     /* an unknown type is written empty: that line is skipped when read */
-    type = ngx_http_mpns_type_name(on->type);
+    type = service->type_name(on->type);
     if (type == NULL) {
         type = &none;
     }
@@ -1650,7 +1655,7 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
         }
     }
 
-    type = ngx_http_mpns_type(&str[11]);
+    type = ngx_http_mpns_outbox_service(ctx)->type(&str[11]);
 
     if (state > NGX_HTTP_MPNS_OB_FINAL) {
         return ngx_http_mpns_outbox_mistake(err, "invalid value", "state");
@@ -1826,6 +1831,15 @@ ngx_http_mpns_outbox_coded(ngx_http_mpns_state_t *st, ngx_str_t *key,
     }
 
     return NGX_DECLINED;
+}
+
+
+/* whose type names the entries have; an outbox no location uses: MPNS */
+
+static ngx_http_mpns_service_t *
+ngx_http_mpns_outbox_service(ngx_http_mpns_outbox_ctx_t *ctx)
+{
+    return ctx->mlcf ? ctx->mlcf->service : &ngx_http_mpns_service_mpns;
 }
 
 
