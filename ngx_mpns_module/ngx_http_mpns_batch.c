@@ -204,6 +204,10 @@ ngx_http_mpns_send_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         if (batch->reader == NULL) {
             return NGX_ERROR;
         }
+
+        batch->reader->op.handler = ngx_http_mpns_fanout_resume;
+        batch->reader->op.data = fo;
+        batch->reader->op.log = r->connection->log;
     }
 
     n = ngx_min(mlcf->report_failures, 16);

@@ -114,6 +114,11 @@ typedef struct {
     const char                    *error;         /* a caller's mistake */
     ngx_http_mpns_error_t         *mistake;       /* found while sending */
 
+    /* a background send */
+    ngx_http_mpns_store_op_t       op;
+    ngx_msec_t                     due_in;
+    u_char                         id[NGX_HTTP_MPNS_ID_LEN];
+
     time_t                         retry_after;   /* 0: the outcome's */
     ngx_http_mpns_batch_t         *batch;         /* several recipients */
     ngx_http_mpns_counts_t         counts;

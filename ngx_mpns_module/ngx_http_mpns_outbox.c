@@ -618,18 +618,17 @@ ngx_http_mpns_outbox_now(void)
 
 
 ngx_int_t
-ngx_http_mpns_outbox_add(ngx_http_request_t *r, void *msg,
-    ngx_str_t *channel, void *filter, ngx_msec_t due, u_char *id)
+ngx_http_mpns_outbox_add(ngx_shm_zone_t *zone, ngx_http_mpns_message_t *msg,
+    ngx_str_t *channel, ngx_http_mpns_filter_t *filter, ngx_msec_t due,
+    u_char *id, ngx_http_mpns_store_op_t *op)
 {
-    ngx_http_mpns_loc_conf_t   *mlcf;
     ngx_http_mpns_main_conf_t  *mmcf;
 
-    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
-    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
+    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_mpns_module);
 
-    return ngx_http_mpns_outbox_insert(mlcf->outbox.zone->data, mmcf->engine,
-                                       r->connection->log, msg, channel,
-                                       filter, due, id);
+    return ngx_http_mpns_outbox_insert(zone->data, mmcf->engine, op->log,
+                                       msg, channel, filter, due, id);
 }
 
 
@@ -1969,6 +1968,10 @@ ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
         if (run->reader == NULL) {
             goto failed;
         }
+
+        run->reader->op.handler = ngx_http_mpns_fanout_resume;
+        run->reader->op.data = fo;
+        run->reader->op.log = ngx_cycle->log;
 
         /* where the last worker got to, and what it had counted */
 

@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_mpns.h"
+#include "ngx_http_mpns_message.h"
+#include "ngx_http_mpns_store.h"
 
 
 #define NGX_HTTP_MPNS_MODE_WAIT          0
@@ -57,13 +59,15 @@ char *ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *mlcf,
     ngx_http_mpns_outbox_conf_t *conf, ngx_http_mpns_outbox_conf_t *prev);
 
 /*
- * a notification (an ngx_http_mpns_message_t) to send later, at "due"
- * (milliseconds since the epoch), to "channel" or, with a "filter" (an
- * ngx_http_mpns_filter_t), to the registry; NGX_OK with its id, NGX_BUSY
- * when the outbox is full
+ * A notification to send later, at "due" (milliseconds since the epoch),
+ * to "channel" or, with a "filter", to the registry: NGX_OK with its id
+ * (NGX_HTTP_MPNS_ID_LEN bytes), NGX_BUSY when the outbox is full, or
+ * NGX_AGAIN and the same through "op" later (ngx_http_mpns_store.h).
  */
-ngx_int_t ngx_http_mpns_outbox_add(ngx_http_request_t *r, void *msg,
-    ngx_str_t *channel, void *filter, ngx_msec_t due, u_char *id);
+ngx_int_t ngx_http_mpns_outbox_add(ngx_shm_zone_t *zone,
+    ngx_http_mpns_message_t *msg, ngx_str_t *channel,
+    ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id,
+    ngx_http_mpns_store_op_t *op);
 
 /* answers GET <location>/<id> */
 ngx_int_t ngx_http_mpns_outbox_status(ngx_http_request_t *r, ngx_str_t *id);
