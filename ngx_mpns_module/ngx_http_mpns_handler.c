@@ -107,7 +107,7 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
                     return rc;
                 }
 
-                return ngx_http_mpns_outbox_status(r, &id);
+                return ngx_http_mpns_background_status(r, &id);
             }
         }
     }
