@@ -157,6 +157,7 @@ ngx_int_t ngx_http_mpns_send_start(ngx_http_request_t *r,
     ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_copy(ngx_pool_t *pool, ngx_str_t *dst,
     ngx_str_t *src);
+u_char *ngx_http_mpns_uint(u_char *p, ngx_uint_t n);
 
 ngx_int_t ngx_http_mpns_add_variables(ngx_conf_t *cf);
 

@@ -902,7 +902,7 @@ ngx_http_mpns_mpns_create_request(ngx_pool_t *pool, ngx_http_mpns_message_t *msg
     p = ngx_cpymem(p, msg->content_type.data, msg->content_type.len);
     p = ngx_cpymem(p, CRLF "Content-Length: ",
                    sizeof(CRLF "Content-Length: ") - 1);
-    p = ngx_sprintf(p, "%uz", msg->body.len);
+    p = ngx_http_mpns_uint(p, msg->body.len);
     *p++ = CR; *p++ = LF;
 
     if (msg->target.len) {
