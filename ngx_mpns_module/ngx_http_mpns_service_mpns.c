@@ -25,6 +25,14 @@
 #define NGX_HTTP_MPNS_H_DEVICE_CONNECTION_STATUS  2
 #define NGX_HTTP_MPNS_H_MESSAGE_ID                3
 
+/* what MPNS takes as a callback message */
+#define NGX_HTTP_MPNS_MAX_CALLBACK                1024
+
+/* batching interval, the tens digit of X-NotificationClass */
+#define NGX_HTTP_MPNS_CLASS_IMMEDIATE             0
+#define NGX_HTTP_MPNS_CLASS_450                   10
+#define NGX_HTTP_MPNS_CLASS_900                   20
+
 /* MPNS: exponential backoff, at most an hour apart */
 #define NGX_HTTP_MPNS_MAX_BACKOFF       3600000
 
