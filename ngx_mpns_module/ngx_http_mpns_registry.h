@@ -12,6 +12,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_mpns.h"
+#include "ngx_http_mpns_message.h"
 #include "ngx_http_mpns_store.h"
 
 
