@@ -161,11 +161,9 @@ ngx_http_mpns_fanout_pump(ngx_http_mpns_fanout_t *fo)
             break;
         }
 
-        if (ngx_exiting || ngx_terminate) {
-            if (fo->request == NULL) {
-                /* the owner keeps where it got to for the next workers */
-                break;
-            }
+        if (fo->request == NULL && (ngx_exiting || ngx_terminate)) {
+            /* the owner keeps where it got to for the next workers */
+            break;
         }
 
         rc = fo->next(fo, &channel);
