@@ -314,6 +314,7 @@ ngx_http_mpns_background_run(ngx_http_mpns_runner_t *rn,
 
     if (e->broadcast) {
         fo->concurrency = rn->mlcf->concurrency;
+        fo->rate = rn->mlcf->rate;
         fo->record = ngx_http_mpns_background_recipient;
 
         run->reader = ngx_http_mpns_reader_create(pool,

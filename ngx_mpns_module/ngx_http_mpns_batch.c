@@ -176,6 +176,7 @@ ngx_http_mpns_send_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
     batch->msg = fo->msg;
 
     fo->concurrency = mlcf->concurrency;
+    fo->rate = mlcf->rate;
     fo->next = ngx_http_mpns_batch_next;
     fo->record = ngx_http_mpns_batch_record;
     fo->done = ngx_http_mpns_batch_finish;

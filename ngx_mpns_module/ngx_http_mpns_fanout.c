@@ -43,6 +43,8 @@ static ngx_int_t ngx_http_mpns_fanout_complete(ngx_http_mpns_fanout_t *fo,
 static void ngx_http_mpns_fanout_wake_next(ngx_http_mpns_engine_t *engine,
     ngx_uint_t limit);
 static void ngx_http_mpns_fanout_wake_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_mpns_fanout_paced(ngx_http_mpns_fanout_t *fo);
+static void ngx_http_mpns_fanout_pace_handler(ngx_event_t *ev);
 static void ngx_http_mpns_fanout_stop(ngx_http_mpns_fanout_t *fo);
 
 
@@ -118,6 +120,14 @@ ngx_http_mpns_fanout_init(ngx_http_mpns_fanout_t *fo)
     fo->wake.data = fo;
     fo->wake.log = fo->log;
 
+    /* not cancelable: a leaving worker hands a broadcast back after it */
+
+    fo->pace.handler = ngx_http_mpns_fanout_pace_handler;
+    fo->pace.data = fo;
+    fo->pace.log = fo->log;
+
+    fo->start = ngx_current_msec;
+
     return NGX_OK;
 }
 
@@ -166,6 +176,10 @@ ngx_http_mpns_fanout_pump(ngx_http_mpns_fanout_t *fo)
             break;
         }
 
+        if (fo->rate && ngx_http_mpns_fanout_paced(fo) != NGX_OK) {
+            break;
+        }
+
         rc = fo->next(fo, &channel);
 
         if (rc == NGX_AGAIN) {
@@ -179,6 +193,7 @@ ngx_http_mpns_fanout_pump(ngx_http_mpns_fanout_t *fo)
         }
 
         if (rc == NGX_OK) {
+            fo->started++;
             rc = ngx_http_mpns_fanout_send(fo, &channel);
         }
 
@@ -519,12 +534,48 @@ ngx_http_mpns_fanout_wake_handler(ngx_event_t *ev)
 }
 
 
-/* the fan-out sends nothing more: out of queues and posted events */
+/*
+ * mpns_rate: the n-th recipient is not sent before (n - 1) / rate seconds
+ * after the first; NGX_AGAIN arms the timer for it
+ */
+
+static ngx_int_t
+ngx_http_mpns_fanout_paced(ngx_http_mpns_fanout_t *fo)
+{
+    ngx_msec_t  due, elapsed;
+
+    due = (ngx_msec_t) ((uint64_t) fo->started * 1000 / fo->rate);
+    elapsed = ngx_current_msec - fo->start;
+
+    if (elapsed >= due) {
+        return NGX_OK;
+    }
+
+    if (!fo->pace.timer_set) {
+        ngx_add_timer(&fo->pace, due - elapsed);
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_mpns_fanout_pace_handler(ngx_event_t *ev)
+{
+    ngx_http_mpns_fanout_next_step(ev->data);
+}
+
+
+/* the fan-out sends nothing more: out of queues, timers and posted events */
 
 static void
 ngx_http_mpns_fanout_stop(ngx_http_mpns_fanout_t *fo)
 {
     fo->finished = 1;
+
+    if (fo->pace.timer_set) {
+        ngx_del_timer(&fo->pace);
+    }
 
     if (fo->waiting) {
         ngx_queue_remove(&fo->queue);

@@ -45,6 +45,10 @@ static ngx_conf_num_bounds_t  ngx_http_mpns_concurrency_bounds = {
     ngx_conf_check_num_bounds, 1, 65535
 };
 
+static ngx_conf_num_bounds_t  ngx_http_mpns_rate_bounds = {
+    ngx_conf_check_num_bounds, 0, 1000000
+};
+
 static ngx_conf_num_bounds_t  ngx_http_mpns_report_bounds = {
     ngx_conf_check_num_bounds, 0, 10000
 };
@@ -321,6 +325,13 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mpns_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, rate),
+      &ngx_http_mpns_rate_bounds },
+
     { ngx_string("mpns_concurrency"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -467,6 +478,7 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
     mlcf->retry_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->retry_delay = NGX_CONF_UNSET_MSEC;
     mlcf->concurrency = NGX_CONF_UNSET_UINT;
+    mlcf->rate = NGX_CONF_UNSET_UINT;
     mlcf->remove_expired = NGX_CONF_UNSET;
     mlcf->report_failures = NGX_CONF_UNSET_UINT;
 
@@ -547,6 +559,7 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_uint_value(conf->concurrency, prev->concurrency, 100);
+    ngx_conf_merge_uint_value(conf->rate, prev->rate, 0);
     ngx_conf_merge_value(conf->remove_expired, prev->remove_expired, 1);
     ngx_conf_merge_uint_value(conf->report_failures, prev->report_failures,
                               100);

@@ -74,6 +74,7 @@ struct ngx_http_mpns_loc_conf_s {
     ngx_shm_zone_t                *registry;  /* mpns_registry */
     ngx_shm_zone_t                *broadcast; /* mpns_broadcast */
     ngx_uint_t                     concurrency;
+    ngx_uint_t                     rate;      /* per second, 0: any */
     ngx_flag_t                     remove_expired;
     ngx_uint_t                     report_failures;
 };

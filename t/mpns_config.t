@@ -139,6 +139,10 @@ refused(location => 'mpns_concurrency x;',
         '"mpns_concurrency" directive invalid number', 'mpns_concurrency x');
 refused(http => 'mpns_worker_concurrency 0;',
         'value must be between 1 and 65535', 'mpns_worker_concurrency 0');
+refused(location => 'mpns_rate 1000001;',
+        'value must be between 0 and 1000000', 'mpns_rate too high');
+refused(location => 'mpns_rate fast;', '"mpns_rate" directive invalid number',
+        'mpns_rate fast');
 refused(location => 'mpns_worker_concurrency 10;',
         '"mpns_worker_concurrency" directive is not allowed here',
         'mpns_worker_concurrency in a location');
