@@ -483,6 +483,9 @@ ngx_http_mpns_batch_send(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
         rc = ngx_http_mpns_batch_record(batch, &rcpt->channel,
                                         NGX_HTTP_MPNS_REFUSED, NULL, 0);
 
+        ngx_http_mpns_status_result(mlcf->status, batch->msg->type,
+                                    NGX_HTTP_MPNS_REFUSED, 0, 0);
+
         ngx_http_mpns_job_cancel(job);
 
         return rc;
@@ -507,6 +510,9 @@ ngx_http_mpns_batch_send(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
         rc = ngx_http_mpns_batch_record(batch, &rcpt->channel, outcome,
                                         &resp, 0);
 
+        ngx_http_mpns_status_result(mlcf->status, batch->msg->type, outcome,
+                                    0, 0);
+
         ngx_http_mpns_job_cancel(job);
 
         return rc;
@@ -518,6 +524,7 @@ ngx_http_mpns_batch_send(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
     job->retries = mlcf->retries;
     job->retry_timeout = mlcf->retry_timeout;
     job->retry_delay = mlcf->retry_delay;
+    job->status = mlcf->status;
     job->handler = ngx_http_mpns_batch_job_done;
     job->data = rcpt;
 
@@ -551,6 +558,9 @@ ngx_http_mpns_batch_job_done(ngx_http_mpns_job_t *job)
     ngx_queue_remove(&job->queue);
     batch->active--;
     batch->engine->busy--;
+
+    ngx_http_mpns_status_result(job->status, batch->msg->type, job->outcome,
+                                job->attempts, job->elapsed);
 
     if (ngx_http_mpns_batch_record(batch, &rcpt->channel, job->outcome,
                                    &job->response, job->elapsed)

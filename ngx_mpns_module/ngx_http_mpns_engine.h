@@ -14,6 +14,7 @@
 #include <ngx_event_connect.h>
 #include "ngx_http_mpns_message.h"
 #include "ngx_http_mpns_ssl.h"
+#include "ngx_http_mpns_status.h"
 
 
 typedef struct ngx_http_mpns_job_s  ngx_http_mpns_job_t;
@@ -91,6 +92,8 @@ struct ngx_http_mpns_job_s {
     ngx_uint_t                     retries;
     ngx_msec_t                     retry_timeout;  /* from the start */
     ngx_msec_t                     retry_delay;    /* doubled each time */
+
+    ngx_http_mpns_status_slot_t   *status;    /* the sending location's */
 
     ngx_http_mpns_job_handler_pt   handler;
     void                          *data;

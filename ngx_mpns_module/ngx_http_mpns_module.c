@@ -356,13 +356,34 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       offsetof(ngx_http_mpns_loc_conf_t, report_failures),
       &ngx_http_mpns_report_bounds },
 
+    { ngx_string("mpns_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mpns_status_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mpns_health_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_status_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpns_status_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_mpns_module_ctx = {
     ngx_http_mpns_preconfiguration,        /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_mpns_status_init,             /* postconfiguration */
 
     ngx_http_mpns_create_main_conf,        /* create main configuration */
     ngx_http_mpns_init_main_conf,          /* init main configuration */
@@ -546,6 +567,8 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
         goto failed;
     }
 
+    ctx->type = msg.type;
+
     rc = ngx_http_mpns_background(r, &msg, &targets, &err);
 
     if (rc != NGX_DECLINED) {
@@ -635,6 +658,8 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
         ctx->counts.failed = 1;
         ctx->done = 1;
 
+        ngx_http_mpns_status_result(mlcf->status, msg.type, outcome, 0, 0);
+
         ngx_http_finalize_request(r, ngx_http_mpns_send_result(r, ctx));
         return;
     }
@@ -654,6 +679,7 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
     job->retries = mlcf->retries;
     job->retry_timeout = mlcf->retry_timeout;
     job->retry_delay = mlcf->retry_delay;
+    job->status = mlcf->status;
     job->handler = ngx_http_mpns_send_done;
     job->data = r;
 
@@ -699,7 +725,7 @@ static ngx_int_t
 ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
     ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err)
 {
-    u_char                     *p, *buf, id[NGX_HTTP_MPNS_ID_LEN];
+    u_char                     *p, *buf;
     ngx_int_t                   rc, n;
     ngx_msec_t                  now, due;
     ngx_uint_t                  background;
@@ -812,7 +838,7 @@ add:
     rc = ngx_http_mpns_outbox_add(r, msg, &ctx->channel,
                                   targets->broadcast ? &targets->filter
                                                      : NULL,
-                                  due, id);
+                                  due, ctx->id);
 
     if (rc == NGX_BUSY) {
         err->status = NGX_HTTP_INSUFFICIENT_STORAGE;
@@ -836,12 +862,12 @@ add:
 
     p = ngx_sprintf(buf, "{\"id\":\"%*s\",\"state\":\"pending\","
                          "\"message_id\":\"%V\",\"due_in_ms\":%M}\n",
-                    (size_t) NGX_HTTP_MPNS_ID_LEN, id, &msg->message_id,
+                    (size_t) NGX_HTTP_MPNS_ID_LEN, ctx->id, &msg->message_id,
                     due > now ? due - now : 0);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "mpns background send %*s", (size_t) NGX_HTTP_MPNS_ID_LEN,
-                   id);
+                   ctx->id);
 
     ngx_http_finalize_request(r, ngx_http_mpns_send_json(r,
                                                          NGX_HTTP_ACCEPTED,
@@ -999,6 +1025,9 @@ ngx_http_mpns_send_done(ngx_http_mpns_job_t *job)
     ctx->counts.sent = 1;
 
     mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    ngx_http_mpns_status_result(mlcf->status, ctx->type, job->outcome,
+                                job->attempts, job->elapsed);
 
     ngx_http_mpns_hold_set(&mlcf->hold, &ctx->channel, job->outcome,
                            job->response.status, c->log);
@@ -1301,6 +1330,7 @@ ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     mmcf->engine = NULL;
+     *     mmcf->status = NULL;
      */
 
     mmcf->keepalive = NGX_CONF_UNSET_UINT;
@@ -1351,6 +1381,7 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
      *     mlcf->type = 0;
      *     mlcf->registry = NULL;
      *     mlcf->broadcast = NULL;
+     *     mlcf->status = NULL;
      */
 
     mlcf->channel = NGX_CONF_UNSET_PTR;
@@ -1444,6 +1475,12 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (ngx_http_mpns_registry_check(cf, conf->registry) != NGX_CONF_OK
         || ngx_http_mpns_registry_check(cf, conf->broadcast) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if ((conf->send || conf->broadcast)
+        && ngx_http_mpns_status_slot(cf, &conf->status) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }

@@ -17,6 +17,7 @@
 #include "ngx_http_mpns_ssl.h"
 #include "ngx_http_mpns_hold.h"
 #include "ngx_http_mpns_outbox.h"
+#include "ngx_http_mpns_status.h"
 
 
 #define NGX_HTTP_MPNS_MAX_CHANNEL       1024
@@ -34,6 +35,8 @@ typedef struct {
 
     /* per worker, set in init_process */
     ngx_http_mpns_engine_t        *engine;
+
+    ngx_http_mpns_status_t        *status;   /* mpns_status, mpns_health */
 } ngx_http_mpns_main_conf_t;
 
 
@@ -67,6 +70,8 @@ typedef struct {
     ngx_uint_t                     concurrency;
     ngx_flag_t                     remove_expired;
     ngx_uint_t                     report_failures;
+
+    ngx_http_mpns_status_slot_t   *status;    /* sending locations */
 } ngx_http_mpns_loc_conf_t;
 
 
@@ -107,6 +112,9 @@ typedef struct {
     time_t                         retry_after;   /* 0: the outcome's */
     ngx_http_mpns_batch_t         *batch;         /* several recipients */
     ngx_http_mpns_counts_t         counts;
+
+    ngx_uint_t                     type;
+    u_char                         id[NGX_HTTP_MPNS_ID_LEN];  /* background */
 
     unsigned                       done:1;
     unsigned                       failed:1;

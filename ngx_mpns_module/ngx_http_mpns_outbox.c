@@ -885,6 +885,9 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
                 on->outcome = NGX_HTTP_MPNS_REFUSED;
                 ngx_http_mpns_outbox_final(ctx, on, now);
 
+                ngx_http_mpns_status_result(ctx->mlcf->status, on->type,
+                                            NGX_HTTP_MPNS_REFUSED, 0, 0);
+
             } else if (job) {
                 on->state = NGX_HTTP_MPNS_OB_SENDING;
                 on->attempts++;
@@ -1082,6 +1085,8 @@ ngx_http_mpns_outbox_prepare(ngx_http_mpns_outbox_ctx_t *ctx,
     /* the outbox retries, in minutes, not the engine in seconds */
     job->retries = 0;
 
+    job->status = mlcf->status;
+
     return NGX_OK;
 }
 
@@ -1196,6 +1201,9 @@ ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job)
         return;
     }
 
+    ngx_http_mpns_status_result(job->status, on->type, job->outcome,
+                                job->attempts, job->elapsed);
+
     on->outcome = (u_char) job->outcome;
     on->status = (uint16_t) job->response.status;
 
@@ -1242,6 +1250,9 @@ ngx_http_mpns_outbox_reported(ngx_http_mpns_job_t *job)
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return;
     }
+
+    ngx_http_mpns_status_callback(ctx->mlcf->status,
+                                  job->response.status / 100 == 2);
 
     if (job->response.status >= 200 && job->response.status < 300) {
         on->reported = 1;
@@ -1553,6 +1564,8 @@ done:
 
         (void) ngx_delete_file(ctx->temp);
     }
+
+    ngx_http_mpns_status_save(&ctx->shm_zone->shm.name, rc);
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -2170,6 +2183,9 @@ ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run)
             run->counts[NGX_HTTP_MPNS_OB_SENT]++;
             run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
             ngx_http_mpns_job_cancel(job);
+
+            ngx_http_mpns_status_result(mlcf->status, run->msg.type,
+                                        NGX_HTTP_MPNS_REFUSED, 0, 0);
             continue;
         }
 
@@ -2219,6 +2235,9 @@ ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job)
 
     run->active--;
     run->counts[NGX_HTTP_MPNS_OB_SENT]++;
+
+    ngx_http_mpns_status_result(job->status, run->msg.type, job->outcome,
+                                job->attempts, job->elapsed);
 
     delay = ngx_http_mpns_outbox_delay(&mlcf->outbox, job->outcome, 1);
 
@@ -2311,4 +2330,71 @@ ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on)
     return on->data + on->channel_len + on->content_type_len
            + on->target_len + on->body_len + on->user_len + on->tag_len
            + on->os_len;
+}
+
+
+void
+ngx_http_mpns_outbox_stat(ngx_shm_zone_t *zone,
+    ngx_http_mpns_outbox_stat_t *st, ngx_uint_t walk)
+{
+    ngx_msec_t                    now;
+    ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_mpns_outbox_ctx_t   *ctx;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    ctx = zone->data;
+    now = ngx_http_mpns_outbox_now();
+
+    ngx_memzero(st, sizeof(ngx_http_mpns_outbox_stat_t));
+
+    st->state = ctx->state;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    st->entries = ctx->sh->count;
+    st->full = ctx->sh->full;
+
+    sentinel = ctx->sh->ids.sentinel;
+
+    node = (!walk || ctx->sh->ids.root == sentinel)
+           ? NULL : ngx_rbtree_min(ctx->sh->ids.root, sentinel);
+
+    for ( /* void */ ; node; node = ngx_rbtree_next(&ctx->sh->ids, node)) {
+        on = (ngx_http_mpns_outbox_node_t *) node;
+
+        if (on->state == NGX_HTTP_MPNS_OB_PENDING) {
+            st->pending++;
+
+            if (now > on->created && now - on->created > st->oldest_pending)
+            {
+                st->oldest_pending = now - on->created;
+            }
+
+            if ((ngx_msec_t) on->due.key <= now) {
+                st->due++;
+                st->lag = ngx_max(st->lag, now - (ngx_msec_t) on->due.key);
+            }
+
+        } else if (on->state == NGX_HTTP_MPNS_OB_SENDING) {
+            st->sending++;
+
+        } else {
+            if (on->gave_up) {
+                st->expired++;
+
+            } else {
+                st->done++;
+            }
+
+            if (!on->reported) {
+                st->callbacks_pending++;
+
+                if (on->callbacks) {
+                    st->callbacks_failing++;
+                }
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
 }

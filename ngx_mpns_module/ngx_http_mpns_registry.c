@@ -1898,6 +1898,8 @@ ngx_http_mpns_registry_save_end(ngx_http_mpns_registry_t *reg, ngx_int_t rc,
     reg->fd = NGX_INVALID_FILE;
     reg->saving = 0;
 
+    ngx_http_mpns_status_save(&reg->shm_zone->shm.name, rc);
+
     ngx_shmtx_lock(&reg->shpool->mutex);
 
     if (rc == NGX_OK) {
@@ -2244,4 +2246,18 @@ ngx_http_mpns_registry_mark(ngx_http_mpns_cursor_t *cursor,
     cursor->len = rn->len;
     ngx_memcpy(cursor->channel, rn->data, rn->len);
     cursor->started = 1;
+}
+
+
+ngx_uint_t
+ngx_http_mpns_registry_full(ngx_http_mpns_registry_t *reg)
+{
+    return reg->sh->full;
+}
+
+
+ngx_str_t *
+ngx_http_mpns_registry_state(ngx_http_mpns_registry_t *reg)
+{
+    return &reg->state;
 }
