@@ -155,6 +155,16 @@ typedef struct {
 } ngx_http_mpns_status_out_t;
 
 
+/* a Prometheus metric; "help" NULL: more samples of the one before */
+typedef struct {
+    char                          *name;
+    char                          *type;
+    char                          *help;
+    ngx_uint_t                     what;      /* a counter word, a figure */
+    char                          *label;     /* another label, or NULL */
+} ngx_http_mpns_status_metric_t;
+
+
 static ngx_int_t ngx_http_mpns_status_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_http_mpns_status_node_t *ngx_http_mpns_status_node(
@@ -189,11 +199,13 @@ static ngx_int_t ngx_http_mpns_status_prom_head(
     ngx_http_mpns_status_out_t *o, char *name, char *type, char *help);
 static ngx_int_t ngx_http_mpns_status_prom_locs(
     ngx_http_mpns_status_out_t *o, ngx_http_mpns_status_snap_t *snap,
-    char *name, char *type, char *help, ngx_uint_t field, char *label,
-    char *value);
+    ngx_http_mpns_status_metric_t *m);
 static ngx_int_t ngx_http_mpns_status_prom_zones(
     ngx_http_mpns_status_out_t *o, ngx_http_mpns_status_snap_t *snap,
-    char *name, char *type, char *help, ngx_uint_t what);
+    ngx_http_mpns_status_metric_t *m);
+static ngx_int_t ngx_http_mpns_status_zone_value(
+    ngx_http_mpns_status_zone_t *z, ngx_uint_t what, uint64_t *v,
+    ngx_uint_t *ms);
 static ngx_int_t ngx_http_mpns_status_print(ngx_http_mpns_status_out_t *o,
     size_t max, const char *fmt, ...);
 static ngx_int_t ngx_http_mpns_status_json_str(ngx_http_mpns_status_out_t *o,
@@ -225,36 +237,163 @@ static char  *ngx_http_mpns_status_le[] = {
 };
 
 
-/* the per-location counters of the Prometheus output, in order */
-#define NGX_HTTP_MPNS_P_ATTEMPTS        0
-#define NGX_HTTP_MPNS_P_RETRIES         1
-#define NGX_HTTP_MPNS_P_HELD            2
-#define NGX_HTTP_MPNS_P_CANCELLED       3
-#define NGX_HTTP_MPNS_P_IN_FLIGHT       4
-#define NGX_HTTP_MPNS_P_OPENED          5
-#define NGX_HTTP_MPNS_P_REUSED          6
-#define NGX_HTTP_MPNS_P_HANDSHAKES      7
-#define NGX_HTTP_MPNS_P_RESUMED         8
-#define NGX_HTTP_MPNS_P_CALLBACKS       9
-#define NGX_HTTP_MPNS_P_CALLBACKS_FAILED  10
-
-/* the per-zone gauges */
+/* the per-zone figures of the Prometheus output */
 #define NGX_HTTP_MPNS_Z_SIZE            0
 #define NGX_HTTP_MPNS_Z_USED            1
 #define NGX_HTTP_MPNS_Z_ENTRIES         2
 #define NGX_HTTP_MPNS_Z_FULL            3
 #define NGX_HTTP_MPNS_Z_HOLDS           4
 #define NGX_HTTP_MPNS_Z_PENDING         5
-#define NGX_HTTP_MPNS_Z_DUE             6
-#define NGX_HTTP_MPNS_Z_OLDEST          7
-#define NGX_HTTP_MPNS_Z_LAG             8
-#define NGX_HTTP_MPNS_Z_CB_PENDING      9
-#define NGX_HTTP_MPNS_Z_CB_FAILING      10
-#define NGX_HTTP_MPNS_Z_SAVES           11
-#define NGX_HTTP_MPNS_Z_SAVE_FAILURES   12
-#define NGX_HTTP_MPNS_Z_SAVE_TIME       13
-#define NGX_HTTP_MPNS_Z_SAVE_DURATION   14
-#define NGX_HTTP_MPNS_Z_SAVE_FAILED     15
+#define NGX_HTTP_MPNS_Z_SENDING         6
+#define NGX_HTTP_MPNS_Z_DONE            7
+#define NGX_HTTP_MPNS_Z_EXPIRED         8
+#define NGX_HTTP_MPNS_Z_DUE             9
+#define NGX_HTTP_MPNS_Z_OLDEST          10
+#define NGX_HTTP_MPNS_Z_LAG             11
+#define NGX_HTTP_MPNS_Z_CB_PENDING      12
+#define NGX_HTTP_MPNS_Z_CB_FAILING      13
+#define NGX_HTTP_MPNS_Z_SAVES           14
+#define NGX_HTTP_MPNS_Z_SAVE_FAILURES   15
+#define NGX_HTTP_MPNS_Z_SAVE_TIME       16
+#define NGX_HTTP_MPNS_Z_SAVE_DURATION   17
+#define NGX_HTTP_MPNS_Z_SAVE_FAILED     18
+
+#define ngx_http_mpns_status_word(field)                                     \
+    (offsetof(ngx_http_mpns_status_counters_t, field)                        \
+     / sizeof(ngx_atomic_uint_t))
+
+
+/*
+ * Metrics of the Prometheus output but the notifications and the
+ * histogram: a counter word of each location, or a figure of each zone.
+ */
+
+static ngx_http_mpns_status_metric_t  ngx_http_mpns_status_loc_metrics[] = {
+
+    { "attempts_total", "counter",
+      "Requests made to MPNS, retries included",
+      ngx_http_mpns_status_word(attempts), NULL },
+
+    { "retries_total", "counter",
+      "Requests made to MPNS again after a 503, an error or a timeout",
+      ngx_http_mpns_status_word(retries), NULL },
+
+    { "held_total", "counter",
+      "Notifications answered by mpns_hold without asking MPNS",
+      ngx_http_mpns_status_word(held), NULL },
+
+    { "cancelled_total", "counter",
+      "Sends abandoned because the client went away",
+      ngx_http_mpns_status_word(cancelled), NULL },
+
+    { "sends_in_flight", "gauge",
+      "Sends started and not finished, waiting for a retry included",
+      ngx_http_mpns_status_word(in_flight), NULL },
+
+    { "connections_opened_total", "counter",
+      "Connections opened to MPNS (or to mpns_proxy)",
+      ngx_http_mpns_status_word(opened), NULL },
+
+    { "connections_reused_total", "counter",
+      "Idle connections to MPNS reused",
+      ngx_http_mpns_status_word(reused), NULL },
+
+    { "tls_handshakes_total", "counter",
+      "TLS handshakes with MPNS, full and with a session resumed",
+      ngx_http_mpns_status_word(handshakes), "session=\"full\"" },
+
+    { "tls_handshakes_total", NULL, NULL,
+      ngx_http_mpns_status_word(resumed), "session=\"resumed\"" },
+
+    { "result_callbacks_total", "counter",
+      "Results POSTed to mpns_result_callback, answered 2xx (sent) or not "
+      "(failed)",
+      ngx_http_mpns_status_word(callbacks), "result=\"sent\"" },
+
+    { "result_callbacks_total", NULL, NULL,
+      ngx_http_mpns_status_word(callbacks_failed), "result=\"failed\"" },
+
+    { NULL, NULL, NULL, 0, NULL }
+};
+
+
+static ngx_http_mpns_status_metric_t  ngx_http_mpns_status_zone_metrics[] = {
+
+    { "zone_size_bytes", "gauge",
+      "Size of a shared memory zone",
+      NGX_HTTP_MPNS_Z_SIZE, NULL },
+
+    { "zone_used_bytes", "gauge",
+      "Pages of a shared memory zone in use, in bytes",
+      NGX_HTTP_MPNS_Z_USED, NULL },
+
+    { "zone_entries", "gauge",
+      "Entries in a zone: channels, holds, outbox entries, locations",
+      NGX_HTTP_MPNS_Z_ENTRIES, NULL },
+
+    { "zone_full", "gauge",
+      "1 if an entry found no room since the last one was removed",
+      NGX_HTTP_MPNS_Z_FULL, NULL },
+
+    { "holds_active", "gauge",
+      "Channels held now by mpns_hold",
+      NGX_HTTP_MPNS_Z_HOLDS, NULL },
+
+    { "outbox_entries", "gauge",
+      "Outbox entries by state",
+      NGX_HTTP_MPNS_Z_PENDING, "state=\"pending\"" },
+
+    { "outbox_entries", NULL, NULL,
+      NGX_HTTP_MPNS_Z_SENDING, "state=\"sending\"" },
+
+    { "outbox_entries", NULL, NULL,
+      NGX_HTTP_MPNS_Z_DONE, "state=\"done\"" },
+
+    { "outbox_entries", NULL, NULL,
+      NGX_HTTP_MPNS_Z_EXPIRED, "state=\"expired\"" },
+
+    { "outbox_due", "gauge",
+      "Pending outbox entries whose time has come",
+      NGX_HTTP_MPNS_Z_DUE, NULL },
+
+    { "outbox_oldest_pending_seconds", "gauge",
+      "Age of the oldest pending outbox entry",
+      NGX_HTTP_MPNS_Z_OLDEST, NULL },
+
+    { "outbox_lag_seconds", "gauge",
+      "How long the most overdue pending outbox entry has been due",
+      NGX_HTTP_MPNS_Z_LAG, NULL },
+
+    { "outbox_callbacks_pending", "gauge",
+      "Final results not yet accepted by mpns_result_callback",
+      NGX_HTTP_MPNS_Z_CB_PENDING, NULL },
+
+    { "outbox_callbacks_failing", "gauge",
+      "Of those, results whose callback failed at least once",
+      NGX_HTTP_MPNS_Z_CB_FAILING, NULL },
+
+    { "state_saves_total", "counter",
+      "State file saves that succeeded",
+      NGX_HTTP_MPNS_Z_SAVES, NULL },
+
+    { "state_save_failures_total", "counter",
+      "State file saves that failed",
+      NGX_HTTP_MPNS_Z_SAVE_FAILURES, NULL },
+
+    { "state_last_save_timestamp_seconds", "gauge",
+      "When the state file was last saved",
+      NGX_HTTP_MPNS_Z_SAVE_TIME, NULL },
+
+    { "state_last_save_duration_seconds", "gauge",
+      "How long the last save took in its last turn of the event loop",
+      NGX_HTTP_MPNS_Z_SAVE_DURATION, NULL },
+
+    { "state_last_save_failed", "gauge",
+      "1 if the last save of the state file failed",
+      NGX_HTTP_MPNS_Z_SAVE_FAILED, NULL },
+
+    { NULL, NULL, NULL, 0, NULL }
+};
 
 
 char *
@@ -1777,6 +1916,7 @@ ngx_http_mpns_status_prom(ngx_http_mpns_status_out_t *o,
     ngx_uint_t                        i, t, k, n;
     ngx_atomic_uint_t                 cum;
     ngx_http_mpns_status_loc_t       *loc;
+    ngx_http_mpns_status_metric_t    *m;
     ngx_http_mpns_status_counters_t  *c;
 
     if (ngx_http_mpns_status_prom_head(o, "notifications_total", "counter",
@@ -1825,39 +1965,11 @@ ngx_http_mpns_status_prom(ngx_http_mpns_status_out_t *o,
         }
     }
 
-    if (ngx_http_mpns_status_prom_locs(o, snap, "attempts_total", "counter",
-                                       "Requests made to MPNS, retries "
-                                       "included",
-                                       NGX_HTTP_MPNS_P_ATTEMPTS, NULL, NULL)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_locs(o, snap, "retries_total", "counter",
-                                          "Requests made to MPNS again after "
-                                          "a 503, an error or a timeout",
-                                          NGX_HTTP_MPNS_P_RETRIES, NULL, NULL)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_locs(o, snap, "held_total", "counter",
-                                          "Notifications answered by "
-                                          "mpns_hold without asking MPNS",
-                                          NGX_HTTP_MPNS_P_HELD, NULL, NULL)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_locs(o, snap, "cancelled_total",
-                                          "counter",
-                                          "Sends abandoned because the client "
-                                          "went away",
-                                          NGX_HTTP_MPNS_P_CANCELLED, NULL,
-                                          NULL)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_locs(o, snap, "sends_in_flight", "gauge",
-                                          "Sends started and not finished, "
-                                          "waiting for a retry included",
-                                          NGX_HTTP_MPNS_P_IN_FLIGHT, NULL,
-                                          NULL)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_head(o, "response_time_seconds",
-                                          "histogram",
-                                          "Time from the start of a send to "
-                                          "its result, retries included")
-           != NGX_OK)
+    if (ngx_http_mpns_status_prom_head(o, "response_time_seconds",
+                                       "histogram",
+                                       "Time from the start of a send to its "
+                                       "result, retries included")
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1903,57 +2015,44 @@ ngx_http_mpns_status_prom(ngx_http_mpns_status_out_t *o,
         }
     }
 
-    if (ngx_http_mpns_status_prom_locs(o, snap, "connections_opened_total",
-                                       "counter",
-                                       "Connections opened to MPNS (or to "
-                                       "mpns_proxy)",
-                                       NGX_HTTP_MPNS_P_OPENED, NULL, NULL)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_locs(o, snap, "connections_reused_total",
-                                          "counter",
-                                          "Idle connections to MPNS reused",
-                                          NGX_HTTP_MPNS_P_REUSED, NULL, NULL)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_head(o, "connections_idle", "gauge",
-                                          "Idle connections to MPNS kept by "
-                                          "all workers")
+    for (m = ngx_http_mpns_status_loc_metrics; m->name; m++) {
+        if (ngx_http_mpns_status_prom_locs(o, snap, m) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_mpns_status_prom_head(o, "connections_idle", "gauge",
+                                       "Idle connections to MPNS kept by all "
+                                       "workers")
            != NGX_OK
         || ngx_http_mpns_status_print(o, 64,
                                       "nginx_mpns_connections_idle %A\n",
                                       (ngx_atomic_int_t) snap->sh.idle)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_locs(o, snap, "tls_handshakes_total",
-                                          "counter",
-                                          "TLS handshakes with MPNS, full and "
-                                          "with a session resumed",
-                                          NGX_HTTP_MPNS_P_HANDSHAKES,
-                                          "session", "full")
-           != NGX_OK
-        || ngx_http_mpns_status_prom_locs(o, snap, "tls_handshakes_total",
-                                          NULL, NULL,
-                                          NGX_HTTP_MPNS_P_RESUMED,
-                                          "session", "resumed")
-           != NGX_OK
-        || ngx_http_mpns_status_prom_locs(o, snap, "result_callbacks_total",
-                                          "counter",
-                                          "Results POSTed to "
-                                          "mpns_result_callback, answered 2xx "
-                                          "(sent) or not (failed)",
-                                          NGX_HTTP_MPNS_P_CALLBACKS,
-                                          "result", "sent")
-           != NGX_OK
-        || ngx_http_mpns_status_prom_locs(o, snap, "result_callbacks_total",
-                                          NULL, NULL,
-                                          NGX_HTTP_MPNS_P_CALLBACKS_FAILED,
-                                          "result", "failed")
            != NGX_OK
         || ngx_http_mpns_status_prom_head(o, "unanswered_sends", "gauge",
                                           "The last sends in a row that got "
                                           "no answer: connection errors and "
                                           "timeouts")
            != NGX_OK
-        || ngx_http_mpns_status_print(o, 64, "nginx_mpns_unanswered_sends %uA"
-                                      "\n", snap->sh.unanswered)
+        || ngx_http_mpns_status_print(o, 64,
+                                      "nginx_mpns_unanswered_sends %uA\n",
+                                      snap->sh.unanswered)
+           != NGX_OK
+        || ngx_http_mpns_status_prom_head(o, "start_time_seconds", "gauge",
+                                          "When the counters started: the "
+                                          "start of nginx, or a change of "
+                                          "mpns_status_zone")
+           != NGX_OK
+        || ngx_http_mpns_status_print(o, 64,
+                                      "nginx_mpns_start_time_seconds %T\n",
+                                      snap->sh.started)
+           != NGX_OK
+        || ngx_http_mpns_status_prom_head(o, "reloads_total", "counter",
+                                          "Configuration reloads the "
+                                          "counters lived through")
+           != NGX_OK
+        || ngx_http_mpns_status_print(o, 64, "nginx_mpns_reloads_total %uA\n",
+                                      snap->sh.reloads)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -1974,118 +2073,10 @@ ngx_http_mpns_status_prom(ngx_http_mpns_status_out_t *o,
         return NGX_ERROR;
     }
 
-    if (ngx_http_mpns_status_prom_head(o, "start_time_seconds", "gauge",
-                                       "When the counters started: the "
-                                       "start of nginx, or a change of "
-                                       "mpns_status_zone")
-           != NGX_OK
-        || ngx_http_mpns_status_print(o, 64, "nginx_mpns_start_time_seconds "
-                                      "%T\n", snap->sh.started)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_head(o, "reloads_total", "counter",
-                                          "Configuration reloads the "
-                                          "counters lived through")
-           != NGX_OK
-        || ngx_http_mpns_status_print(o, 64, "nginx_mpns_reloads_total %uA"
-                                      "\n", snap->sh.reloads)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_mpns_status_prom_zones(o, snap, "zone_size_bytes", "gauge",
-                                        "Size of a shared memory zone",
-                                        NGX_HTTP_MPNS_Z_SIZE)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap, "zone_used_bytes",
-                                           "gauge",
-                                           "Pages of a shared memory zone in "
-                                           "use, in bytes",
-                                           NGX_HTTP_MPNS_Z_USED)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap, "zone_entries", "gauge",
-                                           "Entries in a zone: channels, "
-                                           "holds, outbox entries, locations",
-                                           NGX_HTTP_MPNS_Z_ENTRIES)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap, "zone_full", "gauge",
-                                           "1 if an entry found no room since "
-                                           "the last one was removed",
-                                           NGX_HTTP_MPNS_Z_FULL)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap, "holds_active", "gauge",
-                                           "Channels held now by mpns_hold",
-                                           NGX_HTTP_MPNS_Z_HOLDS)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap, "outbox_entries", "gauge",
-                                           "Outbox entries by state",
-                                           NGX_HTTP_MPNS_Z_PENDING)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap, "outbox_due", "gauge",
-                                           "Pending outbox entries whose "
-                                           "time has come",
-                                           NGX_HTTP_MPNS_Z_DUE)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap,
-                                           "outbox_oldest_pending_seconds",
-                                           "gauge",
-                                           "Age of the oldest pending outbox "
-                                           "entry",
-                                           NGX_HTTP_MPNS_Z_OLDEST)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap, "outbox_lag_seconds",
-                                           "gauge",
-                                           "How long the most overdue pending "
-                                           "outbox entry has been due",
-                                           NGX_HTTP_MPNS_Z_LAG)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap,
-                                           "outbox_callbacks_pending",
-                                           "gauge",
-                                           "Final results not yet accepted by "
-                                           "mpns_result_callback",
-                                           NGX_HTTP_MPNS_Z_CB_PENDING)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap,
-                                           "outbox_callbacks_failing",
-                                           "gauge",
-                                           "Of those, results whose callback "
-                                           "failed at least once",
-                                           NGX_HTTP_MPNS_Z_CB_FAILING)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap, "state_saves_total",
-                                           "counter",
-                                           "State file saves that succeeded",
-                                           NGX_HTTP_MPNS_Z_SAVES)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap,
-                                           "state_save_failures_total",
-                                           "counter",
-                                           "State file saves that failed",
-                                           NGX_HTTP_MPNS_Z_SAVE_FAILURES)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap,
-                                           "state_last_save_timestamp_"
-                                           "seconds", "gauge",
-                                           "When the state file was last "
-                                           "saved",
-                                           NGX_HTTP_MPNS_Z_SAVE_TIME)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap,
-                                           "state_last_save_duration_seconds",
-                                           "gauge",
-                                           "How long the last save took in "
-                                           "its last turn of the event loop",
-                                           NGX_HTTP_MPNS_Z_SAVE_DURATION)
-           != NGX_OK
-        || ngx_http_mpns_status_prom_zones(o, snap, "state_last_save_failed",
-                                           "gauge",
-                                           "1 if the last save of the state "
-                                           "file failed",
-                                           NGX_HTTP_MPNS_Z_SAVE_FAILED)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
+    for (m = ngx_http_mpns_status_zone_metrics; m->name; m++) {
+        if (ngx_http_mpns_status_prom_zones(o, snap, m) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -2105,82 +2096,38 @@ ngx_http_mpns_status_prom_head(ngx_http_mpns_status_out_t *o, char *name,
 }
 
 
-/* one sample per location; "help" NULL: more samples of the same metric */
+/* a sample per location */
 
 static ngx_int_t
 ngx_http_mpns_status_prom_locs(ngx_http_mpns_status_out_t *o,
-    ngx_http_mpns_status_snap_t *snap, char *name, char *type, char *help,
-    ngx_uint_t field, char *label, char *value)
+    ngx_http_mpns_status_snap_t *snap, ngx_http_mpns_status_metric_t *m)
 {
-    ngx_uint_t                        i;
-    ngx_atomic_int_t                  v;
-    ngx_http_mpns_status_loc_t       *loc;
-    ngx_http_mpns_status_counters_t  *c;
+    ngx_uint_t                   i;
+    ngx_atomic_int_t             v;
+    ngx_http_mpns_status_loc_t  *loc;
 
-    if (help
-        && ngx_http_mpns_status_prom_head(o, name, type, help) != NGX_OK)
+    if (m->help
+        && ngx_http_mpns_status_prom_head(o, m->name, m->type, m->help)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     for (i = 0; i < snap->nlocs; i++) {
         loc = &snap->locs[i];
-        c = &loc->counters;
 
-        switch (field) {
+        /* in flight may be read as -1 for a moment: see the hooks */
 
-        case NGX_HTTP_MPNS_P_ATTEMPTS:
-            v = c->attempts;
-            break;
-
-        case NGX_HTTP_MPNS_P_RETRIES:
-            v = c->retries;
-            break;
-
-        case NGX_HTTP_MPNS_P_HELD:
-            v = c->held;
-            break;
-
-        case NGX_HTTP_MPNS_P_CANCELLED:
-            v = c->cancelled;
-            break;
-
-        case NGX_HTTP_MPNS_P_IN_FLIGHT:
-            v = ngx_max((ngx_atomic_int_t) c->in_flight, 0);
-            break;
-
-        case NGX_HTTP_MPNS_P_OPENED:
-            v = c->opened;
-            break;
-
-        case NGX_HTTP_MPNS_P_REUSED:
-            v = c->reused;
-            break;
-
-        case NGX_HTTP_MPNS_P_HANDSHAKES:
-            v = c->handshakes;
-            break;
-
-        case NGX_HTTP_MPNS_P_RESUMED:
-            v = c->resumed;
-            break;
-
-        case NGX_HTTP_MPNS_P_CALLBACKS:
-            v = c->callbacks;
-            break;
-
-        default: /* NGX_HTTP_MPNS_P_CALLBACKS_FAILED */
-            v = c->callbacks_failed;
-            break;
-        }
+        v = ((ngx_atomic_int_t *) &loc->counters)[m->what];
+        v = ngx_max(v, 0);
 
         if (ngx_http_mpns_status_print(o, 128, "nginx_mpns_%s{location=\"",
-                                       name)
+                                       m->name)
                != NGX_OK
             || ngx_http_mpns_status_label(o, &loc->name) != NGX_OK
-            || (label
-                ? ngx_http_mpns_status_print(o, 128, "\",%s=\"%s\"} %A\n",
-                                             label, value, v)
+            || (m->label
+                ? ngx_http_mpns_status_print(o, 128, "\",%s} %A\n",
+                                             m->label, v)
                 : ngx_http_mpns_status_print(o, 64, "\"} %A\n", v))
                != NGX_OK)
         {
@@ -2192,167 +2139,167 @@ ngx_http_mpns_status_prom_locs(ngx_http_mpns_status_out_t *o,
 }
 
 
+/* a sample per zone that has the figure */
+
 static ngx_int_t
 ngx_http_mpns_status_prom_zones(ngx_http_mpns_status_out_t *o,
-    ngx_http_mpns_status_snap_t *snap, char *name, char *type, char *help,
-    ngx_uint_t what)
+    ngx_http_mpns_status_snap_t *snap, ngx_http_mpns_status_metric_t *m)
 {
-    ngx_uint_t                     i, k, n, seconds;
-    ngx_msec_t                     ms;
-    uint64_t                       v[4];
-    ngx_http_mpns_status_zone_t   *z;
-    ngx_http_mpns_outbox_stat_t   *ob;
+    uint64_t                      v;
+    ngx_uint_t                    i, ms;
+    ngx_http_mpns_status_zone_t  *z;
 
-    static char  *states[] = { "pending", "sending", "done", "expired" };
-
-    if (ngx_http_mpns_status_prom_head(o, name, type, help) != NGX_OK) {
+    if (m->help
+        && ngx_http_mpns_status_prom_head(o, m->name, m->type, m->help)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
     for (i = 0; i < snap->nzones; i++) {
         z = &snap->zones[i];
-        ob = z->outbox;
 
-        n = 1;
-        seconds = 0;
+        if (ngx_http_mpns_status_zone_value(z, m->what, &v, &ms) != NGX_OK) {
+            continue;
+        }
+
+        if (ngx_http_mpns_status_print(o, 64, "nginx_mpns_%s{zone=\"",
+                                       m->name)
+               != NGX_OK
+            || ngx_http_mpns_status_label(o, &z->name) != NGX_OK
+            || ngx_http_mpns_status_print(o, 1, "\"") != NGX_OK
+            || (m->label
+                && ngx_http_mpns_status_print(o, 64, ",%s", m->label)
+                   != NGX_OK)
+            || (m->what <= NGX_HTTP_MPNS_Z_FULL
+                && ngx_http_mpns_status_print(o, 64, ",kind=\"%V\"",
+                                              &z->kind)
+                   != NGX_OK)
+            || (ms
+                ? ngx_http_mpns_status_print(o, 64, "} %uL.%03uL\n",
+                                             v / 1000, v % 1000)
+                : ngx_http_mpns_status_print(o, 64, "} %uL\n", v))
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* NGX_DECLINED if the zone has no such figure; "ms": in milliseconds */
+
+static ngx_int_t
+ngx_http_mpns_status_zone_value(ngx_http_mpns_status_zone_t *z,
+    ngx_uint_t what, uint64_t *v, ngx_uint_t *ms)
+{
+    ngx_http_mpns_outbox_stat_t  *ob;
+
+    ob = z->outbox;
+    *ms = 0;
+
+    switch (what) {
+
+    case NGX_HTTP_MPNS_Z_SIZE:
+        *v = z->size;
+        return NGX_OK;
+
+    case NGX_HTTP_MPNS_Z_USED:
+        *v = z->used;
+        return NGX_OK;
+
+    case NGX_HTTP_MPNS_Z_ENTRIES:
+        *v = z->entries;
+        return NGX_OK;
+
+    case NGX_HTTP_MPNS_Z_FULL:
+        *v = z->full ? 1 : 0;
+        return NGX_OK;
+
+    case NGX_HTTP_MPNS_Z_HOLDS:
+        *v = z->active;
+        return z->hold ? NGX_OK : NGX_DECLINED;
+    }
+
+    if (what <= NGX_HTTP_MPNS_Z_CB_FAILING) {
+
+        if (ob == NULL) {
+            return NGX_DECLINED;
+        }
 
         switch (what) {
 
-        case NGX_HTTP_MPNS_Z_SIZE:
-            v[0] = z->size;
-            break;
-
-        case NGX_HTTP_MPNS_Z_USED:
-            v[0] = z->used;
-            break;
-
-        case NGX_HTTP_MPNS_Z_ENTRIES:
-            v[0] = z->entries;
-            break;
-
-        case NGX_HTTP_MPNS_Z_FULL:
-            v[0] = z->full ? 1 : 0;
-            break;
-
-        case NGX_HTTP_MPNS_Z_HOLDS:
-            if (!z->hold) {
-                continue;
-            }
-
-            v[0] = z->active;
-            break;
-
         case NGX_HTTP_MPNS_Z_PENDING:
-            if (ob == NULL) {
-                continue;
-            }
+            *v = ob->pending;
+            break;
 
-            v[0] = ob->pending;
-            v[1] = ob->sending;
-            v[2] = ob->done;
-            v[3] = ob->expired;
-            n = 4;
+        case NGX_HTTP_MPNS_Z_SENDING:
+            *v = ob->sending;
+            break;
+
+        case NGX_HTTP_MPNS_Z_DONE:
+            *v = ob->done;
+            break;
+
+        case NGX_HTTP_MPNS_Z_EXPIRED:
+            *v = ob->expired;
             break;
 
         case NGX_HTTP_MPNS_Z_DUE:
-        case NGX_HTTP_MPNS_Z_OLDEST:
-        case NGX_HTTP_MPNS_Z_LAG:
-        case NGX_HTTP_MPNS_Z_CB_PENDING:
-        case NGX_HTTP_MPNS_Z_CB_FAILING:
-            if (ob == NULL) {
-                continue;
-            }
-
-            switch (what) {
-            case NGX_HTTP_MPNS_Z_DUE:
-                v[0] = ob->due;
-                break;
-            case NGX_HTTP_MPNS_Z_OLDEST:
-                v[0] = ob->oldest_pending;
-                seconds = 1;
-                break;
-            case NGX_HTTP_MPNS_Z_LAG:
-                v[0] = ob->lag;
-                seconds = 1;
-                break;
-            case NGX_HTTP_MPNS_Z_CB_PENDING:
-                v[0] = ob->callbacks_pending;
-                break;
-            default:
-                v[0] = ob->callbacks_failing;
-            }
-
+            *v = ob->due;
             break;
 
-        default:
+        case NGX_HTTP_MPNS_Z_OLDEST:
+            *v = ob->oldest_pending;
+            *ms = 1;
+            break;
 
-            /* the state file */
+        case NGX_HTTP_MPNS_Z_LAG:
+            *v = ob->lag;
+            *ms = 1;
+            break;
 
-            if (z->state.len == 0) {
-                continue;
-            }
+        case NGX_HTTP_MPNS_Z_CB_PENDING:
+            *v = ob->callbacks_pending;
+            break;
 
-            switch (what) {
-            case NGX_HTTP_MPNS_Z_SAVES:
-                v[0] = z->file.saves;
-                break;
-            case NGX_HTTP_MPNS_Z_SAVE_FAILURES:
-                v[0] = z->file.failures;
-                break;
-            case NGX_HTTP_MPNS_Z_SAVE_TIME:
-                if (z->file.last_ok == 0) {
-                    continue;
-                }
-
-                v[0] = z->file.last_ok;
-                seconds = 1;
-                break;
-            case NGX_HTTP_MPNS_Z_SAVE_DURATION:
-                v[0] = z->file.duration;
-                seconds = 1;
-                break;
-            default:
-                v[0] = z->file.failed ? 1 : 0;
-            }
+        default: /* NGX_HTTP_MPNS_Z_CB_FAILING */
+            *v = ob->callbacks_failing;
         }
 
-        for (k = 0; k < n; k++) {
-            if (ngx_http_mpns_status_print(o, 64, "nginx_mpns_%s{zone=\"",
-                                           name)
-                   != NGX_OK
-                || ngx_http_mpns_status_label(o, &z->name) != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+        return NGX_OK;
+    }
 
-            if (n > 1) {
-                if (ngx_http_mpns_status_print(o, 32, "\",state=\"%s",
-                                               states[k])
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
+    /* the state file */
 
-            } else if (what <= NGX_HTTP_MPNS_Z_FULL) {
-                if (ngx_http_mpns_status_print(o, 32, "\",kind=\"%V",
-                                               &z->kind)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
+    if (z->state.len == 0) {
+        return NGX_DECLINED;
+    }
 
-            ms = (ngx_msec_t) v[k];
+    switch (what) {
 
-            if ((seconds
-                 ? ngx_http_mpns_status_print(o, 64, "\"} %M.%03M\n",
-                                              ms / 1000, ms % 1000)
-                 : ngx_http_mpns_status_print(o, 64, "\"} %uL\n", v[k]))
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
+    case NGX_HTTP_MPNS_Z_SAVES:
+        *v = z->file.saves;
+        break;
+
+    case NGX_HTTP_MPNS_Z_SAVE_FAILURES:
+        *v = z->file.failures;
+        break;
+
+    case NGX_HTTP_MPNS_Z_SAVE_TIME:
+        *v = z->file.last_ok;
+        *ms = 1;
+        return *v ? NGX_OK : NGX_DECLINED;
+
+    case NGX_HTTP_MPNS_Z_SAVE_DURATION:
+        *v = z->file.duration;
+        *ms = 1;
+        break;
+
+    default: /* NGX_HTTP_MPNS_Z_SAVE_FAILED */
+        *v = z->file.failed ? 1 : 0;
     }
 
     return NGX_OK;

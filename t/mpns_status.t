@@ -46,6 +46,7 @@ my $conf = http_conf(<<'EOF_CONF');
     mpns_hold_zone zone=holds:1m;
     mpns_outbox_zone zone=ob:1m state=%%TESTDIR%%/ob.ndjson;
     mpns_outbox_zone zone=obb:1m;
+    mpns_outbox_zone zone=obf:1m;
 
     log_format st '$mpns_type $mpns_host $mpns_id $mpns_outcome '
                   '$mpns_attempts $pid';
@@ -120,6 +121,14 @@ my $conf = http_conf(<<'EOF_CONF');
             mpns_outbox ob;
             mpns_mode background;
             mpns_result_callback http://127.0.0.1:%%PORT%%/results;
+            mpns_allowed_hosts ^127\.0\.0\.1$ ^(localhost)$;
+        }
+
+        location = /bg-fail {
+            mpns_send toast;
+            mpns_outbox obf;
+            mpns_mode background;
+            mpns_result_callback http://127.0.0.1:%%PORT%%/fail;
         }
 
         location = /bg-broadcast {
@@ -130,6 +139,10 @@ my $conf = http_conf(<<'EOF_CONF');
 
         location = /results {
             return 204;
+        }
+
+        location = /fail {
+            return 500;
         }
 
         location = /status {
@@ -352,6 +365,11 @@ my $bg_id;
                               delay => 3600 })->{status},
        202, '/bg: one for in an hour');
 
+    is($t->post_json('/bg-fail', { channel => ch('active-bf'),
+                                   text1 => 'x' })->{status},
+       202, '/bg-fail: 202');
+    expect('/bg-fail', 'toast', 'delivered');
+
     is($t->post_json('/bg-broadcast', { text1 => 'all' })->{status}, 202,
        '/bg-broadcast: 202');
     expect('/bg-broadcast', 'toast', 'delivered');
@@ -376,8 +394,10 @@ ok($t->wait_for(sub {
     $s = status();
     my $bg = $s->{locations}{'/bg'};
     my $bb = $s->{locations}{'/bg-broadcast'};
-    return $bg && $bb && $bg->{notifications} == 1
-           && $bb->{notifications} == 3 && $bg->{callbacks}{sent} == 1;
+    my $bf = $s->{locations}{'/bg-fail'};
+    return $bg && $bb && $bf && $bg->{notifications} == 1
+           && $bb->{notifications} == 3 && $bg->{callbacks}{sent} == 1
+           && $bf->{callbacks}{failed} >= 1;
 }, 10), 'background sends and the callback done');
 
 # the figures, location by location
@@ -386,7 +406,7 @@ my %want_attempts = ('/push' => 13, '/retry' => 3, '/slow' => 1,
                      '/hold' => 1, '/tls' => 2, '/tls-none' => 1,
                      '/tls-untrusting' => 1, '/tls-mismatch' => 1,
                      '/list' => 3, '/broadcast' => 1, '/bg' => 1,
-                     '/bg-broadcast' => 2);
+                     '/bg-fail' => 1, '/bg-broadcast' => 2);
 my %want_held = ('/hold' => 1, '/broadcast' => 1);
 
 is(join(',', sort keys %{$s->{locations}}),
@@ -475,6 +495,8 @@ is_deeply($s->{locations}{'/tls-untrusting'}{tls_handshakes},
 
 is_deeply($s->{locations}{'/bg'}{callbacks}, { sent => 1, failed => 0 },
           '/bg: 1 result callback');
+is($s->{locations}{'/bg-fail'}{callbacks}{sent}, 0,
+   '/bg-fail: no result callback accepted');
 
 is($s->{mpns}{unanswered}, 0, 'MPNS answered the last send');
 ok($s->{mpns}{last_answer} >= time - 60, 'when MPNS last answered');
@@ -486,8 +508,8 @@ ok($s->{since} <= time && $s->{since} > time - 300, 'counting since');
 {
     my $z = $s->{zones};
 
-    is(join(',', sort keys %$z), 'devices,holds,mpns_status,ob,obb,small',
-       'every zone');
+    is(join(',', sort keys %$z),
+       'devices,holds,mpns_status,ob,obb,obf,small', 'every zone');
 
     is($z->{devices}{kind}, 'registry', 'devices: a registry');
     is($z->{devices}{entries}, 3, 'devices: 3 entries');
@@ -509,6 +531,8 @@ ok($s->{since} <= time && $s->{since} > time - 300, 'counting since');
        && $z->{ob}{oldest_pending_ms} < 120000,
        'ob: the age of the oldest pending entry');
     is($z->{ob}{callbacks_pending}, 0, 'ob: no callback pending');
+    is($z->{obf}{callbacks_pending}, 1, 'obf: a callback pending');
+    is($z->{obf}{callbacks_failing}, 1, 'obf: failing');
 
     # the 412 recipient goes back into the outbox as a send of its own
     is($z->{obb}{pending}, 1, 'obb: 1 pending (a 412 to try again)');
@@ -516,7 +540,7 @@ ok($s->{since} <= time && $s->{since} > time - 300, 'counting since');
     is($z->{obb}{state_file}, undef, 'obb: no state file');
 
     is($z->{mpns_status}{kind}, 'status', 'the status zone');
-    is($z->{mpns_status}{entries}, 12, 'status zone: 12 locations');
+    is($z->{mpns_status}{entries}, 13, 'status zone: 13 locations');
 
     ok($t->wait_for(sub {
         my $z = status()->{zones};
@@ -992,8 +1016,15 @@ is(status()->{totals}{notifications}, 0, 'a restart starts from zero');
     is(join(',', values %by_pid), join(',', ($want) x keys %by_pid),
        'the same totals from every worker');
 
-    # a reload keeps them
+    # a reload keeps them; a background send the new configuration no
+    # longer allows is refused
 
+    my $r = $t->post_json('/bg', { channel => "http://localhost:$sim/t/lh",
+                                   text1 => 'x', delay => 2 });
+    is($r->{status}, 202, 'a background send to localhost, in 2 s');
+
+    (my $conf3 = $conf2) =~ s/ \^\(localhost\)\$//;
+    $t->write_conf($conf3);
     $t->reload;
 
     $j = status();
@@ -1003,7 +1034,14 @@ is(status()->{totals}{notifications}, 0, 'a restart starts from zero');
        'the location found its counters again');
 
     is(send_to('/push', ch('active-after')), 'delivered', 'one more send');
-    is(status()->{totals}{notifications}, $want + 1, 'counted after it');
+    is(status()->{locations}{'/push'}{notifications}, $want + 1,
+       'counted after it');
+
+    ok($t->wait_for(sub {
+        status()->{locations}{'/bg'}{outcomes}{refused} == 1
+    }, 10), 'the background send to localhost refused, and counted');
+    is($t->http_get("/bg/$r->{json}{id}")->{json}{outcome}, 'refused',
+       'its outcome');
     is(prom_parse(prom())->{'nginx_mpns_reloads_total{}'}, 1,
        'prometheus: 1 reload');
 }
