@@ -1955,7 +1955,7 @@ ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
 
         item = ngx_queue_data(q, ngx_http_mpns_cache_t, queue);
         ngx_http_mpns_close(item->connection);
-        ngx_http_mpns_status_idle(-1);
+        ngx_http_mpns_status_idle(job->status, -1);
 
     } else {
         q = ngx_queue_head(&engine->free);
@@ -1965,7 +1965,7 @@ ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
     }
 
     ngx_queue_insert_head(&engine->cache, q);
-    ngx_http_mpns_status_idle(1);
+    ngx_http_mpns_status_idle(job->status, 1);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns put keepalive connection %p", c);
@@ -2033,7 +2033,7 @@ close:
     item = c->data;
 
     ngx_http_mpns_close(c);
-    ngx_http_mpns_status_idle(-1);
+    ngx_http_mpns_status_idle(NULL, -1);
 
     ngx_queue_remove(&item->queue);
     ngx_queue_insert_head(&item->engine->free, &item->queue);

@@ -365,7 +365,7 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
 
     { ngx_string("mpns_health"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_mpns_health_directive,
+      ngx_http_mpns_status_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },

@@ -41,6 +41,31 @@
 
 #define NGX_HTTP_MPNS_STATUS_CHUNK      16384
 
+/* the per-zone figures of the Prometheus output */
+#define NGX_HTTP_MPNS_Z_SIZE            0
+#define NGX_HTTP_MPNS_Z_USED            1
+#define NGX_HTTP_MPNS_Z_ENTRIES         2
+#define NGX_HTTP_MPNS_Z_FULL            3
+#define NGX_HTTP_MPNS_Z_HOLDS           4
+#define NGX_HTTP_MPNS_Z_PENDING         5
+#define NGX_HTTP_MPNS_Z_SENDING         6
+#define NGX_HTTP_MPNS_Z_DONE            7
+#define NGX_HTTP_MPNS_Z_EXPIRED         8
+#define NGX_HTTP_MPNS_Z_DUE             9
+#define NGX_HTTP_MPNS_Z_OLDEST          10
+#define NGX_HTTP_MPNS_Z_LAG             11
+#define NGX_HTTP_MPNS_Z_CB_PENDING      12
+#define NGX_HTTP_MPNS_Z_CB_FAILING      13
+#define NGX_HTTP_MPNS_Z_SAVES           14
+#define NGX_HTTP_MPNS_Z_SAVE_FAILURES   15
+#define NGX_HTTP_MPNS_Z_SAVE_TIME       16
+#define NGX_HTTP_MPNS_Z_SAVE_DURATION   17
+#define NGX_HTTP_MPNS_Z_SAVE_FAILED     18
+
+#define ngx_http_mpns_status_word(field)                                     \
+    (offsetof(ngx_http_mpns_status_counters_t, field)                        \
+     / sizeof(ngx_atomic_uint_t))
+
 
 /* all additive, so that totals are sums; read as words */
 typedef struct {
@@ -77,12 +102,12 @@ struct ngx_http_mpns_status_node_s {
 /* the saves of a registry's or an outbox's state file, by zone name */
 typedef struct {
     ngx_queue_t                    queue;
-    ngx_atomic_uint_t              saves;
-    ngx_atomic_uint_t              failures;
-    ngx_atomic_uint_t              last;          /* ms since the epoch */
-    ngx_atomic_uint_t              last_ok;
-    ngx_atomic_uint_t              duration;      /* ms */
-    ngx_atomic_uint_t              failed;        /* the last one */
+    ngx_atomic_t                   saves;
+    ngx_atomic_t                   failures;
+    ngx_atomic_t                   last;          /* ms since the epoch */
+    ngx_atomic_t                   last_ok;
+    ngx_atomic_t                   duration;      /* ms */
+    ngx_atomic_t                   failed;        /* the last one */
     size_t                         len;
     u_char                         name[1];
 } ngx_http_mpns_status_file_t;
@@ -94,10 +119,10 @@ struct ngx_http_mpns_status_shctx_s {
     ngx_uint_t                     count;         /* nodes */
     ngx_uint_t                     full;
     time_t                         started;
-    ngx_atomic_uint_t              reloads;
-    ngx_atomic_uint_t              idle;
-    ngx_atomic_uint_t              unanswered;    /* sends in a row */
-    ngx_atomic_uint_t              last_answer;   /* s since the epoch */
+    ngx_atomic_t                   reloads;
+    ngx_atomic_t                   idle;
+    ngx_atomic_t                   unanswered;    /* sends in a row */
+    ngx_atomic_t                   last_answer;   /* s since the epoch */
 };
 
 
@@ -237,32 +262,6 @@ static char  *ngx_http_mpns_status_le[] = {
 };
 
 
-/* the per-zone figures of the Prometheus output */
-#define NGX_HTTP_MPNS_Z_SIZE            0
-#define NGX_HTTP_MPNS_Z_USED            1
-#define NGX_HTTP_MPNS_Z_ENTRIES         2
-#define NGX_HTTP_MPNS_Z_FULL            3
-#define NGX_HTTP_MPNS_Z_HOLDS           4
-#define NGX_HTTP_MPNS_Z_PENDING         5
-#define NGX_HTTP_MPNS_Z_SENDING         6
-#define NGX_HTTP_MPNS_Z_DONE            7
-#define NGX_HTTP_MPNS_Z_EXPIRED         8
-#define NGX_HTTP_MPNS_Z_DUE             9
-#define NGX_HTTP_MPNS_Z_OLDEST          10
-#define NGX_HTTP_MPNS_Z_LAG             11
-#define NGX_HTTP_MPNS_Z_CB_PENDING      12
-#define NGX_HTTP_MPNS_Z_CB_FAILING      13
-#define NGX_HTTP_MPNS_Z_SAVES           14
-#define NGX_HTTP_MPNS_Z_SAVE_FAILURES   15
-#define NGX_HTTP_MPNS_Z_SAVE_TIME       16
-#define NGX_HTTP_MPNS_Z_SAVE_DURATION   17
-#define NGX_HTTP_MPNS_Z_SAVE_FAILED     18
-
-#define ngx_http_mpns_status_word(field)                                     \
-    (offsetof(ngx_http_mpns_status_counters_t, field)                        \
-     / sizeof(ngx_atomic_uint_t))
-
-
 /*
  * Metrics of the Prometheus output but the notifications and the
  * histogram: a counter word of each location, or a figure of each zone.
@@ -396,6 +395,8 @@ static ngx_http_mpns_status_metric_t  ngx_http_mpns_status_zone_metrics[] = {
 };
 
 
+/* mpns_status and mpns_health */
+
 char *
 ngx_http_mpns_status_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
@@ -414,31 +415,9 @@ ngx_http_mpns_status_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return "is duplicate";
     }
 
-    clcf->handler = ngx_http_mpns_status_handler;
-
-    return NGX_CONF_OK;
-}
-
-
-char *
-ngx_http_mpns_health_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (ngx_http_mpns_status_conf(cf) == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler == ngx_http_mpns_status_handler
-        || clcf->handler == ngx_http_mpns_health_handler)
-    {
-        return "is duplicate";
-    }
-
-    clcf->handler = ngx_http_mpns_health_handler;
+    clcf->handler = (ngx_strcmp(cmd->name.data, "mpns_health") == 0)
+                    ? ngx_http_mpns_health_handler
+                    : ngx_http_mpns_status_handler;
 
     return NGX_CONF_OK;
 }
@@ -922,7 +901,7 @@ ngx_http_mpns_status_connection(ngx_http_mpns_status_slot_t *slot,
     ngx_http_mpns_status_counters_t  *c;
 
     if (reused) {
-        ngx_http_mpns_status_idle(-1);
+        ngx_http_mpns_status_idle(slot, -1);
     }
 
     if (slot == NULL || slot->node == NULL) {
@@ -936,17 +915,25 @@ ngx_http_mpns_status_connection(ngx_http_mpns_status_slot_t *slot,
 
 
 void
-ngx_http_mpns_status_idle(ngx_int_t n)
+ngx_http_mpns_status_idle(ngx_http_mpns_status_slot_t *slot, ngx_int_t n)
 {
-    ngx_http_mpns_status_t  *st;
+    ngx_http_mpns_status_t        *st;
+    ngx_http_mpns_status_shctx_t  *sh;
 
-    st = ngx_http_mpns_status_get();
+    if (slot) {
+        sh = slot->sh;
 
-    if (st == NULL) {
-        return;
+    } else {
+        st = ngx_http_mpns_status_get();
+
+        if (st == NULL) {
+            return;
+        }
+
+        sh = st->sh;
     }
 
-    (void) ngx_atomic_fetch_add(&st->sh->idle, (ngx_atomic_uint_t) n);
+    (void) ngx_atomic_fetch_add(&sh->idle, (ngx_atomic_uint_t) n);
 }
 
 
@@ -1044,6 +1031,8 @@ ngx_http_mpns_status_handler(ngx_http_request_t *r)
     ngx_http_mpns_main_conf_t    *mmcf;
     ngx_http_mpns_status_out_t    out;
     ngx_http_mpns_status_snap_t   snap;
+
+    format = NGX_HTTP_MPNS_STATUS_JSON;
 
     rc = ngx_http_mpns_status_method(r, &err);
 

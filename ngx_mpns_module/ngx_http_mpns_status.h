@@ -30,10 +30,8 @@ typedef struct {
 } ngx_http_mpns_status_slot_t;
 
 
-/* directives */
+/* directives: mpns_status and mpns_health, mpns_status_zone */
 char *ngx_http_mpns_status_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_mpns_health_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_mpns_status_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -69,8 +67,12 @@ void ngx_http_mpns_status_result(ngx_http_mpns_status_slot_t *slot,
 void ngx_http_mpns_status_connection(ngx_http_mpns_status_slot_t *slot,
     ngx_uint_t reused);
 
-/* idle connections cached (1) or closed from the cache (-1) */
-void ngx_http_mpns_status_idle(ngx_int_t n);
+/*
+ * idle connections cached (1) or closed from the cache (-1), by a job of
+ * "slot" (faster) or by none (NULL)
+ */
+void ngx_http_mpns_status_idle(ngx_http_mpns_status_slot_t *slot,
+    ngx_int_t n);
 
 /* a TLS handshake with MPNS completed */
 void ngx_http_mpns_status_handshake(ngx_http_mpns_status_slot_t *slot,
