@@ -38,7 +38,7 @@ my $conf = http_conf(<<'EOF_CONF');
 
     mpns_allowed_hosts ^127\.0\.0\.1$;
     mpns_retries 0;
-    mpns_keepalive_timeout 1s;
+    mpns_keepalive_timeout 3s;
     mpns_ssl_trusted_certificate %%CERTS%%/ca.crt;
 
     mpns_registry_zone zone=devices:1m state=%%TESTDIR%%/devices.ndjson;
@@ -310,7 +310,7 @@ is(send_to('/tls', https_ch('active-t1')), 'delivered', '/tls: delivered');
 ok(status()->{connections}{idle} >= 1, 'an idle connection');
 
 # the idle connection closes; the next one resumes the session
-ok($t->wait_for(sub { status()->{connections}{idle} == 0 }, 5),
+ok($t->wait_for(sub { status()->{connections}{idle} == 0 }, 10),
    'no idle connection after mpns_keepalive_timeout');
 
 is(send_to('/tls', https_ch('active-t2')), 'delivered',
@@ -603,6 +603,10 @@ my $prom_text;
     my $p = prom_parse($prom_text);
     my $j = status();
 
+    # the idle connections may close between the two answers
+    ok($p->{'nginx_mpns_connections_idle{}'} >= $j->{connections}{idle},
+       'idle connections');
+
     for my $loc (sort keys %{$j->{locations}}) {
         my $l = $j->{locations}{$loc};
         my $bad = 0;
@@ -676,8 +680,6 @@ my $prom_text;
        'devices: last save worked');
     ok(!exists $p->{'nginx_mpns_state_saves_total{zone=obb}'},
        'obb: no state file');
-    is($p->{'nginx_mpns_connections_idle{}'}, $j->{connections}{idle},
-       'idle connections');
     is($p->{'nginx_mpns_reloads_total{}'}, 0, 'no reload');
 
     my %types;
@@ -1020,8 +1022,8 @@ is(status()->{totals}{notifications}, 0, 'a restart starts from zero');
     # longer allows is refused
 
     my $r = $t->post_json('/bg', { channel => "http://localhost:$sim/t/lh",
-                                   text1 => 'x', delay => 2 });
-    is($r->{status}, 202, 'a background send to localhost, in 2 s');
+                                   text1 => 'x', delay => 3 });
+    is($r->{status}, 202, 'a background send to localhost, in 3 s');
 
     (my $conf3 = $conf2) =~ s/ \^\(localhost\)\$//;
     $t->write_conf($conf3);
@@ -1029,9 +1031,8 @@ is(status()->{totals}{notifications}, 0, 'a restart starts from zero');
 
     $j = status();
     is($j->{reloads}, 1, 'reloaded once');
-    is($j->{totals}{notifications}, $want, 'the counters kept');
-    is($j->{locations}{'/push'}{notifications}, $want,
-       'the location found its counters again');
+    is($j->{locations}{'/push'}{notifications}, $want, 'the counters kept');
+    ok($j->{totals}{notifications} >= $want, 'the totals kept');
 
     is(send_to('/push', ch('active-after')), 'delivered', 'one more send');
     is(status()->{locations}{'/push'}{notifications}, $want + 1,
