@@ -1389,7 +1389,7 @@ static ngx_int_t
 ngx_http_mpns_status_snapshot(ngx_http_request_t *r,
     ngx_http_mpns_status_t *st, ngx_http_mpns_status_snap_t *snap)
 {
-    ngx_uint_t                    i, n;
+    ngx_uint_t                    i;
     ngx_queue_t                  *q;
     ngx_atomic_uint_t            *dst, *total;
     volatile ngx_atomic_uint_t   *src;
@@ -1400,9 +1400,11 @@ ngx_http_mpns_status_snapshot(ngx_http_request_t *r,
 
     total = (ngx_atomic_uint_t *) &snap->totals;
 
+    /* the master adds nodes under the lock on a reload */
+
     ngx_shmtx_lock(&st->shpool->mutex);
 
-    snap->locs = ngx_palloc(r->pool, (st->sh->count + 1)
+    snap->locs = ngx_palloc(r->pool, st->sh->count
                                      * sizeof(ngx_http_mpns_status_loc_t));
     if (snap->locs == NULL) {
         ngx_shmtx_unlock(&st->shpool->mutex);
@@ -1410,7 +1412,8 @@ ngx_http_mpns_status_snapshot(ngx_http_request_t *r,
     }
 
     for (q = ngx_queue_head(&st->sh->nodes);
-         q != ngx_queue_sentinel(&st->sh->nodes);
+         q != ngx_queue_sentinel(&st->sh->nodes)
+         && snap->nlocs < st->sh->count;
          q = ngx_queue_next(q))
     {
         node = ngx_queue_data(q, ngx_http_mpns_status_node_t, queue);
@@ -1430,9 +1433,7 @@ ngx_http_mpns_status_snapshot(ngx_http_request_t *r,
         }
     }
 
-    n = st->sh->count;
-
-    snap->sh.count = n;
+    snap->sh.count = st->sh->count;
     snap->sh.full = st->sh->full;
     snap->sh.started = st->sh->started;
     snap->sh.reloads = st->sh->reloads;
@@ -1441,13 +1442,6 @@ ngx_http_mpns_status_snapshot(ngx_http_request_t *r,
     snap->sh.last_answer = st->sh->last_answer;
 
     ngx_shmtx_unlock(&st->shpool->mutex);
-
-    if (snap->nlocs != n) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "mpns status zone has %ui locations, %ui listed",
-                      n, snap->nlocs);
-        return NGX_ERROR;
-    }
 
     return ngx_http_mpns_status_zones(r, st, snap);
 }
