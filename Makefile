@@ -14,6 +14,7 @@ MODULE_NAME := ngx_http_mpns_module
 MODULE := $(BUILD)/$(MODULE_NAME).so
 PROVE := prove -I t/lib
 SOURCES := $(wildcard ngx_mpns_module/*.c ngx_mpns_module/*.h)
+DASHBOARD := ngx_mpns_module/ngx_http_mpns_dashboard.c
 
 .PHONY: all module test test-valgrind check-style clang demo bench clean
 
@@ -30,8 +31,13 @@ $(BUILD)/nginx/objs/Makefile: config
 	    && ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc=$(CC) \
 	        --add-dynamic-module=$(CURDIR)
 
+# The dashboard page of mpns_status, as a C string (checked in as well).
+$(DASHBOARD): util/dashboard.html util/gen-dashboard
+	util/gen-dashboard util/dashboard.html > $@.tmp
+	mv -f $@.tmp $@
+
 # Internal: the build itself, without the package check.
-module: $(BUILD)/nginx/objs/Makefile
+module: $(BUILD)/nginx/objs/Makefile $(DASHBOARD)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
 	@# a new file, renamed into place: nginx processes that have the old
 	@# one mapped must not see it change under them

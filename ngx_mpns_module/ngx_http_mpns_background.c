@@ -629,6 +629,9 @@ ngx_http_mpns_background_reported(ngx_http_mpns_job_t *job)
 
     rp->runner->active--;
 
+    ngx_http_mpns_status_callback(rp->runner->mlcf->status,
+                                  job->outcome == NGX_HTTP_MPNS_DELIVERED);
+
     if (job->outcome == NGX_HTTP_MPNS_DELIVERED) {
         (void) ngx_http_mpns_outbox_reported(rp->runner->outbox, rp->id, 1, 0,
                                              &rp->op);

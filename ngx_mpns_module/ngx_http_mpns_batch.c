@@ -517,8 +517,9 @@ ngx_http_mpns_batch_check(ngx_http_request_t *r, ngx_http_mpns_batch_t *batch,
             break;
         }
 
-        rc = ngx_http_mpns_request_channel(r, batch->ctx->fanout.conf, &channel, pool,
-                                           NULL, &target, err);
+        rc = ngx_http_mpns_request_channel(r, batch->ctx->fanout.conf,
+                                           &channel, pool, NULL, &target,
+                                           err);
         if (rc != NGX_OK) {
             break;
         }

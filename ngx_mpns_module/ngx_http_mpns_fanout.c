@@ -40,6 +40,8 @@ static void ngx_http_mpns_fanout_job_done(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_fanout_next_step(ngx_http_mpns_fanout_t *fo);
 static ngx_int_t ngx_http_mpns_fanout_complete(ngx_http_mpns_fanout_t *fo,
     ngx_http_mpns_result_t *res, ngx_uint_t status);
+static ngx_int_t ngx_http_mpns_fanout_result(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res);
 static void ngx_http_mpns_fanout_wake_next(ngx_http_mpns_engine_t *engine,
     ngx_uint_t limit);
 static void ngx_http_mpns_fanout_wake_handler(ngx_event_t *ev);
@@ -79,6 +81,7 @@ ngx_http_mpns_job_ready(ngx_http_mpns_job_t *job,
     }
 
     job->service = mlcf->service;
+    job->status = mlcf->status;
 
     if (job->service->create_request(job->pool, msg, &target, &job->request)
         != NGX_OK)
@@ -272,7 +275,7 @@ ngx_http_mpns_fanout_send(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
         res.outcome = NGX_HTTP_MPNS_REFUSED;
         res.error = &err;
 
-        rc = fo->record(fo, &res);
+        rc = ngx_http_mpns_fanout_result(fo, &res);
 
         ngx_http_mpns_job_cancel(job);
 
@@ -360,7 +363,7 @@ ngx_http_mpns_fanout_go(ngx_http_mpns_job_t *job, ngx_int_t held)
     fo->active--;
     fo->engine->busy--;
 
-    rc = fo->record(fo, &res);
+    rc = ngx_http_mpns_fanout_result(fo, &res);
 
     ngx_http_mpns_job_cancel(job);
 
@@ -485,6 +488,19 @@ ngx_http_mpns_fanout_complete(ngx_http_mpns_fanout_t *fo,
     {
         res->removed = 1;
     }
+
+    return ngx_http_mpns_fanout_result(fo, res);
+}
+
+
+/* every result, counted for mpns_status, then to the owner's sink */
+
+static ngx_int_t
+ngx_http_mpns_fanout_result(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res)
+{
+    ngx_http_mpns_status_result(fo->conf->status, fo->msg->type, res->outcome,
+                                res->attempts, res->elapsed);
 
     return fo->record(fo, res);
 }

@@ -178,6 +178,8 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
         goto failed;
     }
 
+    ctx->type = msg.type;
+
     rc = ngx_http_mpns_background(r, &msg, &targets, &err);
 
     if (rc != NGX_DECLINED) {

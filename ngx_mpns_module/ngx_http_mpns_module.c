@@ -353,13 +353,34 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       offsetof(ngx_http_mpns_loc_conf_t, report_failures),
       &ngx_http_mpns_report_bounds },
 
+    { ngx_string("mpns_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mpns_status_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mpns_status_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_status_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpns_status_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_mpns_module_ctx = {
     ngx_http_mpns_preconfiguration,        /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_mpns_status_init,             /* postconfiguration */
 
     ngx_http_mpns_create_main_conf,        /* create main configuration */
     ngx_http_mpns_init_main_conf,          /* init main configuration */
@@ -409,6 +430,7 @@ ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     mmcf->engine = NULL;
+     *     mmcf->status = NULL;
      */
 
     mmcf->keepalive = NGX_CONF_UNSET_UINT;
@@ -566,6 +588,12 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (ngx_http_mpns_registry_check(cf, conf->registry) != NGX_CONF_OK
         || ngx_http_mpns_registry_check(cf, conf->broadcast) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if ((conf->send || conf->broadcast)
+        && ngx_http_mpns_status_slot(cf, &conf->status) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }

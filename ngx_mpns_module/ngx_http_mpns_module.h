@@ -21,6 +21,7 @@
 #include "ngx_http_mpns_hold.h"
 #include "ngx_http_mpns_outbox.h"
 #include "ngx_http_mpns_fanout.h"
+#include "ngx_http_mpns_status.h"
 
 
 struct ngx_http_mpns_main_conf_s {
@@ -32,6 +33,8 @@ struct ngx_http_mpns_main_conf_s {
 
     /* per worker, set in init_process */
     ngx_http_mpns_engine_t        *engine;
+
+    ngx_http_mpns_status_t        *status;   /* mpns_status, mpns_health */
 };
 
 
@@ -77,6 +80,8 @@ struct ngx_http_mpns_loc_conf_s {
     ngx_uint_t                     rate;      /* per second, 0: any */
     ngx_flag_t                     remove_expired;
     ngx_uint_t                     report_failures;
+
+    ngx_http_mpns_status_slot_t   *status;    /* sending locations */
 };
 
 
@@ -123,6 +128,8 @@ typedef struct {
     time_t                         retry_after;   /* 0: the outcome's */
     ngx_http_mpns_batch_t         *batch;         /* several recipients */
     ngx_http_mpns_counts_t         counts;
+
+    ngx_uint_t                     type;
 
     unsigned                       done:1;
 } ngx_http_mpns_ctx_t;

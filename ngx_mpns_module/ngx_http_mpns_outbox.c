@@ -1816,3 +1816,70 @@ ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on)
            + on->target_len + on->body_len + on->user_len + on->tag_len
            + on->os_len;
 }
+
+
+void
+ngx_http_mpns_outbox_stat(ngx_shm_zone_t *zone,
+    ngx_http_mpns_outbox_stat_t *st, ngx_uint_t walk)
+{
+    ngx_msec_t                    now;
+    ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_mpns_outbox_t   *ctx;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    ctx = zone->data;
+    now = ngx_http_mpns_outbox_now();
+
+    ngx_memzero(st, sizeof(ngx_http_mpns_outbox_stat_t));
+
+    st->state = ctx->file.path;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    st->entries = ctx->sh->count;
+    st->full = ctx->sh->full;
+
+    sentinel = ctx->sh->ids.sentinel;
+
+    node = (!walk || ctx->sh->ids.root == sentinel)
+           ? NULL : ngx_rbtree_min(ctx->sh->ids.root, sentinel);
+
+    for ( /* void */ ; node; node = ngx_rbtree_next(&ctx->sh->ids, node)) {
+        on = (ngx_http_mpns_outbox_node_t *) node;
+
+        if (on->state == NGX_HTTP_MPNS_OB_PENDING) {
+            st->pending++;
+
+            if (now > on->created && now - on->created > st->oldest_pending)
+            {
+                st->oldest_pending = now - on->created;
+            }
+
+            if ((ngx_msec_t) on->due.key <= now) {
+                st->due++;
+                st->lag = ngx_max(st->lag, now - (ngx_msec_t) on->due.key);
+            }
+
+        } else if (on->state == NGX_HTTP_MPNS_OB_SENDING) {
+            st->sending++;
+
+        } else {
+            if (on->gave_up) {
+                st->expired++;
+
+            } else {
+                st->done++;
+            }
+
+            if (!on->reported) {
+                st->callbacks_pending++;
+
+                if (on->callbacks) {
+                    st->callbacks_failing++;
+                }
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}

@@ -305,6 +305,8 @@ ngx_http_mpns_job_start(ngx_http_mpns_job_t *job)
     job->start = ngx_current_msec;
     job->attempts = 1;
 
+    ngx_http_mpns_status_start(job->status);
+
     job->buffer = ngx_create_temp_buf(job->pool, NGX_HTTP_MPNS_BUFFER_SIZE);
     if (job->buffer == NULL) {
         ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
@@ -346,6 +348,8 @@ ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job)
 {
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns job cancel %V", &job->name);
+
+    ngx_http_mpns_status_cancel(job->status, job->attempts);
 
     if (job->resolving) {
         ngx_resolve_name_done(job->resolving);
@@ -481,6 +485,7 @@ ngx_http_mpns_connect(ngx_http_mpns_job_t *job)
     job->peer.log_error = NGX_ERROR_ERR;
 
     if (!job->fresh && ngx_http_mpns_keepalive_get(job) == NGX_OK) {
+        ngx_http_mpns_status_connection(job->status, 1);
         ngx_http_mpns_write_handler(job->peer.connection->write);
         return;
     }
@@ -503,6 +508,8 @@ ngx_http_mpns_connect(ngx_http_mpns_job_t *job)
     }
 
     c = job->peer.connection;
+
+    ngx_http_mpns_status_connection(job->status, 0);
 
     c->data = job;
     c->read->handler = ngx_http_mpns_read_handler;
@@ -853,6 +860,9 @@ ngx_http_mpns_ssl_handshake(ngx_connection_t *c)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns ssl handshake done, session reused: %d",
                    SSL_session_reused(c->ssl->connection));
+
+    ngx_http_mpns_status_handshake(job->status,
+                                   SSL_session_reused(c->ssl->connection));
 
     c->read->handler = ngx_http_mpns_read_handler;
     c->write->handler = ngx_http_mpns_write_handler;
@@ -1911,6 +1921,7 @@ ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
 
         item = ngx_queue_data(q, ngx_http_mpns_cache_t, queue);
         ngx_http_mpns_close(item->connection);
+        ngx_http_mpns_status_idle(job->status, -1);
 
     } else {
         q = ngx_queue_head(&engine->free);
@@ -1920,6 +1931,7 @@ ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
     }
 
     ngx_queue_insert_head(&engine->cache, q);
+    ngx_http_mpns_status_idle(job->status, 1);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns put keepalive connection %p", c);
@@ -1987,6 +1999,7 @@ close:
     item = c->data;
 
     ngx_http_mpns_close(c);
+    ngx_http_mpns_status_idle(NULL, -1);
 
     ngx_queue_remove(&item->queue);
     ngx_queue_insert_head(&item->engine->free, &item->queue);

@@ -15,6 +15,7 @@
 #include "ngx_http_mpns.h"
 #include "ngx_http_mpns_message.h"
 #include "ngx_http_mpns_ssl.h"
+#include "ngx_http_mpns_status.h"
 
 
 /* mpns_proxy: a forward proxy all of a location's sends go through */
@@ -91,6 +92,8 @@ struct ngx_http_mpns_job_s {
     ngx_msec_t                     retry_delay;    /* doubled each time */
 
     ngx_http_mpns_service_t       *service;
+    ngx_http_mpns_status_slot_t   *status;    /* the sending location's */
+
     ngx_http_mpns_job_handler_pt   handler;
     void                          *data;
     ngx_queue_t                    queue;     /* the owner's, if it wants */

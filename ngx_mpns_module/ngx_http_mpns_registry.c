@@ -1627,3 +1627,17 @@ ngx_http_mpns_registry_mark(ngx_http_mpns_cursor_t *cursor,
     ngx_memcpy(cursor->channel, rn->data, rn->len);
     cursor->started = 1;
 }
+
+
+ngx_uint_t
+ngx_http_mpns_registry_full(ngx_http_mpns_registry_t *reg)
+{
+    return reg->sh->full;
+}
+
+
+ngx_str_t *
+ngx_http_mpns_registry_state(ngx_http_mpns_registry_t *reg)
+{
+    return &reg->file.path;
+}

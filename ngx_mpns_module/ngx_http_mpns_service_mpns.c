@@ -866,8 +866,9 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
 
 
 static ngx_int_t
-ngx_http_mpns_mpns_create_request(ngx_pool_t *pool, ngx_http_mpns_message_t *msg,
-    ngx_http_mpns_target_t *target, ngx_str_t *out)
+ngx_http_mpns_mpns_create_request(ngx_pool_t *pool,
+    ngx_http_mpns_message_t *msg, ngx_http_mpns_target_t *target,
+    ngx_str_t *out)
 {
     u_char  *p, *last;
     size_t   len;

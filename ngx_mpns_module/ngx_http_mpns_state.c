@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 #include "ngx_http_mpns_state.h"
+#include "ngx_http_mpns_status.h"
 
 
 /*
@@ -719,6 +720,8 @@ ngx_http_mpns_state_end(ngx_http_mpns_state_t *st, ngx_int_t rc,
 
     st->fd = NGX_INVALID_FILE;
     st->saving = 0;
+
+    ngx_http_mpns_status_save(&st->shm_zone->shm.name, rc);
 
     ngx_shmtx_lock(&st->shpool->mutex);
 
