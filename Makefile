@@ -12,6 +12,7 @@ CC ?= cc
 
 MODULE_NAME := ngx_http_mpns_module
 MODULE := $(BUILD)/$(MODULE_NAME).so
+TILE_MODULE := $(BUILD)/ngx_http_mpns_tile_module.so
 PROVE := prove -I t/lib
 SOURCES := $(wildcard ngx_mpns_module/*.c ngx_mpns_module/*.h)
 
@@ -37,6 +38,8 @@ module: $(BUILD)/nginx/objs/Makefile
 	@# one mapped must not see it change under them
 	cp $(BUILD)/nginx/objs/$(MODULE_NAME).so $(MODULE).tmp
 	mv -f $(MODULE).tmp $(MODULE)
+	cp $(BUILD)/nginx/objs/$(notdir $(TILE_MODULE)) $(TILE_MODULE).tmp
+	mv -f $(TILE_MODULE).tmp $(TILE_MODULE)
 
 test:
 	util/install-deps test
