@@ -12,7 +12,7 @@
 #include <ngx_core.h>
 
 
-/* bumped whenever a layout change alters the bytes of a tile */
+/* bumped whenever a change of the drawing alters the bytes of a tile */
 #define NGX_HTTP_MPNS_TILE_LAYOUT       "1"
 
 #define NGX_HTTP_MPNS_TILE_LINES        3

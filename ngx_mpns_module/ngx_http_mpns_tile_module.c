@@ -239,7 +239,7 @@ ngx_http_mpns_tile_handler(ngx_http_request_t *r)
 
     /* the header outlives the handler: $sent_http_etag in access_log */
 
-    tag.len = sizeof("\"\"") - 1 + 2 * 16;
+    tag.len = sizeof("W/\"\"") - 1 + 2 * 16;
     tag.data = ngx_pnalloc(r->pool, tag.len);
     if (tag.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -606,9 +606,9 @@ ngx_http_mpns_tile_check_text(ngx_str_t *text, size_t max)
 
 
 /*
- * A strong validator: the same tile from the same layout, libgd and font
- * file is the same bytes, so the ETag is a hash of those, and a match is
- * answered without rendering.
+ * The same fields, layout, libgd and font file draw the same pixels, so
+ * the ETag is a hash of those and a match is answered without drawing.
+ * It is weak: another zlib or libpng may write the pixels in other bytes.
  */
 
 static void
@@ -639,7 +639,7 @@ ngx_http_mpns_tile_etag(ngx_http_mpns_tile_loc_conf_t *tlcf,
 
     ngx_md5_final(hash, &md5);
 
-    *etag++ = '"';
+    etag = ngx_cpymem(etag, "W/\"", 3);
     etag = ngx_hex_dump(etag, hash, 16);
     *etag = '"';
 }
@@ -650,7 +650,13 @@ ngx_http_mpns_tile_etag(ngx_http_mpns_tile_loc_conf_t *tlcf,
 static ngx_uint_t
 ngx_http_mpns_tile_matches(ngx_str_t *list, ngx_str_t *etag)
 {
-    u_char  *p, *last, *quote;
+    u_char  *p, *last, *quote, *tag;
+    size_t   len;
+
+    /* the quoted part of our W/"..." */
+
+    tag = etag->data + 2;
+    len = etag->len - 2;
 
     p = list->data;
     last = p + list->len;
@@ -677,8 +683,8 @@ ngx_http_mpns_tile_matches(ngx_str_t *list, ngx_str_t *etag)
                 return 0;
             }
 
-            if ((size_t) (quote + 1 - p) == etag->len
-                && ngx_strncmp(p, etag->data, etag->len) == 0)
+            if ((size_t) (quote + 1 - p) == len
+                && ngx_strncmp(p, tag, len) == 0)
             {
                 return 1;
             }
