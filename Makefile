@@ -71,6 +71,7 @@ bench:
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-fanout
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-tls
+	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-callgrind
 	TEST_NGINX_TILE_MODULE=$(CURDIR)/$(TILE_MODULE) util/bench-tile
 
 clean:

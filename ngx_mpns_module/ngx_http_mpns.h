@@ -37,6 +37,7 @@ typedef struct ngx_http_mpns_proxy_s         ngx_http_mpns_proxy_t;
 typedef struct ngx_http_mpns_outbox_conf_s   ngx_http_mpns_outbox_conf_t;
 typedef struct ngx_http_mpns_loc_conf_s      ngx_http_mpns_loc_conf_t;
 typedef struct ngx_http_mpns_main_conf_s     ngx_http_mpns_main_conf_t;
+typedef struct ngx_http_mpns_store_op_s      ngx_http_mpns_store_op_t;
 
 
 #endif /* _NGX_HTTP_MPNS_H_INCLUDED_ */

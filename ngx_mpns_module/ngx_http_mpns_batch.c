@@ -204,6 +204,10 @@ ngx_http_mpns_send_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         if (batch->reader == NULL) {
             return NGX_ERROR;
         }
+
+        batch->reader->op.handler = ngx_http_mpns_fanout_resume;
+        batch->reader->op.data = fo;
+        batch->reader->op.log = r->connection->log;
     }
 
     n = ngx_min(mlcf->report_failures, 16);
@@ -429,7 +433,7 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
     p = ngx_http_mpns_json_str(p, &ctx->channel);
 
     p = ngx_cpymem(p, ",\"status\":", sizeof(",\"status\":") - 1);
-    p = resp->status ? ngx_sprintf(p, "%ui", resp->status)
+    p = resp->status ? ngx_http_mpns_uint(p, resp->status)
                      : ngx_cpymem(p, ngx_http_mpns_null.data,
                                   ngx_http_mpns_null.len);
 
@@ -466,9 +470,9 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
                                  ngx_http_mpns_null.len);
 
     p = ngx_cpymem(p, ",\"attempts\":", sizeof(",\"attempts\":") - 1);
-    p = ngx_sprintf(p, "%ui", ctx->attempts);
+    p = ngx_http_mpns_uint(p, ctx->attempts);
     p = ngx_cpymem(p, ",\"time_ms\":", sizeof(",\"time_ms\":") - 1);
-    p = ngx_sprintf(p, "%M", ctx->elapsed);
+    p = ngx_http_mpns_uint(p, ctx->elapsed);
     *p++ = '}'; *p++ = LF;
 
     if ((size_t) (p - buf) > len) {

@@ -22,12 +22,22 @@
 typedef struct {
     ngx_http_mpns_fanout_t        *fanout;
     ngx_str_t                      channel;
+
+    /* the hold check, which may answer later */
+    ngx_http_mpns_store_op_t       op;
+    ngx_uint_t                     outcome;
+    ngx_uint_t                     status;
+    time_t                         left;
 } ngx_http_mpns_recipient_t;
 
 
 static ngx_int_t ngx_http_mpns_fanout_send(ngx_http_mpns_fanout_t *fo,
     ngx_str_t *channel);
+static ngx_int_t ngx_http_mpns_fanout_go(ngx_http_mpns_job_t *job,
+    ngx_int_t held);
+static void ngx_http_mpns_fanout_held(ngx_http_mpns_store_op_t *op);
 static void ngx_http_mpns_fanout_job_done(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_fanout_next_step(ngx_http_mpns_fanout_t *fo);
 static ngx_int_t ngx_http_mpns_fanout_complete(ngx_http_mpns_fanout_t *fo,
     ngx_http_mpns_result_t *res, ngx_uint_t status);
 static void ngx_http_mpns_fanout_wake_next(ngx_http_mpns_engine_t *engine,
@@ -151,14 +161,17 @@ ngx_http_mpns_fanout_pump(ngx_http_mpns_fanout_t *fo)
             break;
         }
 
-        if (ngx_exiting || ngx_terminate) {
-            if (fo->request == NULL) {
-                /* the owner keeps where it got to for the next workers */
-                break;
-            }
+        if (fo->request == NULL && (ngx_exiting || ngx_terminate)) {
+            /* the owner keeps where it got to for the next workers */
+            break;
         }
 
         rc = fo->next(fo, &channel);
+
+        if (rc == NGX_AGAIN) {
+            /* the source calls ngx_http_mpns_fanout_resume() */
+            break;
+        }
 
         if (rc == NGX_DONE) {
             fo->exhausted = 1;
@@ -199,12 +212,10 @@ ngx_http_mpns_fanout_pump(ngx_http_mpns_fanout_t *fo)
 static ngx_int_t
 ngx_http_mpns_fanout_send(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
 {
-    time_t                      left;
     ngx_int_t                   rc;
     ngx_http_mpns_job_t        *job;
     ngx_http_mpns_error_t       err;
     ngx_http_mpns_result_t      res;
-    ngx_http_mpns_response_t    resp;
     ngx_http_mpns_recipient_t  *rcpt;
 
     job = ngx_http_mpns_job_create(fo->engine, fo->log);
@@ -258,41 +269,28 @@ ngx_http_mpns_fanout_send(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
     }
 
     job->retries = fo->retries;
-
-    /* a 412 or 406 still holding: answered as it was, MPNS is not asked */
-
-    ngx_memzero(&resp, sizeof(ngx_http_mpns_response_t));
-
-    if (ngx_http_mpns_hold_check(&fo->conf->hold, &rcpt->channel,
-                                 &res.outcome, &resp.status, &left)
-        == NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_INFO, fo->log, 0,
-                      "mpns send to \"%V\" held: %V for %T s more",
-                      &rcpt->channel,
-                      &ngx_http_mpns_outcome(res.outcome)->name, left);
-
-        res.response = &resp;
-        res.retry_after = left;
-        res.held = 1;
-
-        rc = fo->record(fo, &res);
-
-        ngx_http_mpns_job_cancel(job);
-
-        return rc;
-    }
-
-    job->handler = ngx_http_mpns_fanout_job_done;
     job->data = rcpt;
 
     ngx_queue_insert_tail(&fo->jobs, &job->queue);
     fo->active++;
     fo->engine->busy++;
 
-    ngx_http_mpns_job_start(job);
+    /* a 412 or 406 still holding: answered as it was, MPNS is not asked */
 
-    return NGX_OK;
+    rcpt->op.handler = ngx_http_mpns_fanout_held;
+    rcpt->op.data = job;
+    rcpt->op.log = fo->log;
+
+    rc = ngx_http_mpns_hold_check(&fo->conf->hold, &rcpt->channel,
+                                  &rcpt->outcome, &rcpt->status, &rcpt->left,
+                                  &rcpt->op);
+
+    if (rc == NGX_AGAIN) {
+        /* the job waits for the store, counted in flight */
+        return NGX_OK;
+    }
+
+    return ngx_http_mpns_fanout_go(job, rc);
 
 failed:
 
@@ -302,12 +300,95 @@ failed:
 }
 
 
+/* the hold check's answer: "held" is NGX_OK when the channel is held */
+
+static ngx_int_t
+ngx_http_mpns_fanout_go(ngx_http_mpns_job_t *job, ngx_int_t held)
+{
+    ngx_http_mpns_recipient_t *rcpt = job->data;
+
+    ngx_int_t                  rc;
+    ngx_http_mpns_fanout_t    *fo;
+    ngx_http_mpns_result_t     res;
+    ngx_http_mpns_response_t   resp;
+
+    fo = rcpt->fanout;
+
+    if (held != NGX_OK && held != NGX_DECLINED) {
+        held = NGX_DECLINED;
+    }
+
+    if (held == NGX_DECLINED) {
+        job->handler = ngx_http_mpns_fanout_job_done;
+        ngx_http_mpns_job_start(job);
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, fo->log, 0,
+                  "mpns send to \"%V\" held: %V for %T s more",
+                  &rcpt->channel, &ngx_http_mpns_outcome(rcpt->outcome)->name,
+                  rcpt->left);
+
+    ngx_memzero(&resp, sizeof(ngx_http_mpns_response_t));
+    ngx_memzero(&res, sizeof(ngx_http_mpns_result_t));
+
+    resp.status = rcpt->status;
+
+    res.channel = rcpt->channel;
+    res.outcome = rcpt->outcome;
+    res.response = &resp;
+    res.retry_after = rcpt->left;
+    res.log = fo->log;
+    res.held = 1;
+
+    ngx_queue_remove(&job->queue);
+    fo->active--;
+    fo->engine->busy--;
+
+    rc = fo->record(fo, &res);
+
+    ngx_http_mpns_job_cancel(job);
+
+    ngx_http_mpns_fanout_wake_next(fo->engine, fo->limit);
+
+    return rc;
+}
+
+
+static void
+ngx_http_mpns_fanout_held(ngx_http_mpns_store_op_t *op)
+{
+    ngx_http_mpns_job_t *job = op->data;
+
+    ngx_http_mpns_recipient_t *rcpt = job->data;
+
+    ngx_http_mpns_fanout_t  *fo;
+
+    fo = rcpt->fanout;
+
+    if (ngx_http_mpns_fanout_go(job, op->rc) != NGX_OK) {
+        fo->error = 1;
+        fo->exhausted = 1;
+    }
+
+    ngx_http_mpns_fanout_next_step(fo);
+}
+
+
+/* a store the source waited for has answered */
+
+void
+ngx_http_mpns_fanout_resume(ngx_http_mpns_store_op_t *op)
+{
+    ngx_http_mpns_fanout_next_step(op->data);
+}
+
+
 static void
 ngx_http_mpns_fanout_job_done(ngx_http_mpns_job_t *job)
 {
     ngx_http_mpns_recipient_t *rcpt = job->data;
 
-    ngx_connection_t        *c;
     ngx_http_mpns_fanout_t  *fo;
     ngx_http_mpns_result_t   res;
 
@@ -335,8 +416,19 @@ ngx_http_mpns_fanout_job_done(ngx_http_mpns_job_t *job)
 
     ngx_http_mpns_fanout_wake_next(fo->engine, fo->limit);
 
+    ngx_http_mpns_fanout_next_step(fo);
+}
+
+
+/* after an event: more recipients, or the end */
+
+static void
+ngx_http_mpns_fanout_next_step(ngx_http_mpns_fanout_t *fo)
+{
+    ngx_connection_t  *c;
+
     if (fo->pumping) {
-        /* completed inside ngx_http_mpns_job_start() */
+        /* completed inside the pump: it goes on by itself */
         return;
     }
 
@@ -363,8 +455,8 @@ ngx_http_mpns_fanout_complete(ngx_http_mpns_fanout_t *fo,
 {
     ngx_uint_t  deleted;
 
-    ngx_http_mpns_hold_set(&fo->conf->hold, &res->channel, res->outcome,
-                           status, res->log);
+    (void) ngx_http_mpns_hold_set(&fo->conf->hold, &res->channel,
+                                  res->outcome, status, res->log, NULL);
 
     res->retry_after = ngx_http_mpns_hold_window(&fo->conf->hold,
                                                  res->outcome);
@@ -372,7 +464,7 @@ ngx_http_mpns_fanout_complete(ngx_http_mpns_fanout_t *fo,
     if (res->outcome == NGX_HTTP_MPNS_EXPIRED && fo->registry
         && ngx_http_mpns_registry_delete(fo->registry,
                                          NGX_HTTP_MPNS_BY_CHANNEL,
-                                         &res->channel, &deleted)
+                                         &res->channel, &deleted, NULL)
            == NGX_OK
         && deleted)
     {

@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 #include "ngx_http_mpns.h"
 #include "ngx_http_mpns_message.h"
+#include "ngx_http_mpns_store.h"
 
 
 /* what became of one recipient, as the completion step hands it over */
@@ -31,7 +32,11 @@ typedef struct {
 } ngx_http_mpns_result_t;
 
 
-/* the next recipient: NGX_OK, NGX_DONE at the end, NGX_ERROR */
+/*
+ * The next recipient: NGX_OK, NGX_DONE at the end, NGX_ERROR; NGX_AGAIN
+ * while a store fetches more, which then completes an operation whose
+ * handler is ngx_http_mpns_fanout_resume() (data: the fan-out).
+ */
 typedef ngx_int_t (*ngx_http_mpns_fanout_next_pt)(ngx_http_mpns_fanout_t *fo,
     ngx_str_t *channel);
 
@@ -87,6 +92,7 @@ struct ngx_http_mpns_fanout_s {
 ngx_int_t ngx_http_mpns_fanout_init(ngx_http_mpns_fanout_t *fo);
 void ngx_http_mpns_fanout_pump(ngx_http_mpns_fanout_t *fo);
 void ngx_http_mpns_fanout_cancel(ngx_http_mpns_fanout_t *fo);
+void ngx_http_mpns_fanout_resume(ngx_http_mpns_store_op_t *op);
 
 ngx_int_t ngx_http_mpns_job_ready(ngx_http_mpns_job_t *job,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_core_loc_conf_t *clcf,

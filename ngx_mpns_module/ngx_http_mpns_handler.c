@@ -21,6 +21,9 @@ static void ngx_http_mpns_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mpns_background(ngx_http_request_t *r,
     ngx_http_mpns_message_t *msg, ngx_http_mpns_targets_t *targets,
     ngx_http_mpns_error_t *err);
+static void ngx_http_mpns_background_added(ngx_http_mpns_store_op_t *op);
+static ngx_int_t ngx_http_mpns_background_answer(ngx_http_request_t *r,
+    ngx_http_mpns_ctx_t *ctx);
 static ngx_int_t ngx_http_mpns_refuse(ngx_http_mpns_error_t *err,
     char *text, char *field);
 static ngx_int_t ngx_http_mpns_parse_rfc3339(ngx_str_t *s, ngx_msec_t *ms);
@@ -104,7 +107,7 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
                     return rc;
                 }
 
-                return ngx_http_mpns_outbox_status(r, &id);
+                return ngx_http_mpns_background_status(r, &id);
             }
         }
     }
@@ -222,7 +225,6 @@ static ngx_int_t
 ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
     ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err)
 {
-    u_char                     *p, *buf, id[NGX_HTTP_MPNS_ID_LEN];
     ngx_int_t                   rc, n;
     ngx_msec_t                  now, due;
     ngx_uint_t                  background;
@@ -332,10 +334,22 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
 
 add:
 
-    rc = ngx_http_mpns_outbox_add(r, msg, &ctx->channel,
+    ctx->message_id = msg->message_id;
+    ctx->due_in = (due > now) ? due - now : 0;
+
+    ctx->op.handler = ngx_http_mpns_background_added;
+    ctx->op.data = r;
+    ctx->op.log = r->connection->log;
+
+    rc = ngx_http_mpns_outbox_add(mlcf->outbox.zone, msg, &ctx->channel,
                                   targets->broadcast ? &targets->filter
                                                      : NULL,
-                                  due, id);
+                                  due, ctx->id, &ctx->op);
+
+    if (rc == NGX_AGAIN) {
+        /* answered once the outbox has it: the body's reference waits */
+        return NGX_OK;
+    }
 
     if (rc == NGX_BUSY) {
         err->status = NGX_HTTP_INSUFFICIENT_STORAGE;
@@ -348,28 +362,68 @@ add:
         return NGX_ERROR;
     }
 
-    ctx->message_id = msg->message_id;
+    ngx_http_finalize_request(r, ngx_http_mpns_background_answer(r, ctx));
+
+    return NGX_OK;
+}
+
+
+/* an outbox that took the send later: the answer, or the mistake */
+
+static void
+ngx_http_mpns_background_added(ngx_http_mpns_store_op_t *op)
+{
+    ngx_http_request_t *r = op->data;
+
+    ngx_int_t              rc;
+    ngx_http_mpns_ctx_t   *ctx;
+    ngx_http_mpns_error_t  err;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+
+    if (op->rc == NGX_OK) {
+        rc = ngx_http_mpns_background_answer(r, ctx);
+
+    } else if (op->rc == NGX_BUSY) {
+        err.status = NGX_HTTP_INSUFFICIENT_STORAGE;
+        err.text = "outbox is full";
+        ngx_str_set(&err.field, "channel");
+        rc = ngx_http_mpns_send_error(r, &err);
+
+    } else {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(r->connection);
+}
+
+
+/* 202: the id to ask about, and when it is due */
+
+static ngx_int_t
+ngx_http_mpns_background_answer(ngx_http_request_t *r,
+    ngx_http_mpns_ctx_t *ctx)
+{
+    u_char  *p, *buf;
 
     buf = ngx_pnalloc(r->pool, sizeof("{\"id\":\"\",\"state\":\"pending\","
                                       "\"message_id\":\"\",\"due_in_ms\":}\n")
                                + NGX_HTTP_MPNS_ID_LEN + 36 + NGX_TIME_T_LEN);
     if (buf == NULL) {
-        return NGX_ERROR;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     p = ngx_sprintf(buf, "{\"id\":\"%*s\",\"state\":\"pending\","
                          "\"message_id\":\"%V\",\"due_in_ms\":%M}\n",
-                    (size_t) NGX_HTTP_MPNS_ID_LEN, id, &msg->message_id,
-                    due > now ? due - now : 0);
+                    (size_t) NGX_HTTP_MPNS_ID_LEN, ctx->id, &ctx->message_id,
+                    ctx->due_in);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "mpns background send %*s", (size_t) NGX_HTTP_MPNS_ID_LEN,
-                   id);
+                   ctx->id);
 
-    ngx_http_finalize_request(r, ngx_http_mpns_send_json(r,
-                                                         NGX_HTTP_ACCEPTED,
-                                                         buf, p - buf));
-    return NGX_OK;
+    return ngx_http_mpns_send_json(r, NGX_HTTP_ACCEPTED, buf, p - buf);
 }
 
 

@@ -264,7 +264,8 @@ ngx_http_mpns_hold_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 ngx_int_t
 ngx_http_mpns_hold_check(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
-    ngx_uint_t *outcome, ngx_uint_t *status, time_t *left)
+    ngx_uint_t *outcome, ngx_uint_t *status, time_t *left,
+    ngx_http_mpns_store_op_t *op)
 {
     uint32_t                    hash;
     ngx_int_t                   rc;
@@ -302,9 +303,10 @@ ngx_http_mpns_hold_check(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
 }
 
 
-void
+ngx_int_t
 ngx_http_mpns_hold_set(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
-    ngx_uint_t outcome, ngx_uint_t status, ngx_log_t *log)
+    ngx_uint_t outcome, ngx_uint_t status, ngx_log_t *log,
+    ngx_http_mpns_store_op_t *op)
 {
     uint32_t                    hash;
     ngx_uint_t                  n;
@@ -313,7 +315,7 @@ ngx_http_mpns_hold_set(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
     ngx_http_mpns_hold_node_t  *hn;
 
     if (hc->zone == NULL || ngx_http_mpns_hold_window(hc, outcome) == 0) {
-        return;
+        return NGX_OK;
     }
 
     ctx = hc->zone->data;
@@ -340,7 +342,7 @@ ngx_http_mpns_hold_set(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "mpns hold zone \"%V\" has no room for \"%V\"",
                           &hc->zone->shm.name, channel);
-            return;
+            return NGX_OK;
         }
 
         q = ngx_queue_last(&ctx->sh->queue);
@@ -361,6 +363,8 @@ ngx_http_mpns_hold_set(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
     ngx_queue_insert_head(&ctx->sh->queue, &hn->queue);
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
 }
 
 

@@ -64,16 +64,6 @@
 #define NGX_HTTP_MPNS_F_CALLBACK_URI              37
 #define NGX_HTTP_MPNS_NFIELDS                     38
 
-/* what MPNS takes as a callback message */
-#define NGX_HTTP_MPNS_MAX_CALLBACK                1024
-
-
-/* batching interval, the tens digit of X-NotificationClass */
-#define NGX_HTTP_MPNS_CLASS_IMMEDIATE             0
-#define NGX_HTTP_MPNS_CLASS_450                   10
-#define NGX_HTTP_MPNS_CLASS_900                   20
-
-
 typedef struct {
     ngx_str_t                   name;      /* snake_case, as documented */
     ngx_str_t                   alias;     /* npm "mpns" camelCase, or empty */

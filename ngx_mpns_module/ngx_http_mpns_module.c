@@ -911,7 +911,9 @@ ngx_http_mpns_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_http_mpns_outbox_init_process(cycle) != NGX_OK) {
+    if (ngx_http_mpns_outbox_init_process(cycle) != NGX_OK
+        || ngx_http_mpns_background_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

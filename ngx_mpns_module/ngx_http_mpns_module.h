@@ -114,6 +114,11 @@ typedef struct {
     const char                    *error;         /* a caller's mistake */
     ngx_http_mpns_error_t         *mistake;       /* found while sending */
 
+    /* a background send */
+    ngx_http_mpns_store_op_t       op;
+    ngx_msec_t                     due_in;
+    u_char                         id[NGX_HTTP_MPNS_ID_LEN];
+
     time_t                         retry_after;   /* 0: the outcome's */
     ngx_http_mpns_batch_t         *batch;         /* several recipients */
     ngx_http_mpns_counts_t         counts;
@@ -152,6 +157,7 @@ ngx_int_t ngx_http_mpns_send_start(ngx_http_request_t *r,
     ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_copy(ngx_pool_t *pool, ngx_str_t *dst,
     ngx_str_t *src);
+u_char *ngx_http_mpns_uint(u_char *p, ngx_uint_t n);
 
 ngx_int_t ngx_http_mpns_add_variables(ngx_conf_t *cf);
 

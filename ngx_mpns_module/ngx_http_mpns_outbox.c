@@ -12,11 +12,10 @@
 
 
 /*
- * Background sends.  A notification goes into an outbox in shared memory
- * and the request is answered at once; every worker drains the outbox on
- * a timer, sends what is due through its engine, and reschedules what
- * MPNS asks to be retried.  Final results are kept for a while (GET
- * <location>/<id>) and POSTed to mpns_result_callback.
+ * The outbox: background sends in shared memory, and every lock on them.
+ * Its runner (ngx_http_mpns_background.c) reaches it only through the
+ * operations of ngx_http_mpns_outbox.h: add, claim what is due, update
+ * a send, a result callback or a broadcast's progress, get an entry.
  *
  * Every entry is in one tree by the time it is next looked at: a pending
  * send at its scheduled time, a send in flight at the end of its lease
@@ -29,18 +28,13 @@
 #define NGX_HTTP_MPNS_OB_SENDING        1
 #define NGX_HTTP_MPNS_OB_FINAL          2
 
-#define NGX_HTTP_MPNS_DRAIN_INTERVAL    100
-#define NGX_HTTP_MPNS_DRAIN_BATCH       32
 #define NGX_HTTP_MPNS_LEASE             60000
-#define NGX_HTTP_MPNS_MAX_BACKOFF       3600000
-#define NGX_HTTP_MPNS_CALLBACK_BACKOFF  1000
-#define NGX_HTTP_MPNS_CALLBACK_MAX      60000
 
 /* a line of the state file with a 64 KB body in base64 fits */
 #define NGX_HTTP_MPNS_OB_STATE_BUFFER   131072
 
 
-typedef struct {
+struct ngx_http_mpns_outbox_node_s {
     ngx_rbtree_node_t              node;      /* key: the id */
     ngx_rbtree_node_t              due;       /* key: when to look again */
     ngx_msec_t                     created;
@@ -71,14 +65,7 @@ typedef struct {
 
     /* channel, type, target, body; user, tag, os, cursor (1 KB) */
     u_char                         data[1];
-} ngx_http_mpns_outbox_node_t;
-
-
-#define NGX_HTTP_MPNS_OB_SENT           0
-#define NGX_HTTP_MPNS_OB_DELIVERED      1
-#define NGX_HTTP_MPNS_OB_EXPIRED        2
-#define NGX_HTTP_MPNS_OB_FAILED         3
-#define NGX_HTTP_MPNS_OB_DEFERRED       4
+};
 
 
 typedef struct {
@@ -92,7 +79,7 @@ typedef struct {
 } ngx_http_mpns_outbox_shctx_t;
 
 
-typedef struct {
+struct ngx_http_mpns_outbox_s {
     ngx_http_mpns_outbox_shctx_t  *sh;
     ngx_slab_pool_t               *shpool;
     ngx_shm_zone_t                *shm_zone;
@@ -102,82 +89,35 @@ typedef struct {
     ngx_http_mpns_loc_conf_t      *mlcf;
     ngx_http_core_loc_conf_t      *clcf;
 
-    /* per worker */
-    ngx_event_t                    drain;
-    ngx_uint_t                     active;    /* jobs in flight */
-} ngx_http_mpns_outbox_ctx_t;
-
-
-/*
- * An entry being sent by this worker: a fan-out of one for a send, the
- * registry's channels for a broadcast, reporting into the entry, which
- * keeps a broadcast's cursor so that another worker can go on if this
- * one dies.
- */
-typedef struct {
-    ngx_pool_t                    *pool;
-    ngx_http_mpns_outbox_ctx_t    *ctx;
-    uint64_t                       id;
-    ngx_http_mpns_fanout_t         fanout;
-    ngx_http_mpns_message_t        msg;
-    ngx_http_mpns_reader_t        *reader;   /* NULL: one channel */
-    ngx_str_t                      channel;
-    uint32_t                       counts[5];
-    ngx_event_t                    start;
-
-    unsigned                       taken:1;  /* the one channel */
-    unsigned                       recorded:1;
-} ngx_http_mpns_outbox_run_t;
-
-
-/* a result callback in flight */
-typedef struct {
-    ngx_http_mpns_outbox_ctx_t    *ctx;
-    uint64_t                       id;
-} ngx_http_mpns_outbox_job_t;
+    /* per worker: posted when a send is added */
+    ngx_event_t                   *added;
+};
 
 
 static ngx_int_t ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static ngx_int_t ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
+static ngx_int_t ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_engine_t *engine, ngx_log_t *log,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
     ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id);
-static void ngx_http_mpns_outbox_drain(ngx_event_t *ev);
-static ngx_http_mpns_job_t *ngx_http_mpns_outbox_callback_job(
-    ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_outbox_node_t *on);
-static ngx_int_t ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_outbox_node_t *on);
-static void ngx_http_mpns_outbox_start_handler(ngx_event_t *ev);
-static ngx_int_t ngx_http_mpns_outbox_next(ngx_http_mpns_fanout_t *fo,
-    ngx_str_t *channel);
-static ngx_int_t ngx_http_mpns_outbox_sent(ngx_http_mpns_fanout_t *fo,
-    ngx_http_mpns_result_t *res);
-static ngx_int_t ngx_http_mpns_outbox_recipient(ngx_http_mpns_fanout_t *fo,
-    ngx_http_mpns_result_t *res);
-static void ngx_http_mpns_outbox_done(ngx_http_mpns_fanout_t *fo);
-static ngx_msec_t ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_result_t *res, ngx_uint_t attempts);
-static void ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_run_t *run,
-    ngx_uint_t done);
 static u_char *ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on);
-static void ngx_http_mpns_outbox_reported(ngx_http_mpns_job_t *job);
-static void ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_ctx_t *ctx,
+static void ngx_http_mpns_outbox_view(ngx_http_mpns_outbox_node_t *on,
+    ngx_http_mpns_outbox_entry_t *e);
+static void ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t now);
-static void ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_ctx_t *ctx,
+static void ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t when);
 static ngx_http_mpns_outbox_node_t *ngx_http_mpns_outbox_lookup(
-    ngx_http_mpns_outbox_ctx_t *ctx, uint64_t id);
+    ngx_http_mpns_outbox_t *ctx, uint64_t id);
 static size_t ngx_http_mpns_outbox_json(u_char *buf,
     ngx_http_mpns_outbox_node_t *on);
-static ngx_int_t ngx_http_mpns_outbox_parse_id(ngx_str_t *s, uint64_t *id);
-static void ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_ctx_t *ctx);
+static void ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_t *ctx);
 static ngx_int_t ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st,
     void *cursor, ngx_buf_t *b);
 static size_t ngx_http_mpns_outbox_record(u_char *buf,
     ngx_http_mpns_service_t *service, ngx_http_mpns_outbox_node_t *on);
 static ngx_http_mpns_service_t *ngx_http_mpns_outbox_service(
-    ngx_http_mpns_outbox_ctx_t *ctx);
+    ngx_http_mpns_outbox_t *ctx);
 static ngx_int_t ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st,
     ngx_pool_t *pool, ngx_str_t *line, ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_outbox_coded(ngx_http_mpns_state_t *st,
@@ -261,7 +201,7 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ssize_t                      size;
     ngx_str_t                   *value, name, state;
     ngx_shm_zone_t              *shm_zone, **zones;
-    ngx_http_mpns_outbox_ctx_t  *ctx;
+    ngx_http_mpns_outbox_t  *ctx;
 
     value = cf->args->elts;
 
@@ -269,7 +209,7 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_outbox_ctx_t));
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_outbox_t));
     if (ctx == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -499,7 +439,7 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
 {
     ngx_http_mpns_loc_conf_t *mlcf = conf;
 
-    ngx_http_mpns_outbox_ctx_t  *ctx;
+    ngx_http_mpns_outbox_t  *ctx;
 
     ngx_conf_merge_uint_value(oc->mode, prev->mode, NGX_HTTP_MPNS_MODE_WAIT);
     ngx_conf_merge_ptr_value(oc->zone, prev->zone, NULL);
@@ -558,10 +498,10 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
 static ngx_int_t
 ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_http_mpns_outbox_ctx_t *octx = data;
+    ngx_http_mpns_outbox_t *octx = data;
 
     size_t                       len;
-    ngx_http_mpns_outbox_ctx_t  *ctx;
+    ngx_http_mpns_outbox_t  *ctx;
 
     ctx = shm_zone->data;
 
@@ -618,23 +558,22 @@ ngx_http_mpns_outbox_now(void)
 
 
 ngx_int_t
-ngx_http_mpns_outbox_add(ngx_http_request_t *r, void *msg,
-    ngx_str_t *channel, void *filter, ngx_msec_t due, u_char *id)
+ngx_http_mpns_outbox_add(ngx_shm_zone_t *zone, ngx_http_mpns_message_t *msg,
+    ngx_str_t *channel, ngx_http_mpns_filter_t *filter, ngx_msec_t due,
+    u_char *id, ngx_http_mpns_store_op_t *op)
 {
-    ngx_http_mpns_loc_conf_t   *mlcf;
     ngx_http_mpns_main_conf_t  *mmcf;
 
-    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
-    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
+    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_mpns_module);
 
-    return ngx_http_mpns_outbox_insert(mlcf->outbox.zone->data, mmcf->engine,
-                                       r->connection->log, msg, channel,
-                                       filter, due, id);
+    return ngx_http_mpns_outbox_insert(zone->data, mmcf->engine, op->log,
+                                       msg, channel, filter, due, id);
 }
 
 
 static ngx_int_t
-ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
+ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_engine_t *engine, ngx_log_t *log,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
     ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id)
@@ -731,60 +670,11 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
 
     /* this worker looks at once; the others on their next turn */
 
-    if (!ctx->drain.posted && ctx->drain.handler) {
-        ngx_post_event(&ctx->drain, &ngx_posted_events);
+    if (ctx->added && !ctx->added->posted) {
+        ngx_post_event(ctx->added, &ngx_posted_events);
     }
 
     return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_mpns_outbox_status(ngx_http_request_t *r, ngx_str_t *id)
-{
-    u_char                       *buf;
-    size_t                        len;
-    uint64_t                      key;
-    ngx_http_mpns_error_t         err;
-    ngx_http_mpns_loc_conf_t     *mlcf;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
-    ngx_http_mpns_outbox_node_t  *on;
-
-    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
-    ctx = mlcf->outbox.zone->data;
-
-    buf = NULL;
-    len = 0;
-
-    if (ngx_http_mpns_outbox_parse_id(id, &key) == NGX_OK) {
-
-        ngx_shmtx_lock(&ctx->shpool->mutex);
-
-        on = ngx_http_mpns_outbox_lookup(ctx, key);
-
-        if (on) {
-            buf = ngx_pnalloc(r->pool,
-                              ngx_http_mpns_outbox_json(NULL, on));
-            if (buf) {
-                len = ngx_http_mpns_outbox_json(buf, on);
-            }
-        }
-
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-        if (on && buf == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    if (buf == NULL) {
-        err.status = NGX_HTTP_NOT_FOUND;
-        err.text = "not found";
-        ngx_str_set(&err.field, "id");
-        return ngx_http_mpns_send_error(r, &err);
-    }
-
-    return ngx_http_mpns_send_json(r, NGX_HTTP_OK, buf, len);
 }
 
 
@@ -794,7 +684,7 @@ ngx_http_mpns_outbox_init_process(ngx_cycle_t *cycle)
     ngx_uint_t                   i;
     ngx_shm_zone_t             **zones;
     ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_ctx_t  *ctx;
+    ngx_http_mpns_outbox_t  *ctx;
 
     mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpns_module);
 
@@ -811,13 +701,6 @@ ngx_http_mpns_outbox_init_process(ngx_cycle_t *cycle)
             continue;
         }
 
-        ctx->drain.handler = ngx_http_mpns_outbox_drain;
-        ctx->drain.data = ctx;
-        ctx->drain.log = cycle->log;
-        ctx->drain.cancelable = 1;
-
-        ngx_add_timer(&ctx->drain, NGX_HTTP_MPNS_DRAIN_INTERVAL);
-
         if (ngx_http_mpns_state_init_process(&ctx->file, cycle) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -833,7 +716,7 @@ ngx_http_mpns_outbox_exit_process(ngx_cycle_t *cycle)
     ngx_uint_t                   i;
     ngx_shm_zone_t             **zones;
     ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_ctx_t  *ctx;
+    ngx_http_mpns_outbox_t  *ctx;
 
     mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpns_module);
 
@@ -850,92 +733,58 @@ ngx_http_mpns_outbox_exit_process(ngx_cycle_t *cycle)
 }
 
 
-static void
-ngx_http_mpns_outbox_drain(ngx_event_t *ev)
+/*
+ * Entries due now, at most "max": a send or a broadcast to make, a result
+ * to report; "handler" returns NGX_OK to take one (it is leased to this
+ * worker), NGX_DECLINED to leave it.  What is given up or forgotten is
+ * done here.  "claimed" counts the entries taken.
+ */
+
+ngx_int_t
+ngx_http_mpns_outbox_claim(ngx_http_mpns_outbox_t *ctx, ngx_uint_t max,
+    ngx_http_mpns_outbox_claim_pt handler, void *data, ngx_uint_t *claimed,
+    ngx_http_mpns_store_op_t *op)
 {
-    ngx_http_mpns_outbox_ctx_t *ctx = ev->data;
-
-    ngx_uint_t                    n, k, i;
-    ngx_msec_t                    now, age;
-    ngx_http_mpns_main_conf_t    *mmcf;
-    ngx_rbtree_node_t            *node, *next, *sentinel;
-    ngx_http_mpns_job_t          *jobs[NGX_HTTP_MPNS_DRAIN_BATCH], *job;
-    ngx_http_mpns_outbox_node_t  *on;
-
-    if (ngx_exiting || ngx_terminate) {
-        return;
-    }
+    ngx_int_t                      rc;
+    ngx_uint_t                     n;
+    ngx_msec_t                     now, age;
+    ngx_rbtree_node_t             *node, *next, *sentinel;
+    ngx_http_mpns_outbox_conf_t   *oc;
+    ngx_http_mpns_outbox_node_t   *on;
+    ngx_http_mpns_outbox_entry_t   e;
 
     n = 0;
-    k = 0;
+    *claimed = 0;
     now = ngx_http_mpns_outbox_now();
+    oc = &ctx->mlcf->outbox;
     sentinel = ctx->sh->due.sentinel;
-    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_mpns_module);
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     node = (ctx->sh->due.root == sentinel)
            ? NULL : ngx_rbtree_min(ctx->sh->due.root, sentinel);
 
-    /* mpns_concurrency: jobs of this worker in flight for the outbox */
+    /* what is forgotten or given up is bounded too, per lock hold */
 
-    /*
-     * mpns_concurrency: this worker's sends and callbacks in flight for the
-     * outbox; nothing is taken while the worker has no slot for it
-     */
-
-    while (node && (ngx_msec_t) node->key <= now
-           && n < NGX_HTTP_MPNS_DRAIN_BATCH
-           && ctx->active + k < ctx->mlcf->concurrency
-           && mmcf->engine->busy < mmcf->worker_concurrency)
+    while (node && (ngx_msec_t) node->key <= now && *claimed < max
+           && n < 8 * max)
     {
+
         next = ngx_rbtree_next(&ctx->sh->due, node);
 
         on = ngx_rbtree_data(node, ngx_http_mpns_outbox_node_t, due);
         age = now - on->created;
-        job = NULL;
+        node = next;
+        n++;
 
-        if (on->state != NGX_HTTP_MPNS_OB_FINAL
-            && age >= ctx->mlcf->outbox.max_age)
-        {
-            /* MPNS never took it in time */
+        if (on->state != NGX_HTTP_MPNS_OB_FINAL && age >= oc->max_age) {
+            /* the service never took it in time */
             on->gave_up = 1;
             ngx_http_mpns_outbox_final(ctx, on, now);
+            continue;
+        }
 
-        } else if (on->state != NGX_HTTP_MPNS_OB_FINAL) {
-
-            if (ngx_http_mpns_outbox_run(ctx, on) == NGX_OK) {
-                on->state = NGX_HTTP_MPNS_OB_SENDING;
-                on->attempts++;
-                ngx_http_mpns_outbox_schedule(ctx, on,
-                                              now + NGX_HTTP_MPNS_LEASE);
-            }
-
-        } else if (!on->reported) {
-
-            if (age >= ctx->mlcf->outbox.max_age
-                + ctx->mlcf->outbox.keep)
-            {
-                ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                              "mpns result callback for %016xL given up "
-                              "after %ui tries", (uint64_t) on->node.key,
-                              (ngx_uint_t) on->callbacks);
-                on->reported = 1;
-                ngx_http_mpns_outbox_schedule(ctx, on,
-                                              now + ctx->mlcf->outbox.keep);
-
-            } else {
-                job = ngx_http_mpns_outbox_callback_job(ctx, on);
-
-                if (job) {
-                    on->callbacks++;
-                    ngx_http_mpns_outbox_schedule(ctx, on,
-                                                  now + NGX_HTTP_MPNS_LEASE);
-                }
-            }
-
-        } else {
+        if (on->state == NGX_HTTP_MPNS_OB_FINAL && on->reported) {
             /* kept long enough */
             ngx_rbtree_delete(&ctx->sh->due, &on->due);
             ngx_rbtree_delete(&ctx->sh->ids, &on->node);
@@ -943,156 +792,90 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
             ctx->sh->count--;
             ctx->sh->full = 0;
             ctx->sh->file.version++;
+            continue;
         }
 
-        if (job) {
-            jobs[k++] = job;
+        if (on->state == NGX_HTTP_MPNS_OB_FINAL && oc->callback == NULL) {
+            /* no longer reported since a reload */
+            on->reported = 1;
+            ngx_http_mpns_outbox_schedule(ctx, on, now + oc->keep);
+            continue;
         }
 
-        n++;
-        node = next;
+        if (on->state == NGX_HTTP_MPNS_OB_FINAL
+            && age >= oc->max_age + oc->keep)
+        {
+            ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                          "mpns result callback for %016xL given up "
+                          "after %ui tries", (uint64_t) on->node.key,
+                          (ngx_uint_t) on->callbacks);
+            on->reported = 1;
+            ngx_http_mpns_outbox_schedule(ctx, on, now + oc->keep);
+            continue;
+        }
+
+        ngx_http_mpns_outbox_view(on, &e);
+
+        rc = handler(&e, data);
+
+        if (rc == NGX_ERROR) {
+            break;
+        }
+
+        if (rc != NGX_OK) {
+            continue;
+        }
+
+        if (on->state == NGX_HTTP_MPNS_OB_FINAL) {
+            on->callbacks++;
+
+        } else {
+            on->state = NGX_HTTP_MPNS_OB_SENDING;
+            on->attempts++;
+        }
+
+        ngx_http_mpns_outbox_schedule(ctx, on, now + NGX_HTTP_MPNS_LEASE);
+
+        (*claimed)++;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     ngx_http_mpns_outbox_changed(ctx);
 
-    ctx->active += k;
-
-    for (i = 0; i < k; i++) {
-        ngx_http_mpns_job_start(jobs[i]);
-    }
-
-    if (n == NGX_HTTP_MPNS_DRAIN_BATCH) {
-        /* more may be due: on the next turn, after other events */
-        ngx_post_event(ev, &ngx_posted_next_events);
-        return;
-    }
-
-    if (!ev->timer_set) {
-        ngx_add_timer(ev, NGX_HTTP_MPNS_DRAIN_INTERVAL);
-    }
+    return NGX_OK;
 }
 
 
-static ngx_http_mpns_job_t *
-ngx_http_mpns_outbox_callback_job(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_outbox_node_t *on)
+/*
+ * A send's answer: "outcome" and "status" kept, then pending again in
+ * "delay" ms, or final with a delay of 0.  NGX_DECLINED: the entry is not
+ * this worker's send any more.
+ */
+
+ngx_int_t
+ngx_http_mpns_outbox_sent(ngx_http_mpns_outbox_t *ctx, uint64_t id,
+    ngx_uint_t outcome, ngx_uint_t status, ngx_msec_t delay,
+    ngx_http_mpns_store_op_t *op)
 {
-    u_char                      *body;
-    size_t                       len, json;
-    ngx_http_mpns_job_t         *job;
-    ngx_http_mpns_target_t       target;
-    ngx_http_mpns_message_t      msg;
-    ngx_http_mpns_callback_t    *cb;
-    ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_job_t  *oj;
-
-    cb = ctx->mlcf->outbox.callback;
-    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_mpns_module);
-
-    job = ngx_http_mpns_job_create(mmcf->engine, ngx_cycle->log);
-    if (job == NULL) {
-        return NULL;
-    }
-
-    oj = ngx_palloc(job->pool, sizeof(ngx_http_mpns_outbox_job_t));
-    if (oj == NULL) {
-        goto failed;
-    }
-
-    oj->ctx = ctx;
-    oj->id = on->node.key;
-
-    /* the body first: its length goes into the header */
-
-    len = ngx_http_mpns_outbox_json(NULL, on);
-
-    body = ngx_pnalloc(job->pool, len);
-    if (body == NULL) {
-        goto failed;
-    }
-
-    json = ngx_http_mpns_outbox_json(body, on);
-
-    ngx_memzero(&msg, sizeof(ngx_http_mpns_message_t));
-
-    ngx_str_set(&msg.content_type, "application/json");
-    msg.body.data = body;
-    msg.body.len = json;
-
-    target.host = cb->host;
-    target.uri = cb->uri;
-
-    job->service = &ngx_http_mpns_service_http;
-
-    if (job->service->create_request(job->pool, &msg, &target, &job->request)
-        != NGX_OK)
-    {
-        goto failed;
-    }
-
-    job->addrs = cb->addrs;
-    job->naddrs = cb->naddrs;
-    job->port = cb->port;
-    job->name = cb->host;
-
-    job->connect_timeout = ctx->mlcf->connect_timeout;
-    job->send_timeout = ctx->mlcf->send_timeout;
-    job->read_timeout = ctx->mlcf->read_timeout;
-    job->retries = 0;
-
-    job->handler = ngx_http_mpns_outbox_reported;
-    job->data = oj;
-
-    return job;
-
-failed:
-
-    ngx_http_mpns_job_cancel(job);
-
-    return NULL;
-}
-
-
-/* a send's result into its entry: the final answer, or when to try again */
-
-static ngx_int_t
-ngx_http_mpns_outbox_sent(ngx_http_mpns_fanout_t *fo,
-    ngx_http_mpns_result_t *res)
-{
-    ngx_http_mpns_outbox_run_t *run = fo->data;
-
-    ngx_msec_t                    now, delay;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
+    ngx_msec_t                    now;
     ngx_http_mpns_outbox_node_t  *on;
 
-    ctx = run->ctx;
     now = ngx_http_mpns_outbox_now();
-
-    run->recorded = 1;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    on = ngx_http_mpns_outbox_lookup(ctx, run->id);
+    on = ngx_http_mpns_outbox_lookup(ctx, id);
 
     if (on == NULL || on->state != NGX_HTTP_MPNS_OB_SENDING) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
-    on->outcome = (u_char) res->outcome;
-    on->status = (uint16_t) (res->response ? res->response->status : 0);
-
-    delay = ngx_http_mpns_outbox_delay(ctx, res, on->attempts);
+    on->outcome = (u_char) outcome;
+    on->status = (uint16_t) status;
 
     if (delay) {
-        ngx_log_error(NGX_LOG_INFO, res->log, 0,
-                      "mpns background send %016xL %V, next try in %M ms",
-                      run->id, &ngx_http_mpns_outcome(res->outcome)->name,
-                      delay);
-
         on->state = NGX_HTTP_MPNS_OB_PENDING;
         ngx_http_mpns_outbox_schedule(ctx, on, now + delay);
 
@@ -1108,56 +891,224 @@ ngx_http_mpns_outbox_sent(ngx_http_mpns_fanout_t *fo,
 }
 
 
-static void
-ngx_http_mpns_outbox_reported(ngx_http_mpns_job_t *job)
-{
-    ngx_http_mpns_outbox_job_t *oj = job->data;
+/* a result callback's answer: reported, or tried again in "delay" ms */
 
-    ngx_msec_t                    now, delay;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
+ngx_int_t
+ngx_http_mpns_outbox_reported(ngx_http_mpns_outbox_t *ctx, uint64_t id,
+    ngx_uint_t reported, ngx_msec_t delay, ngx_http_mpns_store_op_t *op)
+{
+    ngx_msec_t                    now;
     ngx_http_mpns_outbox_node_t  *on;
 
-    ctx = oj->ctx;
     now = ngx_http_mpns_outbox_now();
-
-    ctx->active--;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    on = ngx_http_mpns_outbox_lookup(ctx, oj->id);
+    on = ngx_http_mpns_outbox_lookup(ctx, id);
 
     if (on == NULL || on->reported) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return;
+        return NGX_DECLINED;
     }
 
-    if (job->response.status >= 200 && job->response.status < 300) {
+    if (reported) {
         on->reported = 1;
         ngx_http_mpns_outbox_schedule(ctx, on, now + ctx->mlcf->outbox.keep);
 
     } else {
-        delay = NGX_HTTP_MPNS_CALLBACK_BACKOFF
-                << ngx_min(on->callbacks - 1, 16);
-        delay = ngx_min(delay, NGX_HTTP_MPNS_CALLBACK_MAX);
-
-        ngx_log_error(NGX_LOG_WARN, &job->log, 0,
-                      "mpns result callback for %016xL failed (%ui), "
-                      "next try in %M ms", oj->id,
-                      job->response.status, delay);
-
         ngx_http_mpns_outbox_schedule(ctx, on, now + delay);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     ngx_http_mpns_outbox_changed(ctx);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A broadcast's cursor and counts into its entry, the lease renewed;
+ * "done": NGX_HTTP_MPNS_OB_GOING, _DONE (final), _BACK (pending again,
+ * for the next workers).
+ */
+
+ngx_int_t
+ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_t *ctx, uint64_t id,
+    ngx_http_mpns_cursor_t *cursor, uint32_t *counts, ngx_uint_t done,
+    ngx_http_mpns_store_op_t *op)
+{
+    ngx_msec_t                    now;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    now = ngx_http_mpns_outbox_now();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    on = ngx_http_mpns_outbox_lookup(ctx, id);
+
+    if (on == NULL || on->state != NGX_HTTP_MPNS_OB_SENDING) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (cursor) {
+        on->cursor_hash = cursor->hash;
+        on->cursor_len = (uint16_t) cursor->len;
+        ngx_memcpy(ngx_http_mpns_outbox_cursor(on), cursor->channel,
+                   cursor->len);
+        ngx_memcpy(on->counts, counts, sizeof(on->counts));
+    }
+
+    if (done == NGX_HTTP_MPNS_OB_DONE) {
+        on->outcome = NGX_HTTP_MPNS_DELIVERED;
+        ngx_http_mpns_outbox_final(ctx, on, now);
+
+    } else if (done == NGX_HTTP_MPNS_OB_BACK) {
+        on->state = NGX_HTTP_MPNS_OB_PENDING;
+        ngx_http_mpns_outbox_schedule(ctx, on, now);
+
+    } else {
+        ngx_http_mpns_outbox_schedule(ctx, on, now + NGX_HTTP_MPNS_LEASE);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_http_mpns_outbox_changed(ctx);
+
+    return NGX_OK;
+}
+
+
+/* an entry as JSON in "pool": NGX_OK, NGX_DECLINED if there is none */
+
+ngx_int_t
+ngx_http_mpns_outbox_get(ngx_http_mpns_outbox_t *ctx, ngx_str_t *id,
+    ngx_pool_t *pool, ngx_str_t *json, ngx_http_mpns_store_op_t *op)
+{
+    uint64_t                      key;
+    ngx_int_t                     rc;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    if (ngx_http_mpns_outbox_parse_id(id, &key) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    on = ngx_http_mpns_outbox_lookup(ctx, key);
+
+    if (on) {
+        json->data = ngx_pnalloc(pool, ngx_http_mpns_outbox_json(NULL, on));
+
+        if (json->data) {
+            json->len = ngx_http_mpns_outbox_json(json->data, on);
+            rc = NGX_OK;
+
+        } else {
+            rc = NGX_ERROR;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+/* the entry's JSON, as GET shows it, for a result callback's body */
+
+size_t
+ngx_http_mpns_outbox_result(ngx_http_mpns_outbox_entry_t *e, u_char *buf)
+{
+    return ngx_http_mpns_outbox_json(buf, e->node);
+}
+
+
+/* a look at an entry, valid while the zone is locked */
+
+static void
+ngx_http_mpns_outbox_view(ngx_http_mpns_outbox_node_t *on,
+    ngx_http_mpns_outbox_entry_t *e)
+{
+    u_char  *p;
+
+    ngx_memzero(e, sizeof(ngx_http_mpns_outbox_entry_t));
+
+    e->node = on;
+    e->id = on->node.key;
+    e->attempts = on->attempts;
+    e->callbacks = on->callbacks;
+    e->report = (on->state == NGX_HTTP_MPNS_OB_FINAL);
+    e->broadcast = on->broadcast;
+
+    p = on->data;
+
+    e->channel.data = p;
+    e->channel.len = on->channel_len;
+    p += on->channel_len;
+
+    e->msg.type = on->type;
+    e->msg.notification_class = on->notification_class;
+    e->msg.content_type.data = p;
+    e->msg.content_type.len = on->content_type_len;
+    p += on->content_type_len;
+    e->msg.target.data = p;
+    e->msg.target.len = on->target_len;
+    p += on->target_len;
+    e->msg.body.data = p;
+    e->msg.body.len = on->body_len;
+    p += on->body_len;
+    e->msg.message_id.data = on->message_id;
+    e->msg.message_id.len = 36;
+
+    e->filter.user.data = p;
+    e->filter.user.len = on->user_len;
+    p += on->user_len;
+    e->filter.tag.data = p;
+    e->filter.tag.len = on->tag_len;
+    p += on->tag_len;
+    e->filter.os.data = p;
+    e->filter.os.len = on->os_len;
+    p += on->os_len;
+
+    e->cursor_hash = on->cursor_hash;
+    e->cursor.data = p;
+    e->cursor.len = on->cursor_len;
+
+    ngx_memcpy(e->counts, on->counts, sizeof(e->counts));
+}
+
+
+/* the event this worker's runner wants posted when a send is added */
+
+void
+ngx_http_mpns_outbox_watch(ngx_http_mpns_outbox_t *ctx, ngx_event_t *ev)
+{
+    ctx->added = ev;
+}
+
+
+/* the one location that sends from the outbox */
+
+ngx_http_mpns_loc_conf_t *
+ngx_http_mpns_outbox_location(ngx_http_mpns_outbox_t *ctx,
+    ngx_http_core_loc_conf_t **clcf)
+{
+    if (clcf) {
+        *clcf = ctx->clcf;
+    }
+
+    return ctx->mlcf;
 }
 
 
 /* called with the zone locked */
 
 static void
-ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_ctx_t *ctx,
+ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t now)
 {
     on->state = NGX_HTTP_MPNS_OB_FINAL;
@@ -1175,7 +1126,7 @@ ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_ctx_t *ctx,
 
 
 static void
-ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_ctx_t *ctx,
+ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t when)
 {
     ngx_rbtree_delete(&ctx->sh->due, &on->due);
@@ -1188,7 +1139,7 @@ ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_ctx_t *ctx,
 
 
 static ngx_http_mpns_outbox_node_t *
-ngx_http_mpns_outbox_lookup(ngx_http_mpns_outbox_ctx_t *ctx, uint64_t id)
+ngx_http_mpns_outbox_lookup(ngx_http_mpns_outbox_t *ctx, uint64_t id)
 {
     ngx_rbtree_node_t  *node, *sentinel;
 
@@ -1264,7 +1215,7 @@ ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_mpns_outbox_parse_id(ngx_str_t *s, uint64_t *id)
 {
     u_char      c;
@@ -1298,7 +1249,7 @@ ngx_http_mpns_outbox_parse_id(ngx_str_t *s, uint64_t *id)
 
 
 static void
-ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_ctx_t *ctx)
+ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_t *ctx)
 {
     ngx_http_mpns_state_changed(&ctx->file);
 }
@@ -1315,7 +1266,7 @@ ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st, void *cursor,
     ngx_int_t                     rc;
     ngx_rbtree_node_t            *node, *found, *sentinel;
     ngx_http_mpns_service_t      *service;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
+    ngx_http_mpns_outbox_t   *ctx;
     ngx_http_mpns_outbox_node_t  *on;
 
     ctx = st->data;
@@ -1504,7 +1455,7 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
     ngx_uint_t                    i, j, k, nums, strs;
     ngx_http_mpns_json_t          json;
     ngx_http_mpns_json_tok_t     *t, *tv;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
+    ngx_http_mpns_outbox_t   *ctx;
     ngx_http_mpns_outbox_node_t  *on;
 
     /* numbers; strings, the three written as names last */
@@ -1837,7 +1788,7 @@ ngx_http_mpns_outbox_coded(ngx_http_mpns_state_t *st, ngx_str_t *key,
 /* whose type names the entries have; an outbox no location uses: MPNS */
 
 static ngx_http_mpns_service_t *
-ngx_http_mpns_outbox_service(ngx_http_mpns_outbox_ctx_t *ctx)
+ngx_http_mpns_outbox_service(ngx_http_mpns_outbox_t *ctx)
 {
     return ctx->mlcf ? ctx->mlcf->service : &ngx_http_mpns_service_mpns;
 }
@@ -1855,314 +1806,6 @@ ngx_http_mpns_outbox_mistake(ngx_http_mpns_error_t *err, const char *text,
     }
 
     return NGX_DECLINED;
-}
-
-
-/* 0: the outcome is final */
-
-static ngx_msec_t
-ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_result_t *res, ngx_uint_t attempts)
-{
-    ngx_http_mpns_loc_conf_t  *mlcf;
-
-    mlcf = ctx->mlcf;
-
-    if (res->held) {
-        /* not before the window another send opened ends */
-        return (ngx_msec_t) res->retry_after * 1000;
-    }
-
-    return mlcf->service->backoff(&mlcf->outbox, res->outcome, attempts);
-}
-
-
-/* called with the zone locked: an entry starts on this worker */
-
-static ngx_int_t
-ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_outbox_node_t *on)
-{
-    u_char                      *p;
-    size_t                       len;
-    ngx_pool_t                  *pool;
-    ngx_http_mpns_fanout_t      *fo;
-    ngx_http_mpns_filter_t       filter;
-    ngx_http_mpns_cursor_t      *cursor;
-    ngx_http_mpns_outbox_run_t  *run;
-
-    if (on->broadcast && ctx->mlcf->broadcast == NULL) {
-        return NGX_ERROR;
-    }
-
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
-    if (pool == NULL) {
-        return NGX_ERROR;
-    }
-
-    run = ngx_pcalloc(pool, sizeof(ngx_http_mpns_outbox_run_t));
-    if (run == NULL) {
-        goto failed;
-    }
-
-    len = on->channel_len + on->content_type_len + on->target_len
-          + on->body_len + on->user_len + on->tag_len + on->os_len;
-
-    p = ngx_pnalloc(pool, len + 36);
-    if (p == NULL) {
-        goto failed;
-    }
-
-    run->pool = pool;
-    run->ctx = ctx;
-    run->id = on->node.key;
-
-    ngx_memcpy(p, on->data, len);
-    ngx_memcpy(p + len, on->message_id, 36);
-
-    run->channel.data = p;
-    run->channel.len = on->channel_len;
-    p += on->channel_len;
-    run->msg.type = on->type;
-    run->msg.notification_class = on->notification_class;
-    run->msg.content_type.data = p;
-    run->msg.content_type.len = on->content_type_len;
-    p += on->content_type_len;
-    run->msg.target.data = p;
-    run->msg.target.len = on->target_len;
-    p += on->target_len;
-    run->msg.body.data = p;
-    run->msg.body.len = on->body_len;
-    p += on->body_len;
-    filter.user.data = p;
-    filter.user.len = on->user_len;
-    p += on->user_len;
-    filter.tag.data = p;
-    filter.tag.len = on->tag_len;
-    p += on->tag_len;
-    filter.os.data = p;
-    filter.os.len = on->os_len;
-    p += on->os_len;
-    run->msg.message_id.data = p;
-    run->msg.message_id.len = 36;
-
-    fo = &run->fanout;
-
-    fo->conf = ctx->mlcf;
-    fo->clcf = ctx->clcf;
-    fo->msg = &run->msg;
-    fo->log = ngx_cycle->log;
-    fo->next = ngx_http_mpns_outbox_next;
-    fo->done = ngx_http_mpns_outbox_done;
-    fo->data = run;
-
-    /* the outbox retries, in minutes, not the request in seconds */
-    fo->retries = 0;
-
-    if (on->broadcast) {
-        fo->concurrency = ctx->mlcf->concurrency;
-        fo->record = ngx_http_mpns_outbox_recipient;
-
-        run->reader = ngx_http_mpns_reader_create(pool,
-                          ngx_http_mpns_registry_get(ctx->mlcf->broadcast),
-                          &filter);
-        if (run->reader == NULL) {
-            goto failed;
-        }
-
-        /* where the last worker got to, and what it had counted */
-
-        cursor = &run->reader->cursor;
-
-        cursor->hash = on->cursor_hash;
-        cursor->len = on->cursor_len;
-        cursor->started = (on->cursor_len != 0);
-        ngx_memcpy(cursor->channel, ngx_http_mpns_outbox_cursor(on),
-                   on->cursor_len);
-        ngx_memcpy(run->counts, on->counts, sizeof(run->counts));
-
-    } else {
-        fo->concurrency = 1;
-        fo->record = ngx_http_mpns_outbox_sent;
-    }
-
-    if (ngx_http_mpns_fanout_init(fo) != NGX_OK) {
-        goto failed;
-    }
-
-    /* the pump takes the zone lock: it starts after the drain is done */
-
-    run->start.handler = ngx_http_mpns_outbox_start_handler;
-    run->start.data = run;
-    run->start.log = ngx_cycle->log;
-
-    ctx->active++;
-
-    ngx_post_event(&run->start, &ngx_posted_events);
-
-    return NGX_OK;
-
-failed:
-
-    ngx_destroy_pool(pool);
-
-    return NGX_ERROR;
-}
-
-
-static void
-ngx_http_mpns_outbox_start_handler(ngx_event_t *ev)
-{
-    ngx_http_mpns_outbox_run_t *run = ev->data;
-
-    ngx_http_mpns_fanout_pump(&run->fanout);
-}
-
-
-static ngx_int_t
-ngx_http_mpns_outbox_next(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
-{
-    ngx_http_mpns_outbox_run_t *run = fo->data;
-
-    ngx_int_t   rc;
-    ngx_uint_t  refilled;
-
-    if (run->reader == NULL) {
-        if (run->taken) {
-            return NGX_DONE;
-        }
-
-        run->taken = 1;
-        *channel = run->channel;
-
-        return NGX_OK;
-    }
-
-    rc = ngx_http_mpns_reader_next(run->reader, channel, &refilled);
-
-    if (rc == NGX_OK && refilled) {
-        /* the entry knows where we are, should this worker die */
-        ngx_http_mpns_outbox_progress(run, 0);
-    }
-
-    return rc;
-}
-
-
-static ngx_int_t
-ngx_http_mpns_outbox_recipient(ngx_http_mpns_fanout_t *fo,
-    ngx_http_mpns_result_t *res)
-{
-    ngx_http_mpns_outbox_run_t *run = fo->data;
-
-    ngx_msec_t                  delay;
-    ngx_http_mpns_main_conf_t  *mmcf;
-
-    run->counts[NGX_HTTP_MPNS_OB_SENT]++;
-
-    delay = ngx_http_mpns_outbox_delay(run->ctx, res, 1);
-
-    if (res->outcome == NGX_HTTP_MPNS_DELIVERED) {
-        run->counts[NGX_HTTP_MPNS_OB_DELIVERED]++;
-
-    } else if (res->outcome == NGX_HTTP_MPNS_EXPIRED) {
-        run->counts[NGX_HTTP_MPNS_OB_EXPIRED]++;
-
-    } else if (delay) {
-
-        /* tried again on its own, as a send of the outbox */
-
-        mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                   ngx_http_mpns_module);
-
-        if (ngx_http_mpns_outbox_insert(run->ctx, mmcf->engine, res->log,
-                                        &run->msg, &res->channel, NULL,
-                                        ngx_http_mpns_outbox_now() + delay,
-                                        NULL)
-            == NGX_OK)
-        {
-            run->counts[NGX_HTTP_MPNS_OB_DEFERRED]++;
-
-        } else {
-            run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
-        }
-
-    } else {
-        run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * Every recipient is done, or the worker is leaving: a broadcast ends or
- * goes back to the outbox for the next workers, and so does a send that
- * could not be made.
- */
-
-static void
-ngx_http_mpns_outbox_done(ngx_http_mpns_fanout_t *fo)
-{
-    ngx_http_mpns_outbox_run_t *run = fo->data;
-
-    if (run->reader) {
-        ngx_http_mpns_outbox_progress(run, fo->exhausted && !fo->error
-                                           ? 1 : 2);
-
-    } else if (!run->recorded) {
-        ngx_http_mpns_outbox_progress(run, 2);
-    }
-
-    run->ctx->active--;
-    ngx_destroy_pool(run->pool);
-}
-
-
-/* the cursor and the counts into the entry; "done": 1 ends it, 2 hands
- * it back to the outbox */
-
-static void
-ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_run_t *run,
-    ngx_uint_t done)
-{
-    ngx_msec_t                    now;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
-    ngx_http_mpns_outbox_node_t  *on;
-
-    ctx = run->ctx;
-    now = ngx_http_mpns_outbox_now();
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    on = ngx_http_mpns_outbox_lookup(ctx, run->id);
-
-    if (on && on->state == NGX_HTTP_MPNS_OB_SENDING) {
-
-        if (run->reader) {
-            on->cursor_hash = run->reader->cursor.hash;
-            on->cursor_len = (uint16_t) run->reader->cursor.len;
-            ngx_memcpy(ngx_http_mpns_outbox_cursor(on),
-                       run->reader->cursor.channel, run->reader->cursor.len);
-            ngx_memcpy(on->counts, run->counts, sizeof(on->counts));
-        }
-
-        if (done == 1) {
-            on->outcome = NGX_HTTP_MPNS_DELIVERED;
-            ngx_http_mpns_outbox_final(ctx, on, now);
-
-        } else if (done == 2) {
-            on->state = NGX_HTTP_MPNS_OB_PENDING;
-            ngx_http_mpns_outbox_schedule(ctx, on, now);
-
-        } else {
-            ngx_http_mpns_outbox_schedule(ctx, on, now + NGX_HTTP_MPNS_LEASE);
-        }
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    ngx_http_mpns_outbox_changed(ctx);
 }
 
 

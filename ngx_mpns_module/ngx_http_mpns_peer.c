@@ -99,6 +99,47 @@ static u_char *ngx_http_mpns_log_error(ngx_log_t *log, u_char *buf,
     size_t len);
 
 
+/* the bytes of a header name: visible, but ":" */
+static u_char  ngx_http_mpns_name_byte[256] = {
+    /* 0x00 - 0x1f */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 0x20 - 0x3f: " " and ":" are not */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1,
+    /* 0x40 - 0x7f: DEL is not */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    /* 0x80 - 0xff */
+};
+
+
+/* the bytes of a header value: all but control bytes, HT allowed */
+static u_char  ngx_http_mpns_value_byte[256] = {
+    /* 0x00 - 0x1f: HT only */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 0x20 - 0x7f: DEL is not */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    /* 0x80 - 0xff */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+};
+
+
 ngx_http_mpns_engine_t *
 ngx_http_mpns_engine_create(ngx_cycle_t *cycle, ngx_uint_t keepalive,
     ngx_msec_t keepalive_timeout)
@@ -1355,7 +1396,7 @@ ngx_http_mpns_process_status_line(ngx_http_mpns_job_t *job, u_char *lf)
 static ngx_int_t
 ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
 {
-    u_char                  ch, *p, *last;
+    u_char                  *p, *last;
     ngx_str_t               name, value, *dst;
     ngx_buf_t              *b;
     ngx_uint_t              i;
@@ -1382,22 +1423,20 @@ ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
         return NGX_DONE;
     }
 
+    /* a name of visible bytes, ":", a value without control bytes */
+
     name.data = p;
 
-    for ( /* void */ ; p < last; p++) {
-        ch = *p;
-
-        if (ch == ':') {
-            break;
-        }
-
-        if (ch <= ' ' || ch >= 0x7f) {
-            goto invalid;
-        }
+    while (p < last && ngx_http_mpns_name_byte[*p]) {
+        p++;
     }
 
     if (p == last) {
         return NGX_AGAIN;
+    }
+
+    if (*p != ':') {
+        goto invalid;
     }
 
     name.len = p - name.data;
@@ -1412,34 +1451,36 @@ ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
 
     value.data = p;
 
-    for ( /* void */ ; p < last; p++) {
-        ch = *p;
+    for ( ;; ) {
 
-        if (ch >= ' ' && ch != 0x7f) {
-            continue;
+        while (p < last && ngx_http_mpns_value_byte[*p]) {
+            p++;
         }
 
-        if (ch == LF) {
+        if (p == last) {
+            return NGX_AGAIN;
+        }
+
+        if (*p == LF) {
             break;
         }
 
-        if (ch == CR) {
-            if (p + 1 == last) {
-                return NGX_AGAIN;
-            }
+        /* CR only before LF */
 
-            if (p[1] == LF) {
-                continue;
-            }
-        }
-
-        if (ch != '\t') {
+        if (*p != CR) {
             goto invalid;
         }
-    }
 
-    if (p == last) {
-        return NGX_AGAIN;
+        if (p + 1 == last) {
+            return NGX_AGAIN;
+        }
+
+        if (p[1] != LF) {
+            goto invalid;
+        }
+
+        p++;
+        break;
     }
 
     b->pos = p + 1;

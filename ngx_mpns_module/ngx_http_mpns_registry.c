@@ -496,7 +496,7 @@ ngx_http_mpns_registry_copy(ngx_http_mpns_entry_t *entry, void *data)
     ngx_int_t  rc;
 
     rc = ngx_http_mpns_registry_set(reg, entry, NULL,
-                                    reg->shm_zone->shm.log);
+                                    reg->shm_zone->shm.log, NULL);
 
     if (rc == NGX_OK || rc == NGX_DONE) {
         return NGX_OK;
@@ -539,7 +539,7 @@ ngx_http_mpns_registry_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
     }
 
     rc = ngx_http_mpns_registry_set(st->data, &entry, NULL,
-                                    st->shm_zone->shm.log);
+                                    st->shm_zone->shm.log, NULL);
 
     if (rc == NGX_OK || rc == NGX_DONE) {
         return NGX_OK;
@@ -551,7 +551,8 @@ ngx_http_mpns_registry_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
 
 ngx_int_t
 ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
-    ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log)
+    ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log,
+    ngx_http_mpns_store_op_t *op)
 {
     u_char                          *p;
     size_t                           size, tags;
@@ -677,7 +678,7 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
 
 ngx_int_t
 ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
-    ngx_str_t *value, ngx_uint_t *deleted)
+    ngx_str_t *value, ngx_uint_t *deleted, ngx_http_mpns_store_op_t *op)
 {
     ngx_uint_t                       n;
     ngx_slab_pool_t                 *shpool;

@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_mpns.h"
+#include "ngx_http_mpns_message.h"
+#include "ngx_http_mpns_store.h"
 
 
 #define NGX_HTTP_MPNS_MAX_TAGS          16
@@ -72,6 +74,7 @@ struct ngx_http_mpns_reader_s {
     u_char                        *pos;
     u_char                        *last;
     u_char                        *end;
+    ngx_http_mpns_store_op_t       op;
 };
 
 
@@ -101,15 +104,20 @@ ngx_str_t *ngx_http_mpns_registry_name(ngx_http_mpns_registry_t *reg);
 ngx_uint_t ngx_http_mpns_registry_count(ngx_http_mpns_registry_t *reg);
 
 /*
+ * The registry's operations; each may answer NGX_AGAIN and complete
+ * through "op" later (ngx_http_mpns_store.h).
+ *
  * Stores "entry" (created 0: now, or kept from the same channel's entry;
  * set to what was stored).  NGX_OK: a new channel, NGX_DONE: the channel
  * was there, NGX_BUSY: the zone is full and nothing changed.  A channel
  * of the same device (or of the same user, without a device) is dropped
  * and copied to "replaced" (room for NGX_HTTP_MPNS_MAX_CHANNEL bytes;
- * may be NULL).
+ * may be NULL).  "entry" and "replaced" stay the caller's until "op"
+ * completes.
  */
 ngx_int_t ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
-    ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log);
+    ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log,
+    ngx_http_mpns_store_op_t *op);
 
 /*
  * Entries after "cursor" that match "filter", at most "limit" of them and
@@ -125,14 +133,17 @@ ngx_http_mpns_reader_t *ngx_http_mpns_reader_create(ngx_pool_t *pool,
 
 /*
  * NGX_OK with the next channel (valid until the next call; "refilled" tells
- * that the cursor moved), NGX_DONE at the end, NGX_ERROR
+ * that the cursor moved), NGX_DONE at the end, NGX_ERROR; NGX_AGAIN while
+ * the next channels are being fetched: rd->op.handler is called when they
+ * are there
  */
 ngx_int_t ngx_http_mpns_reader_next(ngx_http_mpns_reader_t *rd,
     ngx_str_t *channel, ngx_uint_t *refilled);
 
 /* removes entries by channel, device or user; "deleted" counts them */
 ngx_int_t ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg,
-    ngx_uint_t by, ngx_str_t *value, ngx_uint_t *deleted);
+    ngx_uint_t by, ngx_str_t *value, ngx_uint_t *deleted,
+    ngx_http_mpns_store_op_t *op);
 
 /* an entry as JSON, the same in answers and in the state file */
 size_t ngx_http_mpns_registry_json_len(ngx_http_mpns_entry_t *entry);

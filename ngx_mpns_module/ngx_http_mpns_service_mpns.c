@@ -25,6 +25,14 @@
 #define NGX_HTTP_MPNS_H_DEVICE_CONNECTION_STATUS  2
 #define NGX_HTTP_MPNS_H_MESSAGE_ID                3
 
+/* what MPNS takes as a callback message */
+#define NGX_HTTP_MPNS_MAX_CALLBACK                1024
+
+/* batching interval, the tens digit of X-NotificationClass */
+#define NGX_HTTP_MPNS_CLASS_IMMEDIATE             0
+#define NGX_HTTP_MPNS_CLASS_450                   10
+#define NGX_HTTP_MPNS_CLASS_900                   20
+
 /* MPNS: exponential backoff, at most an hour apart */
 #define NGX_HTTP_MPNS_MAX_BACKOFF       3600000
 
@@ -902,7 +910,7 @@ ngx_http_mpns_mpns_create_request(ngx_pool_t *pool, ngx_http_mpns_message_t *msg
     p = ngx_cpymem(p, msg->content_type.data, msg->content_type.len);
     p = ngx_cpymem(p, CRLF "Content-Length: ",
                    sizeof(CRLF "Content-Length: ") - 1);
-    p = ngx_sprintf(p, "%uz", msg->body.len);
+    p = ngx_http_mpns_uint(p, msg->body.len);
     *p++ = CR; *p++ = LF;
 
     if (msg->target.len) {
