@@ -523,7 +523,7 @@ ngx_http_mpns_tile_parse(ngx_http_mpns_tile_loc_conf_t *tlcf,
 static ngx_int_t
 ngx_http_mpns_tile_color(ngx_str_t *value, uint32_t *argb)
 {
-    u_char    c, *p, *last;
+    u_char     c, *p, *last;
     uint32_t   n;
 
     if (value->len == 0) {
@@ -540,6 +540,8 @@ ngx_http_mpns_tile_color(ngx_str_t *value, uint32_t *argb)
     if (last - p != 6 && last - p != 8) {
         return NGX_ERROR;
     }
+
+    /* six digits are opaque: 0xff shifted in front of them */
 
     n = (last - p == 6) ? 0xff : 0;
 
