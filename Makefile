@@ -12,6 +12,7 @@ CC ?= cc
 
 MODULE_NAME := ngx_http_mpns_module
 MODULE := $(BUILD)/$(MODULE_NAME).so
+TILE_MODULE := $(BUILD)/ngx_http_mpns_tile_module.so
 PROVE := prove -I t/lib
 SOURCES := $(wildcard ngx_mpns_module/*.c ngx_mpns_module/*.h)
 DASHBOARD := ngx_mpns_module/ngx_http_mpns_dashboard.c
@@ -43,6 +44,8 @@ module: $(BUILD)/nginx/objs/Makefile $(DASHBOARD)
 	@# one mapped must not see it change under them
 	cp $(BUILD)/nginx/objs/$(MODULE_NAME).so $(MODULE).tmp
 	mv -f $(MODULE).tmp $(MODULE)
+	cp $(BUILD)/nginx/objs/$(notdir $(TILE_MODULE)) $(TILE_MODULE).tmp
+	mv -f $(TILE_MODULE).tmp $(TILE_MODULE)
 
 test:
 	util/install-deps test
@@ -75,6 +78,7 @@ bench:
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-fanout
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-tls
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-callgrind
+	TEST_NGINX_TILE_MODULE=$(CURDIR)/$(TILE_MODULE) util/bench-tile
 
 clean:
 	rm -rf build build-clang t/tmp

@@ -410,11 +410,13 @@ is(join("\n", $t->error_log_lines('error')), '', 'no [error] lines');
 ###############################################################################
 
 # the documentation keeps up with the code: every directive of the command
-# table has its section with Syntax, Default and Context, and every
+# tables has its section with Syntax, Default and Context, and every
 # variable is described
 
 {
-    my $src = MpnsTest::slurp('ngx_mpns_module/ngx_http_mpns_module.c');
+    # the command tables: the sender's and the tile module's
+    my $src = join('', map { MpnsTest::slurp($_) }
+                           glob 'ngx_mpns_module/ngx_http_mpns*_module.c');
     my $vars = MpnsTest::slurp('ngx_mpns_module/ngx_http_mpns_variables.c');
     my $doc = MpnsTest::slurp('docs/directives.md');
 
