@@ -412,8 +412,8 @@ ngx_http_mpns_preconfiguration(ngx_conf_t *cf)
 static void *
 ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
 {
-    ngx_http_mpns_ports_t      *port;
-    ngx_http_mpns_main_conf_t  *mmcf;
+    ngx_http_mpns_main_conf_t   *mmcf;
+    ngx_http_mpns_port_range_t  *port;
 
     mmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_main_conf_t));
     if (mmcf == NULL) {
@@ -450,7 +450,7 @@ ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
     mmcf->addresses.public = 1;
 
     if (ngx_array_init(&mmcf->ports, cf->pool, 2,
-                       sizeof(ngx_http_mpns_ports_t))
+                       sizeof(ngx_http_mpns_port_range_t))
         != NGX_OK)
     {
         return NULL;
@@ -1008,18 +1008,18 @@ ngx_http_mpns_allowed_ports(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mpns_loc_conf_t *mlcf = conf;
 
-    u_char                 *dash;
-    ngx_int_t               low, high;
-    ngx_str_t              *value;
-    ngx_uint_t              i;
-    ngx_http_mpns_ports_t  *range;
+    u_char                      *dash;
+    ngx_int_t                    low, high;
+    ngx_str_t                   *value;
+    ngx_uint_t                   i;
+    ngx_http_mpns_port_range_t  *range;
 
     if (mlcf->allowed_ports != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
     mlcf->allowed_ports = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                           sizeof(ngx_http_mpns_ports_t));
+                                        sizeof(ngx_http_mpns_port_range_t));
     if (mlcf->allowed_ports == NULL) {
         return NGX_CONF_ERROR;
     }

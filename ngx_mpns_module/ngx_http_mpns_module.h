@@ -27,7 +27,7 @@
 typedef struct {
     in_port_t                      low;
     in_port_t                      high;
-} ngx_http_mpns_ports_t;
+} ngx_http_mpns_port_range_t;
 
 
 struct ngx_http_mpns_main_conf_s {
@@ -39,7 +39,7 @@ struct ngx_http_mpns_main_conf_s {
 
     /* the defaults of mpns_allowed_addresses and mpns_allowed_ports */
     ngx_http_mpns_addresses_t      addresses;
-    ngx_array_t                    ports;       /* ngx_http_mpns_ports_t */
+    ngx_array_t                    ports;       /* port ranges */
 
     /* per worker, set in init_process */
     ngx_http_mpns_engine_t        *engine;
@@ -70,7 +70,7 @@ struct ngx_http_mpns_loc_conf_s {
     ngx_array_t                   *allowed_hosts;  /* ngx_regex_elt_t */
     ngx_http_mpns_allowed_t       *allowed;
     ngx_http_mpns_addresses_t     *allowed_addresses;
-    ngx_array_t                   *allowed_ports;  /* ngx_http_mpns_ports_t */
+    ngx_array_t                   *allowed_ports;  /* port ranges */
     size_t                         max_payload_size;
     size_t                         max_body_size;
     ngx_msec_t                     connect_timeout;

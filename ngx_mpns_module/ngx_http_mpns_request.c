@@ -635,8 +635,8 @@ ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *host,
 static ngx_uint_t
 ngx_http_mpns_port_allowed(ngx_array_t *ports, in_port_t port)
 {
-    ngx_uint_t              i;
-    ngx_http_mpns_ports_t  *range;
+    ngx_uint_t                   i;
+    ngx_http_mpns_port_range_t  *range;
 
     range = ports->elts;
 

@@ -166,6 +166,11 @@ for my $host (qw(9.255.255.255 11.0.0.1 100.63.255.255 100.128.0.1
     };
 }
 
+$t->refused('default: through a proxy, an IP literal is still checked', 403,
+            'channel address is not allowed', 'channel', sub {
+    toast('http://127.0.0.1/x', uri => '/proxied');
+});
+
 # names: every address a name resolves to is checked before a connection
 
 refused_address('default: a name that resolves to 127.0.0.1', '/any-port',
