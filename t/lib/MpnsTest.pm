@@ -655,10 +655,10 @@ sub http_connect {
 # $t->http_start($method, $uri, %opts): connects and writes the request;
 # returns the socket.  opts: headers => [name => value, ...], body, port,
 # local (see http_connect); socket => an open connection to write on
-# instead; keepalive => 1: no
-# "Connection: close" (else added unless in headers); chunks => [...]:
-# a chunked body ("Transfer-Encoding: chunked" added unless in headers),
-# written after the header block in a write of its own.
+# instead; keepalive => 1: no "Connection: close" (else added unless in
+# headers); chunks => [...]: a chunked body ("Transfer-Encoding: chunked"
+# added unless in headers), written after the header block in a write of
+# its own.
 sub http_start {
     my ($self, $method, $uri, %opts) = @_;
 
@@ -1010,7 +1010,7 @@ sub fake_server {
                              // "HTTP/1.1 500 No Script\r\n"
                                 . "Content-Length: 0\r\n\r\n";
 
-                # an array of chunks goes out one write at a time
+                # chunks go out one write at a time, until one fails
                 my ($chunks, $delay) =
                       ref $answer eq 'HASH' ? @$answer{qw(chunks delay)}
                     : ref $answer ? ($answer, 0.002)
