@@ -8,12 +8,18 @@
 #include <ngx_core.h>
 #include "ngx_http_mpns_json.h"
 
-/* jsmn's functions become static to this file */
+/*
+ * jsmn's functions become static to this file; with parent links a
+ * closing bracket climbs from the last token to its container (at most
+ * the nesting depth) rather than searching every token before it
+ */
 #define JSMN_STATIC
 #define JSMN_STRICT
+#define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
 
+static ngx_int_t ngx_http_mpns_json_depth(ngx_str_t *text);
 static ngx_int_t ngx_http_mpns_json_check(ngx_str_t *text, jsmntok_t *t,
     ngx_http_mpns_json_tok_t *tok, ngx_uint_t n);
 static u_char *ngx_http_mpns_json_value(u_char *start, u_char *p,
@@ -33,6 +39,17 @@ ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
     jsmntok_t                 *t;
     jsmn_parser                parser;
     ngx_http_mpns_json_tok_t  *tok;
+
+    json->error = "invalid json";
+
+    if (text->len > NGX_MAX_INT32_VALUE) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_mpns_json_depth(text) != NGX_OK) {
+        json->error = "json nested too deeply";
+        return NGX_DECLINED;
+    }
 
     jsmn_init(&parser);
 
@@ -110,6 +127,57 @@ ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
 
     json->tokens = tok;
     json->ntokens = n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * jsmn's work for a closing bracket grows with the depth, so the depth is
+ * bounded first, in one pass that skips strings
+ */
+
+static ngx_int_t
+ngx_http_mpns_json_depth(ngx_str_t *text)
+{
+    u_char      *p, *last;
+    ngx_uint_t   depth;
+
+    depth = 0;
+    last = text->data + text->len;
+
+    for (p = text->data; p < last; p++) {
+
+        switch (*p) {
+
+        case '[': case '{':
+            if (++depth > NGX_HTTP_MPNS_JSON_MAX_DEPTH) {
+                return NGX_DECLINED;
+            }
+
+            break;
+
+        case ']': case '}':
+            if (depth) {
+                depth--;
+            }
+
+            break;
+
+        case '"':
+            for (p++; p < last && *p != '"'; p++) {
+                if (*p == '\\' && p + 1 < last) {
+                    p++;
+                }
+            }
+
+            if (p == last) {
+                return NGX_OK;
+            }
+
+            break;
+        }
+    }
 
     return NGX_OK;
 }

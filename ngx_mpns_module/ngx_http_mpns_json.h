@@ -17,6 +17,9 @@
 #define NGX_HTTP_MPNS_JSON_STRING       3
 #define NGX_HTTP_MPNS_JSON_PRIMITIVE    4
 
+/* no request or state line needs more than a few levels */
+#define NGX_HTTP_MPNS_JSON_MAX_DEPTH    32
+
 
 /* a parsed value; strings are raw, between the quotes, not unescaped */
 typedef struct {
@@ -30,6 +33,7 @@ typedef struct {
 typedef struct {
     ngx_http_mpns_json_tok_t      *tokens;
     ngx_uint_t                     ntokens;
+    const char                    *error;    /* why parse declined */
 } ngx_http_mpns_json_t;
 
 

@@ -1260,9 +1260,13 @@ ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
         return NGX_ERROR;
     }
 
-    if (rc == NGX_DECLINED
-        || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
-    {
+    if (rc == NGX_DECLINED) {
+        return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                           json.error,
+                                           &ngx_http_mpns_registry_body_field);
+    }
+
+    if (json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT) {
         return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
                                            "invalid json",
                                            &ngx_http_mpns_registry_body_field);

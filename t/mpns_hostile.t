@@ -1,0 +1,129 @@
+#!/usr/bin/perl
+
+# Input built to hurt (docs/api.md "Mistakes"): JSON bodies of a megabyte
+# of tokens are parsed in time proportional to their size and answered
+# like any other mistake, well within the client's 10 s timeout; nesting
+# deeper than 32 levels is refused before it is parsed, in a send, a
+# registration and a deletion, while brackets inside strings do not count.
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use lib 't/lib';
+use MpnsTest qw(http_conf);
+
+my $t = MpnsTest->new;
+
+$t->write_conf(http_conf(<<'EOF_CONF'));
+
+    mpns_allowed_hosts  ^127\.0\.0\.1$;
+
+    mpns_registry_zone  zone=devices:1m;
+
+    server {
+        listen       127.0.0.1:%%PORT%%;
+        server_name  localhost;
+
+        mpns_max_body_size       2m;
+        client_body_buffer_size  2m;
+
+        location = /push     { mpns_send; }
+        location = /channels { mpns_registry devices; }
+    }
+
+EOF_CONF
+
+$t->sim_start;
+$t->run;
+
+my $CH = $t->sim_url('/throttledthirdparty/01.00/AAF');
+
+sub json { $t->post_body($_[0], 'application/json', $_[1]) }
+
+###############################################################################
+
+# a megabyte of tokens; each was seconds to minutes of one worker when
+# every closing bracket searched the tokens before it
+
+my $arrays = join ',', ('[]') x 340000;
+
+$t->refused('a megabyte of empty arrays in a field', 400, 'invalid value',
+            'clear', sub {
+    json('/push', qq|{"channel":"$CH","type":"tile","clear":[$arrays]}|);
+});
+
+$t->refused('a megabyte of empty arrays at the top', 400, 'invalid json',
+            'body', sub {
+    json('/push', "[$arrays]");
+});
+
+$t->refused('members after a large array', 400, 'unknown field', 'a', sub {
+    json('/push', '{"a":[' . join(',', ('[]') x 150000) . '],'
+                  . join(',', map { qq|"k$_":0| } 1 .. 50000) . '}');
+});
+
+$t->refused('a megabyte of empty arrays in a registration', 400,
+            'invalid value', 'tags', sub {
+    json('/channels', qq|{"channel":"$CH","tags":[$arrays]}|);
+});
+
+# nesting: 32 levels are parsed, 33 are not
+
+sub nest { my ($n, $in) = @_; ('[' x $n) . ($in // '') . (']' x $n) }
+
+$t->refused('32 levels are parsed', 400, 'invalid value', 'clear', sub {
+    json('/push', qq|{"channel":"$CH","type":"tile","clear":| . nest(31)
+                  . '}');
+});
+
+$t->refused('33 levels are refused', 400, 'json nested too deeply', 'body',
+            sub {
+    json('/push', qq|{"channel":"$CH","type":"tile","clear":| . nest(32)
+                  . '}');
+});
+
+$t->refused('33 levels of objects are refused', 400,
+            'json nested too deeply', 'body', sub {
+    json('/push', ('{"a":' x 33) . '1' . ('}' x 33));
+});
+
+$t->refused('half a million levels', 400, 'json nested too deeply', 'body',
+            sub {
+    json('/push', nest(500000));
+});
+
+$t->refused('half a million opening brackets', 400,
+            'json nested too deeply', 'body', sub {
+    json('/push', '[' x 500000);
+});
+
+$t->refused('deep nesting in a registration', 400, 'json nested too deeply',
+            'body', sub {
+    json('/channels', qq|{"channel":"$CH","tags":| . nest(40) . '}');
+});
+
+$t->refused('deep nesting in a deletion', 400, 'json nested too deeply',
+            'body', sub {
+    $t->http('DELETE', '/channels', body => '{"device":' . nest(40) . '}',
+             headers => ['Content-Type' => 'application/json']);
+});
+
+{
+    my $text = '[{\"[' x 100;
+
+    $t->delivered('brackets in a string do not nest', sub {
+        json('/push', qq|{"channel":"$CH","type":"toast",|
+                      . qq|"text1":"$text"}|);
+    }, sub {
+        my $sent = '<wp:Text1>' . ('[{"[' x 100) . '</wp:Text1>';
+        ok(index($_[0]{body}, $sent) >= 0, 'text sent') or diag($_[0]{body});
+    });
+}
+
+###############################################################################
+
+$t->done;
+
+done_testing;
