@@ -600,6 +600,13 @@ ngx_http_mpns_message_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
             }
         }
 
+        if (v->len > NGX_HTTP_MPNS_MAX_CONTENT_TYPE) {
+            err->status = 400;
+            err->text = "value too long";
+            ngx_str_set(&err->field, "content_type");
+            return NGX_DECLINED;
+        }
+
         break;
 
     default: /* tiles */

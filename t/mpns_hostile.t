@@ -4,7 +4,9 @@
 # of tokens are parsed in time proportional to their size and answered
 # like any other mistake, well within the client's 10 s timeout; nesting
 # deeper than 32 levels is refused before it is parsed, in a send, a
-# registration and a deletion, while brackets inside strings do not count.
+# registration and a deletion, while brackets inside strings do not count;
+# a raw pass-through's Content-Type is kept whole in the background, up
+# to 255 bytes, and refused beyond.
 
 use strict;
 use warnings;
@@ -12,7 +14,7 @@ use warnings;
 use Test::More;
 
 use lib 't/lib';
-use MpnsTest qw(http_conf);
+use MpnsTest qw(http_conf uri_escape);
 
 my $t = MpnsTest->new;
 
@@ -21,6 +23,7 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
     mpns_allowed_hosts  ^127\.0\.0\.1$;
 
     mpns_registry_zone  zone=devices:1m;
+    mpns_outbox_zone    zone=out:1m;
 
     server {
         listen       127.0.0.1:%%PORT%%;
@@ -31,6 +34,18 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
 
         location = /push     { mpns_send; }
         location = /channels { mpns_registry devices; }
+
+        location = /push/raw {
+            mpns_send              raw;
+            mpns_max_payload_size  8k;
+        }
+
+        location /bg/raw {
+            mpns_send              raw;
+            mpns_outbox            out;
+            mpns_mode              background;
+            mpns_max_payload_size  8k;
+        }
     }
 
 EOF_CONF
@@ -123,6 +138,42 @@ $t->refused('deep nesting in a deletion', 400, 'json nested too deeply',
 }
 
 ###############################################################################
+
+# a raw pass-through's Content-Type
+
+my $ct255 = 'application/x-' . ('a' x 241);
+my $ct256 = $ct255 . 'b';
+
+is(length $ct255, 255, '255 bytes');
+
+$t->delivered('a Content-Type of 255 bytes', sub {
+    $t->post_body('/push/raw?channel=' . uri_escape($CH), $ct255, 'BODY');
+}, sub {
+    is($_[0]{hdr}{'content-type'}, $ct255, 'Content-Type as given');
+    is($_[0]{body}, 'BODY', 'body as given');
+});
+
+subtest 'a Content-Type of 255 bytes in the background' => sub {
+    $t->sim_reset;
+
+    my $r = $t->post_body('/bg/raw?channel=' . uri_escape($CH), $ct255,
+                          'BODY');
+    is($r->{status}, 202, 'answer 202') or diag($r->{raw});
+
+    my $sims = [];
+    $t->wait_for(sub { @{$sims = $t->sim_requests} }, 5);
+
+    is(scalar @$sims, 1, 'sent');
+    is($sims->[0]{hdr}{'content-type'}, $ct255, 'Content-Type as given');
+    is($sims->[0]{body}, 'BODY', 'body as given');
+};
+
+for my $uri ('/push/raw', '/bg/raw') {
+    $t->refused("a Content-Type of 256 bytes at $uri", 400,
+                'value too long', 'content_type', sub {
+        $t->post_body("$uri?channel=" . uri_escape($CH), $ct256, 'BODY');
+    });
+}
 
 $t->done;
 
