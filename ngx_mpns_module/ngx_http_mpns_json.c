@@ -512,6 +512,75 @@ ngx_http_mpns_json_hex(u_char *p, ngx_uint_t *ch)
 }
 
 
+/*
+ * the character at *p, moving *p past it; NGX_HTTP_MPNS_UTF8_INVALID for
+ * a broken sequence, an overlong form, a surrogate or a code point above
+ * U+10FFFF: JSON output escapes control characters only, so text that
+ * goes out in JSON must be valid UTF-8 when it comes in
+ */
+
+uint32_t
+ngx_http_mpns_json_utf8(u_char **p, u_char *last)
+{
+    u_char    *q;
+    uint32_t   u;
+
+    q = *p;
+
+    if (*q < 0x80) {
+        (*p)++;
+        return *q;
+    }
+
+    /* ngx_utf8_decode() takes any of 0xf5-0xff as a leading byte */
+
+    if (*q > 0xf4) {
+        (*p)++;
+        return NGX_HTTP_MPNS_UTF8_INVALID;
+    }
+
+    u = ngx_utf8_decode(p, last - q);
+
+    if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+        return NGX_HTTP_MPNS_UTF8_INVALID;
+    }
+
+    /* ngx_utf8_decode() does not check the continuation bytes' tops */
+
+    for (q++; q < *p; q++) {
+        if ((*q & 0xc0) != 0x80) {
+            return NGX_HTTP_MPNS_UTF8_INVALID;
+        }
+    }
+
+    return u;
+}
+
+
+/* a name kept and echoed in JSON: UTF-8 without control characters */
+
+ngx_int_t
+ngx_http_mpns_json_valid_name(ngx_str_t *s)
+{
+    u_char    *p, *last;
+    uint32_t   u;
+
+    p = s->data;
+    last = p + s->len;
+
+    while (p < last) {
+
+        u = ngx_http_mpns_json_utf8(&p, last);
+
+        if (u < 0x20 || u == 0x7f || u == NGX_HTTP_MPNS_UTF8_INVALID) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 size_t
 ngx_http_mpns_json_str_len(ngx_str_t *s)
 {

@@ -7,6 +7,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include "ngx_http_mpns_message.h"
+#include "ngx_http_mpns_json.h"
 
 
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
@@ -1050,7 +1051,7 @@ ngx_http_mpns_outcome(ngx_uint_t outcome)
 static ngx_int_t
 ngx_http_mpns_valid_text(ngx_str_t *s)
 {
-    u_char    *p, *q, *last;
+    u_char    *p, *last;
     uint32_t   u;
 
     p = s->data;
@@ -1058,40 +1059,14 @@ ngx_http_mpns_valid_text(ngx_str_t *s)
 
     while (p < last) {
 
-        if (*p < 0x80) {
+        u = ngx_http_mpns_json_utf8(&p, last);
 
-            if (*p < 0x20 && *p != '\t' && *p != LF && *p != CR) {
-                return NGX_ERROR;
-            }
-
-            p++;
-            continue;
-        }
-
-        /* ngx_utf8_decode() takes any of 0xf5-0xff as a leading byte */
-
-        if (*p > 0xf4) {
-            return NGX_ERROR;
-        }
-
-        q = p;
-
-        u = ngx_utf8_decode(&p, last - p);
-
-        if (u > 0x10ffff
-            || (u >= 0xd800 && u <= 0xdfff)
+        if ((u < 0x20 && u != '\t' && u != LF && u != CR)
             || u == 0xfffe
-            || u == 0xffff)
+            || u == 0xffff
+            || u == NGX_HTTP_MPNS_UTF8_INVALID)
         {
             return NGX_ERROR;
-        }
-
-        /* ngx_utf8_decode() does not check the continuation bytes' tops */
-
-        for (q++; q < p; q++) {
-            if ((*q & 0xc0) != 0x80) {
-                return NGX_ERROR;
-            }
         }
     }
 

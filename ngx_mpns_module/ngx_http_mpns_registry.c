@@ -1428,15 +1428,17 @@ ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
 }
 
 
-/* a string of at most "max" bytes (0: any) without control characters */
+/*
+ * a string of at most "max" bytes (0: any) in UTF-8 without control
+ * characters
+ */
 
 static ngx_int_t
 ngx_http_mpns_registry_string(ngx_pool_t *pool, ngx_http_mpns_json_tok_t *tok,
     ngx_str_t *name, size_t max, ngx_str_t *value,
     ngx_http_mpns_error_t *err)
 {
-    u_char     *p, *last;
-    ngx_int_t   rc;
+    ngx_int_t  rc;
 
     if (tok->type != NGX_HTTP_MPNS_JSON_STRING) {
         return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
@@ -1458,13 +1460,9 @@ ngx_http_mpns_registry_string(ngx_pool_t *pool, ngx_http_mpns_json_tok_t *tok,
         return NGX_OK;
     }
 
-    last = value->data + value->len;
-
-    for (p = value->data; p < last; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
-                                                  "invalid character", name);
-        }
+    if (ngx_http_mpns_json_valid_name(value) != NGX_OK) {
+        return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                              "invalid character", name);
     }
 
     if (value->len > max) {

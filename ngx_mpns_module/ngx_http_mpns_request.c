@@ -922,6 +922,14 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
                                      &ngx_http_mpns_target_names[i]);
     }
 
+    /* a background broadcast keeps its filter in JSON, in the state file */
+
+    if (i < 4 && ngx_http_mpns_json_valid_name(&value) != NGX_OK) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "invalid character",
+                                     &ngx_http_mpns_target_names[i]);
+    }
+
     /* an empty filter matches everything */
 
     switch (i) {

@@ -6,7 +6,7 @@
 # deeper than 32 levels is refused before it is parsed, in a send, a
 # registration and a deletion, while brackets inside strings do not count;
 # a raw pass-through's Content-Type is kept whole in the background, up
-# to 255 bytes, and refused beyond.
+# to 255 bytes, and refused beyond; broadcast filters are UTF-8.
 
 use strict;
 use warnings;
@@ -34,6 +34,7 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
 
         location = /push     { mpns_send; }
         location = /channels { mpns_registry devices; }
+        location = /broadcast { mpns_broadcast devices toast; }
 
         location = /push/raw {
             mpns_send              raw;
@@ -136,6 +137,25 @@ $t->refused('deep nesting in a deletion', 400, 'json nested too deeply',
         ok(index($_[0]{body}, $sent) >= 0, 'text sent') or diag($_[0]{body});
     });
 }
+
+###############################################################################
+
+# broadcast filters: kept in JSON by a background broadcast, so UTF-8
+
+$t->refused('invalid UTF-8 in a user filter', 400, 'invalid character',
+            'user', sub {
+    json('/broadcast', qq|{"text1":"Hi","user":"a\xffb"}|);
+});
+
+$t->refused('invalid UTF-8 in a tag filter from the query', 400,
+            'invalid character', 'tag', sub {
+    json('/broadcast?tag=a%C3', '{"text1":"Hi"}');
+});
+
+$t->refused('a control character in an os filter', 400, 'invalid character',
+            'os', sub {
+    json('/broadcast', '{"text1":"Hi","os":"8\u0000"}');
+});
 
 ###############################################################################
 
