@@ -33,6 +33,7 @@ static ngx_int_t ngx_http_mpns_flag(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_count(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_class(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_valid_uuid(ngx_str_t *s);
+static ngx_int_t ngx_http_mpns_valid_color(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id,
     u_char *random,    ngx_str_t *out);
 static ngx_int_t ngx_http_mpns_empty(ngx_str_t *s);
@@ -470,6 +471,15 @@ ngx_http_mpns_message_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
     if (v->data && ngx_http_mpns_count(v) == NGX_ERROR) {
         return ngx_http_mpns_error(err, 400, "invalid value",
                                    NGX_HTTP_MPNS_F_COUNT);
+    }
+
+    /* an empty value sends an empty element, like any tile property */
+
+    v = &spec->values[NGX_HTTP_MPNS_F_BACKGROUND_COLOR];
+
+    if (v->len && ngx_http_mpns_valid_color(v) != NGX_OK) {
+        return ngx_http_mpns_error(err, 400, "invalid value",
+                                   NGX_HTTP_MPNS_F_BACKGROUND_COLOR);
     }
 
     v = &spec->values[NGX_HTTP_MPNS_F_SILENT];
@@ -1151,6 +1161,30 @@ ngx_http_mpns_valid_uuid(ngx_str_t *s)
         }
 
         ch = ngx_tolower(ch);
+
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* "#AARRGGBB" */
+
+static ngx_int_t
+ngx_http_mpns_valid_color(ngx_str_t *s)
+{
+    u_char      ch;
+    ngx_uint_t  i;
+
+    if (s->len != sizeof("#AARRGGBB") - 1 || s->data[0] != '#') {
+        return NGX_ERROR;
+    }
+
+    for (i = 1; i < s->len; i++) {
+        ch = ngx_tolower(s->data[i]);
 
         if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
             return NGX_ERROR;
