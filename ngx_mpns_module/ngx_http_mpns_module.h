@@ -21,6 +21,11 @@
 
 #define NGX_HTTP_MPNS_MAX_CHANNEL       1024
 
+/* where ngx_http_mpns_request_parse() text comes from */
+#define NGX_HTTP_MPNS_QUERY_STRING      0
+#define NGX_HTTP_MPNS_FORM_BODY         1
+#define NGX_HTTP_MPNS_JSON_BODY         2
+
 
 #include "ngx_http_mpns_registry.h"
 
@@ -116,6 +121,9 @@ typedef struct {
 
 ngx_int_t ngx_http_mpns_request_spec(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
+    ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err);
+ngx_int_t ngx_http_mpns_request_parse(ngx_pool_t *pool, ngx_str_t *text,
+    ngx_uint_t format, ngx_http_mpns_spec_t *spec,
     ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_request_channel(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel, ngx_pool_t *pool,
