@@ -36,6 +36,7 @@
 #define NGX_HTTP_MPNS_CALLBACK_MAX      60000
 #define NGX_HTTP_MPNS_OB_BUFFER         65536
 #define NGX_HTTP_MPNS_OB_SAVE_DELAY     1000
+#define NGX_HTTP_MPNS_OB_MAX_PAYLOAD    65535     /* body_len */
 
 
 typedef struct {
@@ -486,6 +487,13 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "mpns outbox \"%V\" is used by another location",
                            &oc->zone->shm.name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mlcf->max_payload_size > NGX_HTTP_MPNS_OB_MAX_PAYLOAD) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mpns_max_payload_size\" must be less than 64k "
+                           "with \"mpns_outbox\"");
         return NGX_CONF_ERROR;
     }
 

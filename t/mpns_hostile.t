@@ -6,7 +6,9 @@
 # deeper than 32 levels is refused before it is parsed, in a send, a
 # registration and a deletion, while brackets inside strings do not count;
 # a raw pass-through's Content-Type is kept whole in the background, up
-# to 255 bytes, and refused beyond; broadcast filters are UTF-8.
+# to 255 bytes, and refused beyond, a payload up to 64k - 1 bytes, and a
+# larger limit with an outbox is a configuration error; broadcast filters
+# are UTF-8.
 
 use strict;
 use warnings;
@@ -24,6 +26,7 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
 
     mpns_registry_zone  zone=devices:1m;
     mpns_outbox_zone    zone=out:1m;
+    mpns_outbox_zone    zone=big:1m;
 
     server {
         listen       127.0.0.1:%%PORT%%;
@@ -46,6 +49,13 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
             mpns_outbox            out;
             mpns_mode              background;
             mpns_max_payload_size  8k;
+        }
+
+        location /bg/big {
+            mpns_send              raw;
+            mpns_outbox            big;
+            mpns_mode              background;
+            mpns_max_payload_size  65535;
         }
     }
 
@@ -193,6 +203,49 @@ for my $uri ('/push/raw', '/bg/raw') {
                 'value too long', 'content_type', sub {
         $t->post_body("$uri?channel=" . uri_escape($CH), $ct256, 'BODY');
     });
+}
+
+# an outbox keeps a payload of up to 64k - 1 bytes whole
+
+subtest 'a raw payload of 65535 bytes in the background' => sub {
+    $t->sim_reset;
+
+    my $body = join '', map { chr(ord('a') + $_ % 26) } 0 .. 65534;
+
+    my $r = $t->post_body('/bg/big?channel=' . uri_escape($CH),
+                          'text/plain', $body);
+    is($r->{status}, 202, 'answer 202') or diag($r->{raw});
+
+    my $sims = [];
+    $t->wait_for(sub { @{$sims = $t->sim_requests} }, 5);
+
+    is(scalar @$sims, 1, 'sent');
+    ok(($sims->[0]{body} // '') eq $body, 'body as given')
+        or diag(length($sims->[0]{body} // '') . ' bytes sent');
+};
+
+{
+    my ($rc, $out) = $t->nginx_test(http_conf(<<'EOF_CONF'));
+
+    mpns_outbox_zone  zone=o:1m;
+
+    server {
+        listen  127.0.0.1:%%PORT%%;
+
+        location /bg {
+            mpns_send              raw;
+            mpns_outbox            o;
+            mpns_max_payload_size  64k;
+        }
+    }
+
+EOF_CONF
+
+    my $emerg = '[emerg] "mpns_max_payload_size" must be less than 64k '
+                . 'with "mpns_outbox"';
+
+    ok($rc != 0 && index($out, $emerg) >= 0,
+       'config: a payload limit of 64k with an outbox') or diag($out);
 }
 
 $t->done;
