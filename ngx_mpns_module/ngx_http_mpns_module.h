@@ -21,6 +21,10 @@
 
 #define NGX_HTTP_MPNS_MAX_CHANNEL       1024
 
+/* ngx_cpymem() for an empty string whose data may be NULL */
+#define ngx_http_mpns_cpymem(dst, src, n)                                    \
+    ((n) ? ngx_cpymem(dst, src, n) : (u_char *) (dst))
+
 /* where ngx_http_mpns_request_parse() text comes from */
 #define NGX_HTTP_MPNS_QUERY_STRING      0
 #define NGX_HTTP_MPNS_FORM_BODY         1

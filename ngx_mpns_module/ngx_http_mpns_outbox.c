@@ -646,9 +646,11 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
     on->target_len = (u_char) msg->target.len;
     on->body_len = (uint16_t) msg->body.len;
 
-    p = ngx_cpymem(on->data, channel->data, channel->len);
+    /* a broadcast has no channel, a raw notification no target */
+
+    p = ngx_http_mpns_cpymem(on->data, channel->data, channel->len);
     p = ngx_cpymem(p, msg->content_type.data, msg->content_type.len);
-    p = ngx_cpymem(p, msg->target.data, msg->target.len);
+    p = ngx_http_mpns_cpymem(p, msg->target.data, msg->target.len);
     p = ngx_cpymem(p, msg->body.data, msg->body.len);
 
     if (filter) {
@@ -657,9 +659,9 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
         on->tag_len = (u_char) filter->tag.len;
         on->os_len = (u_char) filter->os.len;
 
-        p = ngx_cpymem(p, filter->user.data, filter->user.len);
-        p = ngx_cpymem(p, filter->tag.data, filter->tag.len);
-        (void) ngx_cpymem(p, filter->os.data, filter->os.len);
+        p = ngx_http_mpns_cpymem(p, filter->user.data, filter->user.len);
+        p = ngx_http_mpns_cpymem(p, filter->tag.data, filter->tag.len);
+        (void) ngx_http_mpns_cpymem(p, filter->os.data, filter->os.len);
     }
 
     ngx_rbtree_insert(&ctx->sh->ids, &on->node);

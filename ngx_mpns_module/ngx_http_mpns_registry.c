@@ -870,9 +870,9 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     rn->tags_len = (uint16_t) tags;
 
     p = ngx_cpymem(rn->data, entry->channel.data, entry->channel.len);
-    p = ngx_cpymem(p, entry->user.data, entry->user.len);
-    p = ngx_cpymem(p, entry->device.data, entry->device.len);
-    p = ngx_cpymem(p, entry->os.data, entry->os.len);
+    p = ngx_http_mpns_cpymem(p, entry->user.data, entry->user.len);
+    p = ngx_http_mpns_cpymem(p, entry->device.data, entry->device.len);
+    p = ngx_http_mpns_cpymem(p, entry->os.data, entry->os.len);
 
     for (i = 0; i < entry->ntags; i++) {
         *p++ = (u_char) entry->tags[i].len;

@@ -543,7 +543,8 @@ ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max, ngx_str_t *body)
         b = cl->buf;
 
         if (!b->in_file) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            /* the last buffer of a chunked body may be empty, pos NULL */
+            p = ngx_http_mpns_cpymem(p, b->pos, b->last - b->pos);
             continue;
         }
 
