@@ -34,7 +34,7 @@ ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_json_t *json)
 {
     int                        n;
-    size_t                     end;
+    u_char                    *first, *last;
     ngx_uint_t                 i, j;
     jsmntok_t                 *t;
     jsmn_parser                parser;
@@ -69,15 +69,23 @@ ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
         return NGX_DECLINED;
     }
 
-    /* one value, nothing but white space after it */
+    /*
+     * one object or array, as RFC 4627 has it (jsmn cannot end the text
+     * with a number in strict mode), nothing but white space around it:
+     * jsmn skips a "," or ":" with no container
+     */
 
-    for (end = t[0].end; end < text->len; end++) {
-        switch (text->data[end]) {
-        case ' ': case '\t': case CR: case LF:
-            continue;
-        default:
-            return NGX_DECLINED;
-        }
+    if (t[0].type != JSMN_OBJECT && t[0].type != JSMN_ARRAY) {
+        return NGX_DECLINED;
+    }
+
+    first = text->data + t[0].start;
+    last = text->data + text->len;
+
+    if (ngx_http_mpns_json_space(text->data, first) != first
+        || ngx_http_mpns_json_space(text->data + t[0].end, last) != last)
+    {
+        return NGX_DECLINED;
     }
 
     tok = ngx_palloc(pool, n * sizeof(ngx_http_mpns_json_tok_t));
@@ -241,7 +249,7 @@ ngx_http_mpns_json_check(ngx_str_t *text, jsmntok_t *t,
             }
 
             if (t[i].type == JSMN_OBJECT) {
-                if (t[j].type != JSMN_STRING) {
+                if (j == n || t[j].type != JSMN_STRING) {
                     return NGX_DECLINED;
                 }
 
@@ -258,6 +266,12 @@ ngx_http_mpns_json_check(ngx_str_t *text, jsmntok_t *t,
 
                 p = ngx_http_mpns_json_space(p, last);
                 j++;
+            }
+
+            /* jsmn counts a key as a member even without its value */
+
+            if (j == n) {
+                return NGX_DECLINED;
             }
 
             p = ngx_http_mpns_json_value(start, p, &t[j]);
