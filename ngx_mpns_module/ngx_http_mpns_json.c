@@ -527,10 +527,10 @@ ngx_http_mpns_json_hex(u_char *p, ngx_uint_t *ch)
 
 
 /*
- * the character at *p, moving *p past it; NGX_HTTP_MPNS_UTF8_INVALID for
- * a broken sequence, an overlong form, a surrogate or a code point above
- * U+10FFFF: JSON output escapes control characters only, so text that
- * goes out in JSON must be valid UTF-8 when it comes in
+ * the character at *p, moving *p past it; NGX_HTTP_MPNS_UTF8_INVALID,
+ * with *p anywhere, for a broken sequence, an overlong form, a surrogate
+ * or a code point above U+10FFFF: JSON output escapes control characters
+ * only, so text that goes out in JSON must be valid UTF-8 when it comes in
  */
 
 uint32_t
