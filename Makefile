@@ -25,8 +25,14 @@ ASAN_CC_OPT := $(SANITIZE) -U_FORTIFY_SOURCE -DNGX_DEBUG_PALLOC=1
 # dlsym()) is not nginx's, or ASan sizes nginx's array as the module's
 ASAN_LD_OPT := $(SANITIZE) -Wl,-Bsymbolic
 
-.PHONY: all module test test-valgrind test-asan asan check-style clang demo \
-        bench clean FORCE
+# libFuzzer targets: one file fuzz/fuzz_NAME.c and one line here each
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := json
+FUZZ_TARGETS += request
+
+.PHONY: all module test test-valgrind test-asan asan fuzz check-style clang \
+        demo bench clean FORCE
 
 all:
 	util/install-deps build
@@ -85,6 +91,30 @@ $(ASAN_NGINX)/objs/Makefile: config util/nginx-source $(ASAN_BUILD)/flags
 asan: $(ASAN_NGINX)/objs/Makefile
 	$(MAKE) -C $(ASAN_NGINX) -f objs/Makefile binary modules
 
+# Each target for FUZZ_SECONDS from its seeds (fuzz/corpus/NAME) and what
+# earlier runs found ($(FUZZ_BUILD)/corpus/NAME); a crash or a broken
+# invariant fails, leaving its input in $(FUZZ_BUILD)/artifacts/.
+fuzz:
+	util/install-deps fuzz
+	$(MAKE) asan
+	fuzz/build $(ASAN_NGINX) $(FUZZ_BUILD) $(FUZZ_TARGETS)
+	@mkdir -p $(FUZZ_BUILD)/artifacts
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	    echo "fuzz: $$t for $(FUZZ_SECONDS) s, log in $(FUZZ_BUILD)/$$t.log"; \
+	    if ! UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	            $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	            -print_final_stats=1 \
+	            -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- \
+	            $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t \
+	            > $(FUZZ_BUILD)/$$t.log 2>&1; \
+	    then \
+	        tail -n 60 $(FUZZ_BUILD)/$$t.log; exit 1; \
+	    fi; \
+	    grep -E '^stat::(number_of_executed_units|new_units_added)' \
+	        $(FUZZ_BUILD)/$$t.log; \
+	done
+
 check-style:
 	util/install-deps style
 	util/check-style $(SOURCES)
@@ -106,4 +136,4 @@ bench:
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-tls
 
 clean:
-	rm -rf build build-clang $(ASAN_BUILD) t/tmp
+	rm -rf build build-clang $(ASAN_BUILD) $(FUZZ_BUILD) t/tmp
