@@ -504,9 +504,13 @@ ngx_http_mpns_channels_selector(ngx_http_request_t *r, ngx_str_t *body,
             return NGX_ERROR;
         }
 
-        if (rc == NGX_DECLINED
-            || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
-        {
+        if (rc == NGX_DECLINED) {
+            return ngx_http_mpns_channels_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                        json.error,
+                                        &ngx_http_mpns_channels_body_field);
+        }
+
+        if (json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT) {
             return ngx_http_mpns_channels_mistake(err, NGX_HTTP_BAD_REQUEST,
                                         "invalid json",
                                         &ngx_http_mpns_channels_body_field);

@@ -24,6 +24,16 @@
 #include "ngx_http_mpns_status.h"
 
 
+/* ngx_cpymem() for an empty string whose data may be NULL */
+#define ngx_http_mpns_cpymem(dst, src, n)                                    \
+    ((n) ? ngx_cpymem(dst, src, n) : (u_char *) (dst))
+
+/* where ngx_http_mpns_request_parse() text comes from */
+#define NGX_HTTP_MPNS_QUERY_STRING      0
+#define NGX_HTTP_MPNS_FORM_BODY         1
+#define NGX_HTTP_MPNS_JSON_BODY         2
+
+
 /* mpns_allowed_ports: "low" to "high" */
 typedef struct {
     in_port_t                      low;
@@ -152,6 +162,10 @@ typedef struct {
 ngx_int_t ngx_http_mpns_request_spec(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
     ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err);
+ngx_int_t ngx_http_mpns_request_parse(ngx_pool_t *pool,
+    ngx_http_mpns_service_t *service, ngx_str_t *text, ngx_uint_t format,
+    ngx_http_mpns_spec_t *spec, ngx_http_mpns_targets_t *targets,
+    ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_request_channel(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel, ngx_pool_t *pool,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,

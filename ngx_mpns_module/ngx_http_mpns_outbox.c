@@ -33,6 +33,9 @@
 /* a line of the state file with a 64 KB body in base64 fits */
 #define NGX_HTTP_MPNS_OB_STATE_BUFFER   131072
 
+/* an entry keeps the body's length in 16 bits */
+#define NGX_HTTP_MPNS_OB_MAX_PAYLOAD    65535
+
 
 struct ngx_http_mpns_outbox_node_s {
     ngx_rbtree_node_t              node;      /* key: the id */
@@ -488,6 +491,13 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
         return NGX_CONF_ERROR;
     }
 
+    if (mlcf->max_payload_size > NGX_HTTP_MPNS_OB_MAX_PAYLOAD) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mpns_max_payload_size\" must be less than 64k "
+                           "with \"mpns_outbox\"");
+        return NGX_CONF_ERROR;
+    }
+
     ctx->mlcf = mlcf;
     ctx->clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
@@ -636,9 +646,11 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     on->target_len = (u_char) msg->target.len;
     on->body_len = (uint16_t) msg->body.len;
 
-    p = ngx_cpymem(on->data, channel->data, channel->len);
+    /* a broadcast has no channel, a raw notification no target */
+
+    p = ngx_http_mpns_cpymem(on->data, channel->data, channel->len);
     p = ngx_cpymem(p, msg->content_type.data, msg->content_type.len);
-    p = ngx_cpymem(p, msg->target.data, msg->target.len);
+    p = ngx_http_mpns_cpymem(p, msg->target.data, msg->target.len);
     p = ngx_cpymem(p, msg->body.data, msg->body.len);
 
     if (filter) {
@@ -647,9 +659,9 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
         on->tag_len = (u_char) filter->tag.len;
         on->os_len = (u_char) filter->os.len;
 
-        p = ngx_cpymem(p, filter->user.data, filter->user.len);
-        p = ngx_cpymem(p, filter->tag.data, filter->tag.len);
-        (void) ngx_cpymem(p, filter->os.data, filter->os.len);
+        p = ngx_http_mpns_cpymem(p, filter->user.data, filter->user.len);
+        p = ngx_http_mpns_cpymem(p, filter->tag.data, filter->tag.len);
+        (void) ngx_http_mpns_cpymem(p, filter->os.data, filter->os.len);
     }
 
     ngx_rbtree_insert(&ctx->sh->ids, &on->node);

@@ -82,24 +82,16 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
     uint64_t                     bit;
     ngx_int_t                    rc;
     ngx_str_t                    body, *type;
-    ngx_uint_t                   i, passthrough;
+    ngx_uint_t                   i, passthrough, format;
     ngx_table_elt_t             *ct;
     ngx_http_mpns_spec_t         conf;
-    ngx_http_mpns_source_t       src;
 
     ngx_memzero(spec, sizeof(ngx_http_mpns_spec_t));
 
-    src.err = err;
-    src.strict = 0;
-    src.seen = 0;
-    src.seen_targets = 0;
-    src.service = mlcf->service;
-    src.spec = spec;
-    src.targets = targets;
-    src.pool = r->pool;
-
     if (r->args.len) {
-        rc = ngx_http_mpns_parse_form(r->pool, &r->args, &src);
+        rc = ngx_http_mpns_request_parse(r->pool, mlcf->service, &r->args,
+                                         NGX_HTTP_MPNS_QUERY_STRING, spec,
+                                         targets, err);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -147,20 +139,17 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
         }
 
     } else if (body.len) {
-        src.seen = 0;
-        src.seen_targets = 0;
-        src.strict = 1;
 
         if (ngx_http_mpns_request_is_type(ct, "application/json",
                                   sizeof("application/json") - 1))
         {
-            rc = ngx_http_mpns_parse_json(r->pool, &body, &src);
+            format = NGX_HTTP_MPNS_JSON_BODY;
 
         } else if (ngx_http_mpns_request_is_type(ct,
                                       "application/x-www-form-urlencoded",
                             sizeof("application/x-www-form-urlencoded") - 1))
         {
-            rc = ngx_http_mpns_parse_form(r->pool, &body, &src);
+            format = NGX_HTTP_MPNS_FORM_BODY;
 
         } else {
             return ngx_http_mpns_mistake(err, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -168,6 +157,8 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
                                          &ngx_http_mpns_body_field);
         }
 
+        rc = ngx_http_mpns_request_parse(r->pool, mlcf->service, &body,
+                                         format, spec, targets, err);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -207,6 +198,36 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * the fields in a query string (unknown names ignored), a form or a JSON
+ * body (unknown names refused); no request needed, for the fuzzer too
+ */
+
+ngx_int_t
+ngx_http_mpns_request_parse(ngx_pool_t *pool,
+    ngx_http_mpns_service_t *service, ngx_str_t *text, ngx_uint_t format,
+    ngx_http_mpns_spec_t *spec, ngx_http_mpns_targets_t *targets,
+    ngx_http_mpns_error_t *err)
+{
+    ngx_http_mpns_source_t  src;
+
+    src.service = service;
+    src.spec = spec;
+    src.targets = targets;
+    src.err = err;
+    src.pool = pool;
+    src.seen = 0;
+    src.seen_targets = 0;
+    src.strict = (format != NGX_HTTP_MPNS_QUERY_STRING);
+
+    if (format == NGX_HTTP_MPNS_JSON_BODY) {
+        return ngx_http_mpns_parse_json(pool, text, &src);
+    }
+
+    return ngx_http_mpns_parse_form(pool, text, &src);
 }
 
 
@@ -700,7 +721,8 @@ ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max, ngx_str_t *body)
         b = cl->buf;
 
         if (!b->in_file) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            /* the last buffer of a chunked body may be empty, pos NULL */
+            p = ngx_http_mpns_cpymem(p, b->pos, b->last - b->pos);
             continue;
         }
 
@@ -831,9 +853,12 @@ ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
         return NGX_ERROR;
     }
 
-    if (rc == NGX_DECLINED
-        || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
-    {
+    if (rc == NGX_DECLINED) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     json.error, &ngx_http_mpns_body_field);
+    }
+
+    if (json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT) {
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
                                      "invalid json",
                                      &ngx_http_mpns_body_field);
@@ -1093,6 +1118,14 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
     if (value.len > NGX_HTTP_MPNS_MAX_NAME) {
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
                                      "value too long",
+                                     &ngx_http_mpns_target_names[i]);
+    }
+
+    /* a background broadcast keeps its filter in JSON, in the state file */
+
+    if (i < 4 && ngx_http_mpns_json_valid_name(&value) != NGX_OK) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "invalid character",
                                      &ngx_http_mpns_target_names[i]);
     }
 

@@ -530,7 +530,13 @@ for my $case (['truncated', qq|{"channel":"$CH","type":"toast"|],
               ['a raw newline in a string',
                qq|{"channel":"$CH","text1":"a\nb"}|],
               ['a leading zero', qq|{"channel":"$CH","type":"tile",|
-                                 . q|"count":01}|])
+                                 . q|"count":01}|],
+              ['a comma before the object',
+               qq|,{"channel":"$CH","type":"toast","text1":"Hi"}|],
+              ['a colon before the object',
+               qq| :{"channel":"$CH","type":"toast","text1":"Hi"}|],
+              ['a key without its value, last',
+               qq|{"channel":"$CH","type":"toast","text1":}|])
 {
     $t->refused("invalid json: $case->[0]", 400, 'invalid json', 'body', sub {
         $t->post_body('/push', 'application/json', $case->[1]);

@@ -302,6 +302,36 @@ refused('DEL character', 400, 'invalid character', 'os',
         sub { reg({ channel => ch('f'), os => "wp\x7f" }) });
 refused('control character in a tag', 400, 'invalid character', 'tags',
         sub { reg({ channel => ch('f'), tags => ["a\tb"] }) });
+
+# invalid UTF-8 would go out raw, in answers, lists and the state file
+
+for my $bad (['user', "\xff", 'a lone 0xff byte'],
+             ['device', "\xc0\xaf", 'an overlong form'],
+             ['os', "\xed\xa0\x80", 'an encoded surrogate'],
+             ['user', "\xf4\x90\x80\x80", 'above U+10FFFF'])
+{
+    my ($field, $bytes, $what) = @$bad;
+
+    refused("invalid UTF-8 in $field ($what)", 400, 'invalid character',
+            $field, sub {
+        reg('{"channel":"' . ch('f') . qq|","$field":"a${bytes}b"}|);
+    });
+}
+
+refused('invalid UTF-8 in a tag (a truncated sequence)', 400,
+        'invalid character', 'tags',
+        sub { reg('{"channel":"' . ch('f') . qq|","tags":["ok","a\xc3"]}|) });
+
+{
+    my $r = reg('{"channel":"' . ch('utf8') . qq|","user":"Zo\xc3\xab",|
+                . qq|"tags":["\xe6\x97\xa5\xf0\x9f\x93\xb1"]}|);
+    is($r->{status}, 201, 'UTF-8 names: registered') or diag($r->{raw});
+    is_deeply([ $r->{json}{user}, $r->{json}{tags} ],
+              [ "Zo\x{eb}", ["\x{65e5}\x{1f4f1}"] ], 'UTF-8 names: echoed');
+    is(del('channel=' . uri_escape(ch('utf8')))->{status}, 200,
+       'UTF-8 names: deleted');
+}
+
 refused('user too long', 400, 'value too long', 'user',
         sub { reg({ channel => ch('f'), user => 'u' x 256 }) });
 refused('device too long', 400, 'value too long', 'device',
