@@ -2007,6 +2007,8 @@ ngx_http_mpns_registry_owner(ngx_http_mpns_registry_node_t *rn,
         return NGX_HTTP_MPNS_OWNER_USER;
     }
 
+    ngx_str_null(owner);
+
     return NGX_HTTP_MPNS_OWNER_NONE;
 }
 
