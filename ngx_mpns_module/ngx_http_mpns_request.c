@@ -31,6 +31,7 @@ static ngx_int_t ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src);
+static ngx_int_t ngx_http_mpns_unescape(ngx_pool_t *pool, ngx_str_t *text);
 static ngx_int_t ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src);
 static ngx_int_t ngx_http_mpns_set(ngx_http_mpns_source_t *src,
@@ -230,6 +231,21 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
 
     if (mlcf->channel) {
         if (ngx_http_complex_value(r, mlcf->channel, &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /*
+         * a channel passed as a query argument ($arg_channel) arrives
+         * percent-encoded: decoded like the module's own query parsing;
+         * a channel that already starts with its scheme is kept as is
+         */
+
+        if (value.len > 7
+            && (ngx_strncasecmp(value.data, (u_char *) "http%3A", 7) == 0
+                || ngx_strncasecmp(value.data, (u_char *) "https%3A", 8)
+                   == 0)
+            && ngx_http_mpns_unescape(r->pool, &value) != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
@@ -559,10 +575,9 @@ static ngx_int_t
 ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src)
 {
-    u_char     *p, *last, *amp, *eq, *end, *dst, *d, *s;
+    u_char     *p, *last, *amp, *eq;
     ngx_int_t   rc;
-    ngx_str_t   name, value, *part;
-    ngx_uint_t  i;
+    ngx_str_t   name, value;
 
     p = text->data;
     last = p + text->len;
@@ -590,33 +605,10 @@ ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
             continue;
         }
 
-        /* "+" is a space in forms, then %XX */
-
-        for (i = 0; i < 2; i++) {
-            part = i ? &value : &name;
-            end = part->data + part->len;
-
-            if (ngx_strlchr(part->data, end, '%') == NULL
-                && ngx_strlchr(part->data, end, '+') == NULL)
-            {
-                continue;
-            }
-
-            dst = ngx_pnalloc(pool, part->len);
-            if (dst == NULL) {
-                return NGX_ERROR;
-            }
-
-            for (s = part->data, d = dst; s < end; s++) {
-                *d++ = (*s == '+') ? ' ' : *s;
-            }
-
-            s = dst;
-            d = dst;
-            ngx_unescape_uri(&d, &s, part->len, 0);
-
-            part->data = dst;
-            part->len = d - dst;
+        if (ngx_http_mpns_unescape(pool, &name) != NGX_OK
+            || ngx_http_mpns_unescape(pool, &value) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         if (name.len == sizeof("clear") - 1
@@ -632,6 +624,41 @@ ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
             return rc;
         }
     }
+
+    return NGX_OK;
+}
+
+
+/* "+" is a space in forms, then %XX; a copy only if something changes */
+
+static ngx_int_t
+ngx_http_mpns_unescape(ngx_pool_t *pool, ngx_str_t *text)
+{
+    u_char  *end, *dst, *d, *s;
+
+    end = text->data + text->len;
+
+    if (ngx_strlchr(text->data, end, '%') == NULL
+        && ngx_strlchr(text->data, end, '+') == NULL)
+    {
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(pool, text->len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (s = text->data, d = dst; s < end; s++) {
+        *d++ = (*s == '+') ? ' ' : *s;
+    }
+
+    s = dst;
+    d = dst;
+    ngx_unescape_uri(&d, &s, text->len, 0);
+
+    text->data = dst;
+    text->len = d - dst;
 
     return NGX_OK;
 }
