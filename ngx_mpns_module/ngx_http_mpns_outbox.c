@@ -98,6 +98,7 @@ typedef struct {
     ngx_shm_zone_t                *shm_zone;
 
     ngx_str_t                      state;     /* null-terminated or empty */
+    ngx_cycle_t                   *cycle;     /* the one configured */
 
     /* the one location that sends into it, this cycle */
     ngx_http_mpns_loc_conf_t      *mlcf;
@@ -248,6 +249,7 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ctx->shm_zone = shm_zone;
+    ctx->cycle = cf->cycle;
 
     shm_zone->init = ngx_http_mpns_outbox_init_zone;
     shm_zone->data = ctx;
@@ -505,6 +507,14 @@ ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_mpns_outbox_ctx_t  *ctx;
 
     ctx = shm_zone->data;
+
+    if (ctx->state.len
+        && ngx_http_mpns_state_check(ctx->cycle, "outbox",
+                                     &shm_zone->shm.name, &ctx->state)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (octx) {
         ctx->sh = octx->sh;

@@ -69,6 +69,7 @@ struct ngx_http_mpns_registry_s {
     ngx_slab_pool_t                 *shpool;
     ngx_shm_zone_t                  *shm_zone;
     ngx_str_t                        state;    /* null-terminated or empty */
+    ngx_cycle_t                     *cycle;    /* the one configured */
 
     /* per worker, set in init_process */
     u_char                          *temp;     /* "<state>.<pid>.tmp" */
@@ -305,6 +306,7 @@ ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     reg->shm_zone = shm_zone;
     reg->state = state;
+    reg->cycle = cf->cycle;
 
     shm_zone->init = ngx_http_mpns_registry_init_zone;
     shm_zone->data = reg;
@@ -409,6 +411,14 @@ ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_mpns_registry_shctx_t  *sh;
 
     reg = shm_zone->data;
+
+    if (reg->state.len
+        && ngx_http_mpns_state_check(reg->cycle, "registry",
+                                     &shm_zone->shm.name, &reg->state)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (oreg) {
         /* a reload with the same size: the entries stay where they are */
@@ -1875,6 +1885,132 @@ failed:
     }
 
     return NGX_ERROR;
+}
+
+
+/*
+ * The workers write "<state>.<pid>.tmp" and rename it over the state file.
+ * A master running as root tries that with the workers' user and groups
+ * as its effective ones, switched back right after, so that owners, modes,
+ * ACLs and read-only mounts all count as they will for the workers.  It
+ * runs when the zone is set up, so "nginx -t", a start and a reload all
+ * refuse a directory the workers could not write rather than keeping the
+ * zone in memory only.
+ */
+
+ngx_int_t
+ngx_http_mpns_state_check(ngx_cycle_t *cycle, char *kind, ngx_str_t *zone,
+    ngx_str_t *state)
+{
+    int               ngroups;
+    gid_t             egid, *groups;
+    u_char           *temp, *p;
+    ngx_fd_t          fd;
+    ngx_err_t         err;
+    ngx_int_t         rc;
+    ngx_str_t         dir;
+    ngx_uint_t        switched;
+    ngx_core_conf_t  *ccf;
+
+    temp = ngx_pnalloc(cycle->pool, state->len + sizeof(".") - 1
+                                    + NGX_INT64_LEN + sizeof(".tmp"));
+    if (temp == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(temp, "%V.%P.tmp%Z", state, ngx_pid);
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    switched = 0;
+    groups = NULL;
+    ngroups = 0;
+    egid = getegid();
+
+    if (geteuid() == 0
+        && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT && ccf->user != 0)
+    {
+        ngroups = getgroups(0, NULL);
+
+        if (ngroups > 0) {
+            groups = ngx_palloc(cycle->pool, ngroups * sizeof(gid_t));
+            if (groups == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngroups = getgroups(ngroups, groups);
+        }
+
+        if (ngroups == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "getgroups() failed");
+            return NGX_ERROR;
+        }
+
+        switched = 1;
+
+        if (setegid(ccf->group) == -1
+            || initgroups(ccf->username, ccf->group) == -1
+            || seteuid(ccf->user) == -1)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "mpns %s zone \"%V\": cannot take the credentials "
+                          "of user \"%s\"", kind, zone, ccf->username);
+            rc = NGX_ERROR;
+            goto restore;
+        }
+    }
+
+    rc = NGX_OK;
+
+    fd = ngx_open_file(temp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+
+        p = state->data + state->len;
+
+        while (p > state->data && p[-1] != '/') {
+            p--;
+        }
+
+        dir.data = state->data;
+        dir.len = (p > state->data + 1) ? p - 1 - dir.data : p - dir.data;
+
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
+                      "mpns %s zone \"%V\": state directory \"%V\" is not "
+                      "writable by worker processes: "
+                      ngx_open_file_n " \"%s\" failed",
+                      kind, zone, &dir, temp);
+        rc = NGX_ERROR;
+
+    } else {
+        if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                          ngx_close_file_n " \"%s\" failed", temp);
+        }
+
+        if (ngx_delete_file(temp) == NGX_FILE_ERROR) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          ngx_delete_file_n " \"%s\" failed", temp);
+            rc = NGX_ERROR;
+        }
+    }
+
+restore:
+
+    if (switched
+        && (seteuid(0) == -1 || setgroups(ngroups, groups) == -1
+            || setegid(egid) == -1))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "mpns %s zone \"%V\": cannot take back the "
+                      "credentials of the master process", kind, zone);
+        return NGX_ERROR;
+    }
+
+    return rc;
 }
 
 

@@ -158,6 +158,13 @@ ngx_int_t ngx_http_mpns_registry_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_mpns_state_commit(ngx_fd_t fd, u_char *temp,
     u_char *state, ngx_log_t *log);
 
+/*
+ * at configuration time, in the master: NGX_ERROR, logged, if the worker
+ * processes of "cycle" cannot create files next to "state"
+ */
+ngx_int_t ngx_http_mpns_state_check(ngx_cycle_t *cycle, char *kind,
+    ngx_str_t *zone, ngx_str_t *state);
+
 /* per worker: arm state saving; flush it when the worker exits */
 ngx_int_t ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle);
 void ngx_http_mpns_registry_exit_process(ngx_cycle_t *cycle);
