@@ -19,6 +19,8 @@
 #include "ngx_http_mpns_outbox.h"
 
 
+#define NGX_HTTP_MPNS_VERSION           "1.0.0"
+
 #define NGX_HTTP_MPNS_MAX_CHANNEL       1024
 
 
