@@ -1311,7 +1311,7 @@ sub _slurp {
 
     open my $fh, '<:raw', $file or return '';
     local $/;
-    return scalar <$fh>;
+    return scalar(<$fh>) // '';    # a process gone since the open
 }
 
 sub _spurt {
