@@ -11,6 +11,7 @@ use warnings;
 
 use Test::More;
 
+use File::Temp ();
 use JSON::PP;
 use POSIX ();
 use Time::HiRes qw(sleep);
@@ -670,13 +671,22 @@ SKIP: {
     my $root = $> == 0;
 
     mkdir "$ud/ro" or die;
-    mkdir "$ud/rw" or die;
 
-    # root may write anywhere: the workers run as nobody then
+    # root may write anywhere: the workers run as nobody then, and their
+    # directory is one they can reach whatever the test directory's parents
+    my $rw = "$ud/rw";
+
+    if ($root) {
+        $rw = File::Temp::tempdir('mpns-rw-XXXXXX', DIR => '/tmp',
+                                  CLEANUP => 1);
+    } else {
+        mkdir $rw or die;
+    }
+
     chmod 0755, $ud;
     chmod($root ? 0755 : 0555, "$ud/ro");
-    chmod 0755, "$ud/rw";
-    chown((getpwnam 'nobody')[2], -1, "$ud/rw") if $root;
+    chmod 0755, $rw;
+    chown((getpwnam 'nobody')[2], -1, $rw) if $root;
 
     my $conf = <<'EOF';
 
@@ -708,19 +718,19 @@ EOF
                                                 : ('out', 'out.state');
         my $line = qr/\[emerg\] .*mpns $kind zone "$zone": state directory "\Q$ud\E\/ro" is not writable by worker processes: open\(\) "\Q$ud\E\/ro\/\Q$file\E\.\d+\.tmp" failed \(13: Permission denied\)/;
 
-        my ($rc, $out) = $u->nginx_test($with->('ro', $kind));
+        my ($rc, $out) = $u->nginx_test($with->("$ud/ro", $kind));
         isnt($rc, 0, "$kind: nginx -t fails on an unwritable state directory");
         like($out, $line, "$kind: the [emerg] line names it") or diag($out);
         ok(!glob("$ud/ro/*.tmp"), "$kind: no file left behind");
     }
 
-    my ($rc, $out) = $u->nginx_test($with->('rw', 'registry|outbox'));
+    my ($rc, $out) = $u->nginx_test($with->($rw, 'registry|outbox'));
     is($rc, 0, 'a state directory the workers can write passes')
         or diag($out);
-    ok(!glob("$ud/rw/*"), 'the check leaves nothing behind');
+    ok(!glob("$rw/*"), 'the check leaves nothing behind');
 
     # the master takes its own credentials back after the check
-    $u->write_conf($with->('rw', 'registry|outbox'))->run;
+    $u->write_conf($with->($rw, 'registry|outbox'))->run;
     my ($uid) = slurp("/proc/$u->{master}/status") =~ /^Uid:\s+(.*)$/m;
     is($uid, join("\t", ($>) x 4), 'the master keeps its user');
     is($u->http_get('/channels')->{status}, 200, 'the registry works');
@@ -730,7 +740,7 @@ EOF
     my @workers = $u->worker_pids;
 
     $u->tolerate($refused);
-    $u->write_conf($with->('ro', 'registry|outbox'));
+    $u->write_conf($with->("$ud/ro", 'registry|outbox'));
     kill 'HUP', $u->{master};
     ok($u->wait_for(sub { $u->error_log_lines($refused) }, 5),
        'a reload into an unwritable directory is refused');
