@@ -131,6 +131,7 @@ ngx_int_t ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max,
     ngx_str_t *body);
 ngx_int_t ngx_http_mpns_request_is_type(ngx_table_elt_t *h, char *type,
     size_t len);
+ngx_int_t ngx_http_mpns_request_unescape(ngx_pool_t *pool, ngx_str_t *text);
 
 ngx_int_t ngx_http_mpns_send_error(ngx_http_request_t *r,
     ngx_http_mpns_error_t *err);

@@ -31,7 +31,6 @@ static ngx_int_t ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src);
-static ngx_int_t ngx_http_mpns_unescape(ngx_pool_t *pool, ngx_str_t *text);
 static ngx_int_t ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src);
 static ngx_int_t ngx_http_mpns_set(ngx_http_mpns_source_t *src,
@@ -244,7 +243,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
             && (ngx_strncasecmp(value.data, (u_char *) "http%3A", 7) == 0
                 || ngx_strncasecmp(value.data, (u_char *) "https%3A", 8)
                    == 0)
-            && ngx_http_mpns_unescape(r->pool, &value) != NGX_OK)
+            && ngx_http_mpns_request_unescape(r->pool, &value) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -605,8 +604,8 @@ ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
             continue;
         }
 
-        if (ngx_http_mpns_unescape(pool, &name) != NGX_OK
-            || ngx_http_mpns_unescape(pool, &value) != NGX_OK)
+        if (ngx_http_mpns_request_unescape(pool, &name) != NGX_OK
+            || ngx_http_mpns_request_unescape(pool, &value) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -631,8 +630,8 @@ ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
 
 /* "+" is a space in forms, then %XX; a copy only if something changes */
 
-static ngx_int_t
-ngx_http_mpns_unescape(ngx_pool_t *pool, ngx_str_t *text)
+ngx_int_t
+ngx_http_mpns_request_unescape(ngx_pool_t *pool, ngx_str_t *text)
 {
     u_char  *end, *dst, *d, *s;
 
