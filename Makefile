@@ -10,6 +10,15 @@ NGINX_SRC ?= /usr/share/nginx/src
 BUILD ?= build
 CC ?= cc
 
+# Release tarballs of other nginx versions (nginx-VERSION.tar.gz) for the
+# compatibility matrix and the mainline leg of "make test"; the default is
+# where CI's checkout finds them.  Nothing is installed: each nginx is
+# built under build/matrix/ and the tests run that binary.
+NGINX_SRC_DIR ?= $(abspath $(CURDIR)/../shared/nginx-src)
+NGINX_MAINLINE ?= 1.31.4
+NGINX_VERSIONS ?= system 1.26.3 1.30.4 $(NGINX_MAINLINE)
+export NGINX_SRC_DIR
+
 MODULE_NAME := ngx_http_mpns_module
 MODULE := $(BUILD)/$(MODULE_NAME).so
 TILE_MODULE := $(BUILD)/ngx_http_mpns_tile_module.so
@@ -34,7 +43,7 @@ FUZZ_TARGETS := json
 FUZZ_TARGETS += request
 
 .PHONY: all module test test-valgrind test-asan asan fuzz check-style clang \
-        demo bench clean FORCE
+        demo bench clean FORCE test-mainline test-matrix deb
 
 all:
 	util/install-deps build
@@ -68,6 +77,19 @@ test:
 	util/install-deps test
 	$(MAKE) module
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) $(PROVE) -j2 t/
+	$(MAKE) test-mainline
+
+# The suite against mainline nginx built from its tarball (gcc, -O2);
+# skipped, with a message, when the tarball is not there.
+test-mainline:
+	util/install-deps test
+	util/test-matrix -m -c gcc -O 2 $(NGINX_MAINLINE)
+
+# Every version with gcc and clang: the module at -O0, -O3 and -O2 under
+# -Werror, the suite against the -O2 build.
+test-matrix:
+	util/install-deps matrix
+	util/test-matrix -c "gcc clang" -O 0,3,2 $(NGINX_VERSIONS)
 
 test-valgrind:
 	util/install-deps valgrind

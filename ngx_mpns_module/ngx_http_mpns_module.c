@@ -37,6 +37,7 @@ static char *ngx_http_mpns_broadcast(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mpns_proxy(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_mpns_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_mpns_init_process(ngx_cycle_t *cycle);
 static void ngx_http_mpns_exit_process(ngx_cycle_t *cycle);
 
@@ -424,7 +425,7 @@ ngx_module_t  ngx_http_mpns_module = {
     ngx_http_mpns_commands,                /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_mpns_init_module,             /* init module */
     ngx_http_mpns_init_process,            /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -1149,6 +1150,19 @@ ngx_http_mpns_zone_param(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *name,
                            "zone \"%V\" is too small", value);
         return NGX_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+/* the module's own "nginx -V" line: its version and the nginx it is for */
+
+static ngx_int_t
+ngx_http_mpns_init_module(ngx_cycle_t *cycle)
+{
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "ngx_http_mpns_module/" NGX_HTTP_MPNS_VERSION
+                  " built for nginx/" NGINX_VERSION);
 
     return NGX_OK;
 }

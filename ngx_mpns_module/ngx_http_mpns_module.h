@@ -24,6 +24,8 @@
 #include "ngx_http_mpns_status.h"
 
 
+#define NGX_HTTP_MPNS_VERSION           "1.0.0"
+
 /* ngx_cpymem() for an empty string whose data may be NULL */
 #define ngx_http_mpns_cpymem(dst, src, n)                                    \
     ((n) ? ngx_cpymem(dst, src, n) : (u_char *) (dst))
@@ -178,6 +180,7 @@ ngx_int_t ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max,
     ngx_str_t *body);
 ngx_int_t ngx_http_mpns_request_is_type(ngx_table_elt_t *h, char *type,
     size_t len);
+ngx_int_t ngx_http_mpns_request_unescape(ngx_pool_t *pool, ngx_str_t *text);
 
 ngx_int_t ngx_http_mpns_send_handler(ngx_http_request_t *r);
 

@@ -515,6 +515,10 @@ ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx = shm_zone->data;
 
+    if (ngx_http_mpns_state_check(&ctx->file) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (octx) {
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;

@@ -336,6 +336,10 @@ ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     reg = shm_zone->data;
 
+    if (ngx_http_mpns_state_check(&reg->file) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (oreg) {
         /* a reload with the same size: the entries stay where they are */
         reg->sh = oreg->sh;
@@ -1390,6 +1394,8 @@ ngx_http_mpns_registry_owner(ngx_http_mpns_registry_node_t *rn,
         owner->len = rn->user_len;
         return NGX_HTTP_MPNS_OWNER_USER;
     }
+
+    ngx_str_null(owner);
 
     return NGX_HTTP_MPNS_OWNER_NONE;
 }

@@ -263,6 +263,21 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
+        /*
+         * a channel passed as a query argument ($arg_channel) arrives
+         * percent-encoded: decoded like the module's own query parsing;
+         * a channel that already starts with its scheme is kept as is
+         */
+
+        if (value.len > 7
+            && (ngx_strncasecmp(value.data, (u_char *) "http%3A", 7) == 0
+                || ngx_strncasecmp(value.data, (u_char *) "https%3A", 8)
+                   == 0)
+            && ngx_http_mpns_request_unescape(r->pool, &value) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         if (value.len) {
             conf->values[NGX_HTTP_MPNS_F_CHANNEL] = value;
         }
@@ -758,10 +773,9 @@ static ngx_int_t
 ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src)
 {
-    u_char     *p, *last, *amp, *eq, *end, *dst, *d, *s;
+    u_char     *p, *last, *amp, *eq;
     ngx_int_t   rc;
-    ngx_str_t   name, value, *part;
-    ngx_uint_t  i;
+    ngx_str_t   name, value;
 
     p = text->data;
     last = p + text->len;
@@ -789,33 +803,10 @@ ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
             continue;
         }
 
-        /* "+" is a space in forms, then %XX */
-
-        for (i = 0; i < 2; i++) {
-            part = i ? &value : &name;
-            end = part->data + part->len;
-
-            if (ngx_strlchr(part->data, end, '%') == NULL
-                && ngx_strlchr(part->data, end, '+') == NULL)
-            {
-                continue;
-            }
-
-            dst = ngx_pnalloc(pool, part->len);
-            if (dst == NULL) {
-                return NGX_ERROR;
-            }
-
-            for (s = part->data, d = dst; s < end; s++) {
-                *d++ = (*s == '+') ? ' ' : *s;
-            }
-
-            s = dst;
-            d = dst;
-            ngx_unescape_uri(&d, &s, part->len, 0);
-
-            part->data = dst;
-            part->len = d - dst;
+        if (ngx_http_mpns_request_unescape(pool, &name) != NGX_OK
+            || ngx_http_mpns_request_unescape(pool, &value) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         if (name.len == sizeof("clear") - 1
@@ -831,6 +822,41 @@ ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
             return rc;
         }
     }
+
+    return NGX_OK;
+}
+
+
+/* "+" is a space in forms, then %XX; a copy only if something changes */
+
+ngx_int_t
+ngx_http_mpns_request_unescape(ngx_pool_t *pool, ngx_str_t *text)
+{
+    u_char  *end, *dst, *d, *s;
+
+    end = text->data + text->len;
+
+    if (ngx_strlchr(text->data, end, '%') == NULL
+        && ngx_strlchr(text->data, end, '+') == NULL)
+    {
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(pool, text->len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (s = text->data, d = dst; s < end; s++) {
+        *d++ = (*s == '+') ? ' ' : *s;
+    }
+
+    s = dst;
+    d = dst;
+    ngx_unescape_uri(&d, &s, text->len, 0);
+
+    text->data = dst;
+    text->len = d - dst;
 
     return NGX_OK;
 }

@@ -57,6 +57,7 @@ typedef struct {
 
 struct ngx_http_mpns_state_s {
     ngx_str_t                      path;      /* null-terminated, or empty */
+    ngx_cycle_t                   *cycle;     /* the one configured */
     ngx_http_mpns_state_format_t  *format;
     void                          *data;      /* the owner's */
     ngx_shm_zone_t                *shm_zone;
@@ -100,5 +101,8 @@ void ngx_http_mpns_state_exit_process(ngx_http_mpns_state_t *st,
 /* after sh->version was bumped: saved within a second */
 void ngx_http_mpns_state_changed(ngx_http_mpns_state_t *st);
 
+
+/* the workers can write the state file's directory (in init_zone) */
+ngx_int_t ngx_http_mpns_state_check(ngx_http_mpns_state_t *st);
 
 #endif /* _NGX_HTTP_MPNS_STATE_H_INCLUDED_ */

@@ -37,6 +37,8 @@ static ngx_int_t ngx_http_mpns_variable_host(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mpns_variable_id(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mpns_variable_version(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_http_mpns_ctx_t *ngx_http_mpns_variable_ctx(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, ngx_uint_t done);
 static void ngx_http_mpns_variable_set(ngx_http_variable_value_t *v,
@@ -122,6 +124,9 @@ static ngx_http_variable_t  ngx_http_mpns_vars[] = {
     { ngx_string("mpns_id"), NULL,
       ngx_http_mpns_variable_id, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpns_version"), NULL,
+      ngx_http_mpns_variable_version, 0, 0, 0 },
 
       ngx_http_null_variable
 };
@@ -443,6 +448,20 @@ ngx_http_mpns_variable_id(ngx_http_request_t *r,
     }
 
     ngx_http_mpns_variable_set(v, ctx->id, NGX_HTTP_MPNS_ID_LEN);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_variable_version(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    v->len = sizeof(NGX_HTTP_MPNS_VERSION) - 1;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = (u_char *) NGX_HTTP_MPNS_VERSION;
 
     return NGX_OK;
 }

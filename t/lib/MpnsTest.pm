@@ -89,6 +89,30 @@ sub testdir { $_[0]{dir} }
 # $t->modules: the .so files nginx.conf loads (absolute).
 sub modules { @{$_[0]{load}} }
 
+# $t->nginx_version: the version of the nginx binary the tests run
+# ("1.22.1"), from "nginx -v".
+sub nginx_version {
+    my ($self) = @_;
+
+    return $self->{nginx_version} //= do {
+        my $out = "$self->{dir}/nginx-v.out";
+        waitpid($self->_spawn($out, $self->{binary}, '-v'), 0);
+        _slurp($out) =~ m{nginx/(\d+\.\d+\.\d+)}
+            or die "no version in \"$self->{binary} -v\": " . _slurp($out);
+        $1;
+    };
+}
+
+# $t->has_version('1.27.2'): true if nginx is that version or newer, for
+# what nginx itself changed between versions (as nginx-tests does).
+sub has_version {
+    my ($self, $want) = @_;
+
+    my $num = sub { sprintf '%03d%03d%03d', split /\./, $_[0] };
+
+    return $num->($self->nginx_version) ge $num->($want);
+}
+
 # $t->timeout_factor: 10 under valgrind, else 1; scales every wait.
 sub timeout_factor { $_[0]{valgrind} ? 10 : 1 }
 
@@ -1395,7 +1419,7 @@ sub _slurp {
 
     open my $fh, '<:raw', $file or return '';
     local $/;
-    return scalar <$fh>;
+    return scalar(<$fh>) // '';    # a process gone since the open
 }
 
 sub _spurt {
