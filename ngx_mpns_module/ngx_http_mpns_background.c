@@ -33,10 +33,13 @@ typedef struct {
     ngx_http_core_loc_conf_t      *clcf;
     ngx_event_t                    drain;
     ngx_uint_t                     active;    /* runs and callbacks */
-    ngx_uint_t                     taken;     /* in this drain */
+    ngx_uint_t                     claimed;   /* in this drain */
     ngx_uint_t                     calls;
+    ngx_uint_t                     runs;
     ngx_http_mpns_job_t           *jobs[NGX_HTTP_MPNS_DRAIN_BATCH];
+    ngx_event_t                   *starts[NGX_HTTP_MPNS_DRAIN_BATCH];
     ngx_http_mpns_store_op_t       op;
+    unsigned                       claiming:1;
 } ngx_http_mpns_runner_t;
 
 
@@ -74,6 +77,8 @@ typedef struct {
 
 
 static void ngx_http_mpns_background_drain(ngx_event_t *ev);
+static void ngx_http_mpns_background_claimed(ngx_http_mpns_store_op_t *op);
+static void ngx_http_mpns_background_go(ngx_http_mpns_runner_t *rn);
 static ngx_int_t ngx_http_mpns_background_claim(
     ngx_http_mpns_outbox_entry_t *e, void *data);
 static ngx_int_t ngx_http_mpns_background_run(ngx_http_mpns_runner_t *rn,
@@ -134,6 +139,8 @@ ngx_http_mpns_background_init_process(ngx_cycle_t *cycle)
         rn->drain.log = cycle->log;
         rn->drain.cancelable = 1;
 
+        rn->op.handler = ngx_http_mpns_background_claimed;
+        rn->op.data = rn;
         rn->op.log = cycle->log;
 
         ngx_http_mpns_outbox_watch(ob, &rn->drain);
@@ -150,10 +157,16 @@ ngx_http_mpns_background_drain(ngx_event_t *ev)
 {
     ngx_http_mpns_runner_t *rn = ev->data;
 
-    ngx_uint_t                  i, max, claimed;
+    ngx_int_t                   rc;
+    ngx_uint_t                  max;
     ngx_http_mpns_main_conf_t  *mmcf;
 
     if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    if (rn->claiming) {
+        /* the claim's completion drains again */
         return;
     }
 
@@ -174,19 +187,43 @@ ngx_http_mpns_background_drain(ngx_event_t *ev)
                       rn->mlcf->concurrency - rn->active);
     }
 
-    claimed = 0;
+    rn->claimed = 0;
     rn->calls = 0;
+    rn->runs = 0;
 
-    if (max
-        && ngx_http_mpns_outbox_claim(rn->outbox, max,
-                                      ngx_http_mpns_background_claim, rn,
-                                      &claimed, &rn->op)
-           == NGX_ERROR)
-    {
-        claimed = 0;
+    if (max) {
+        rc = ngx_http_mpns_outbox_claim(rn->outbox, max,
+                                        ngx_http_mpns_background_claim, rn,
+                                        &rn->claimed, &rn->op);
+
+        if (rc == NGX_AGAIN) {
+            /* nothing is sent before the outbox has kept its claim */
+            rn->claiming = 1;
+            return;
+        }
     }
 
-    /* the callbacks start once the outbox is unlocked */
+    ngx_http_mpns_background_go(rn);
+}
+
+
+static void
+ngx_http_mpns_background_claimed(ngx_http_mpns_store_op_t *op)
+{
+    ngx_http_mpns_runner_t *rn = op->data;
+
+    rn->claiming = 0;
+
+    ngx_http_mpns_background_go(rn);
+}
+
+
+/* what a drain claimed starts, once the outbox is unlocked */
+
+static void
+ngx_http_mpns_background_go(ngx_http_mpns_runner_t *rn)
+{
+    ngx_uint_t  i;
 
     rn->active += rn->calls;
 
@@ -194,14 +231,18 @@ ngx_http_mpns_background_drain(ngx_event_t *ev)
         ngx_http_mpns_job_start(rn->jobs[i]);
     }
 
-    if (claimed == NGX_HTTP_MPNS_DRAIN_BATCH) {
+    for (i = 0; i < rn->runs; i++) {
+        ngx_post_event(rn->starts[i], &ngx_posted_events);
+    }
+
+    if (rn->claimed == NGX_HTTP_MPNS_DRAIN_BATCH) {
         /* more may be due: on the next turn, after other events */
-        ngx_post_event(ev, &ngx_posted_next_events);
+        ngx_post_event(&rn->drain, &ngx_posted_next_events);
         return;
     }
 
-    if (!ev->timer_set) {
-        ngx_add_timer(ev, NGX_HTTP_MPNS_DRAIN_INTERVAL);
+    if (!rn->drain.timer_set) {
+        ngx_add_timer(&rn->drain, NGX_HTTP_MPNS_DRAIN_INTERVAL);
     }
 }
 
@@ -353,8 +394,7 @@ ngx_http_mpns_background_run(ngx_http_mpns_runner_t *rn,
     run->start.log = ngx_cycle->log;
 
     rn->active++;
-
-    ngx_post_event(&run->start, &ngx_posted_events);
+    rn->starts[rn->runs++] = &run->start;
 
     return NGX_OK;
 

@@ -21,6 +21,7 @@
 #include "ngx_http_mpns_hold.h"
 #include "ngx_http_mpns_outbox.h"
 #include "ngx_http_mpns_fanout.h"
+#include "ngx_http_mpns_state.h"
 
 
 struct ngx_http_mpns_main_conf_s {
@@ -29,6 +30,7 @@ struct ngx_http_mpns_main_conf_s {
     ngx_uint_t                     worker_concurrency;
     ngx_array_t                    registries;  /* ngx_shm_zone_t * */
     ngx_array_t                    outboxes;    /* ngx_shm_zone_t * */
+    ngx_http_mpns_journal_conf_t   journal;
 
     /* per worker, set in init_process */
     ngx_http_mpns_engine_t        *engine;
