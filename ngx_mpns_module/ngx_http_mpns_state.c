@@ -735,6 +735,7 @@ ngx_http_mpns_state_replay(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
     uint64_t                      from;
     ngx_int_t                     rc;
     ngx_uint_t                    i, epoch, records, nfiles, full;
+    ngx_pool_t                   *temp;
     ngx_array_t                   files;
     ngx_http_mpns_state_sh_t     *sh;
     ngx_http_mpns_reader_file_t  *rf, *next;
@@ -745,15 +746,23 @@ ngx_http_mpns_state_replay(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
         return NGX_ERROR;
     }
 
-    if (ngx_http_mpns_state_files(st, pool, &files, log) != NGX_OK) {
+    /* for one record at a time */
+
+    temp = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
+    if (temp == NULL) {
         return NGX_ERROR;
     }
+
+    rc = ngx_http_mpns_state_files(st, pool, &files, log);
 
     sh = st->sh;
     rf = files.elts;
     from = 0;
     epoch = 0;
-    rc = NGX_OK;
+
+    if (rc != NGX_OK) {
+        goto done;
+    }
 
     /* the newest checkpoint that reads well */
 
@@ -844,7 +853,7 @@ ngx_http_mpns_state_replay(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
         sh->seq = ngx_max(sh->seq, next->seq);
 
         if (next->seq > from && !full) {
-            rc = ngx_http_mpns_state_apply(st, pool, next, log);
+            rc = ngx_http_mpns_state_apply(st, temp, next, log);
 
             if (rc == NGX_ERROR) {
                 break;
@@ -858,7 +867,7 @@ ngx_http_mpns_state_replay(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
             }
         }
 
-        ngx_reset_pool(pool);
+        ngx_reset_pool(temp);
 
         rc = ngx_http_mpns_state_next(st, next, log);
 
@@ -889,8 +898,12 @@ ngx_http_mpns_state_replay(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
 
 done:
 
+    ngx_destroy_pool(temp);
+
     for (i = 0; i < files.nelts; i++) {
-        if (ngx_close_file(rf[i].file.fd) == NGX_FILE_ERROR) {
+        if (rf[i].file.fd != NGX_INVALID_FILE
+            && ngx_close_file(rf[i].file.fd) == NGX_FILE_ERROR)
+        {
             ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
                           ngx_close_file_n " \"%s\" failed",
                           rf[i].file.name.data);
@@ -1081,6 +1094,12 @@ ngx_http_mpns_state_files(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
                           ngx_fd_info_n " \"%s\" failed",
                           rf->file.name.data);
             goto failed;
+        }
+
+        if (!ngx_is_file(&fi)) {
+            (void) ngx_close_file(rf->file.fd);
+            files->nelts--;
+            continue;
         }
 
         rf->size = ngx_file_size(&fi);
