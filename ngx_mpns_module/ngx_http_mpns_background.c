@@ -25,6 +25,9 @@
 #define NGX_HTTP_MPNS_CALLBACK_BACKOFF  1000
 #define NGX_HTTP_MPNS_CALLBACK_MAX      60000
 
+/* what a broadcast tracks of the recipients read and not all answered */
+#define NGX_HTTP_MPNS_SPANS             64
+
 
 /* this worker's runner of one outbox */
 typedef struct {
@@ -44,10 +47,23 @@ typedef struct {
 
 
 /*
+ * The recipients of a broadcast read from the registry at once, up to
+ * "end", and how many of them were handed out and answered.
+ */
+typedef struct {
+    ngx_queue_t                    queue;
+    ngx_http_mpns_cursor_t         end;
+    ngx_uint_t                     handed;
+    ngx_uint_t                     answered;
+} ngx_http_mpns_span_t;
+
+
+/*
  * An entry being sent by this worker: a fan-out of one for a send, the
  * registry's channels for a broadcast, reporting into the entry, which
  * keeps a broadcast's cursor so that another worker can go on if this
- * one dies.
+ * one dies: a cursor before which every recipient was answered, so that
+ * no recipient is skipped, and few are sent again.
  */
 typedef struct {
     ngx_pool_t                    *pool;
@@ -59,6 +75,11 @@ typedef struct {
     ngx_http_mpns_reader_t        *reader;   /* NULL: one channel */
     ngx_str_t                      channel;
     uint32_t                       counts[NGX_HTTP_MPNS_OB_COUNTS];
+    ngx_queue_t                    spans;     /* oldest first */
+    ngx_queue_t                    free;
+    ngx_uint_t                     nspans;
+    ngx_http_mpns_cursor_t        *safe;      /* all before it answered */
+    ngx_http_mpns_cursor_t        *last;      /* the last handed out */
     ngx_event_t                    start;
     ngx_http_mpns_store_op_t       op;
 
@@ -91,8 +112,12 @@ static ngx_int_t ngx_http_mpns_background_sent(ngx_http_mpns_fanout_t *fo,
 static ngx_int_t ngx_http_mpns_background_recipient(
     ngx_http_mpns_fanout_t *fo, ngx_http_mpns_result_t *res);
 static void ngx_http_mpns_background_done(ngx_http_mpns_fanout_t *fo);
+static ngx_int_t ngx_http_mpns_background_handed(ngx_http_mpns_run_t *run,
+    ngx_str_t *channel, ngx_uint_t refilled);
+static void ngx_http_mpns_background_answered(ngx_http_mpns_run_t *run,
+    ngx_str_t *channel);
 static void ngx_http_mpns_background_progress(ngx_http_mpns_run_t *run,
-    ngx_uint_t done);
+    ngx_http_mpns_cursor_t *cursor, ngx_uint_t done);
 static ngx_msec_t ngx_http_mpns_background_delay(ngx_http_mpns_runner_t *rn,
     ngx_http_mpns_result_t *res, ngx_uint_t attempts);
 static ngx_http_mpns_job_t *ngx_http_mpns_background_report(
@@ -378,6 +403,19 @@ ngx_http_mpns_background_run(ngx_http_mpns_runner_t *rn,
         ngx_memcpy(cursor->channel, e->cursor.data, e->cursor.len);
         ngx_memcpy(run->counts, e->counts, sizeof(run->counts));
 
+        run->safe = ngx_palloc(pool, sizeof(ngx_http_mpns_cursor_t));
+        run->last = ngx_palloc(pool, sizeof(ngx_http_mpns_cursor_t));
+
+        if (run->safe == NULL || run->last == NULL) {
+            goto failed;
+        }
+
+        *run->safe = *cursor;
+        *run->last = *cursor;
+
+        ngx_queue_init(&run->spans);
+        ngx_queue_init(&run->free);
+
     } else {
         fo->concurrency = 1;
         fo->record = ngx_http_mpns_background_sent;
@@ -436,12 +474,118 @@ ngx_http_mpns_background_next(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
 
     rc = ngx_http_mpns_reader_next(run->reader, channel, &refilled);
 
-    if (rc == NGX_OK && refilled) {
-        /* the entry knows where we are, should this worker die */
-        ngx_http_mpns_background_progress(run, NGX_HTTP_MPNS_OB_GOING);
+    if (rc == NGX_OK) {
+        rc = ngx_http_mpns_background_handed(run, channel, refilled);
     }
 
     return rc;
+}
+
+
+/* a recipient handed out, in the span of the last refill */
+
+static ngx_int_t
+ngx_http_mpns_background_handed(ngx_http_mpns_run_t *run, ngx_str_t *channel,
+    ngx_uint_t refilled)
+{
+    ngx_queue_t           *q;
+    ngx_http_mpns_span_t  *span;
+
+    if (refilled || ngx_queue_empty(&run->spans)) {
+
+        if (run->nspans < NGX_HTTP_MPNS_SPANS
+            || ngx_queue_empty(&run->spans))
+        {
+            if (!ngx_queue_empty(&run->free)) {
+                q = ngx_queue_head(&run->free);
+                ngx_queue_remove(q);
+                span = ngx_queue_data(q, ngx_http_mpns_span_t, queue);
+
+            } else {
+                span = ngx_palloc(run->pool, sizeof(ngx_http_mpns_span_t));
+                if (span == NULL) {
+                    return NGX_ERROR;
+                }
+            }
+
+            span->handed = 0;
+            span->answered = 0;
+
+            ngx_queue_insert_tail(&run->spans, &span->queue);
+            run->nspans++;
+
+        } else {
+            /* a slow answer holds many: the newest one grows */
+            span = ngx_queue_data(ngx_queue_last(&run->spans),
+                                  ngx_http_mpns_span_t, queue);
+        }
+
+        span->end = run->reader->cursor;
+    }
+
+    span = ngx_queue_data(ngx_queue_last(&run->spans), ngx_http_mpns_span_t,
+                          queue);
+    span->handed++;
+
+    ngx_http_mpns_registry_at(run->last, channel);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A recipient answered: once the spans before the newest are answered in
+ * full, the entry moves past them, should this worker die
+ */
+
+static void
+ngx_http_mpns_background_answered(ngx_http_mpns_run_t *run,
+    ngx_str_t *channel)
+{
+    ngx_uint_t             moved;
+    ngx_queue_t           *q;
+    ngx_http_mpns_span_t  *span;
+
+    for (q = ngx_queue_head(&run->spans);
+         q != ngx_queue_sentinel(&run->spans);
+         q = ngx_queue_next(q))
+    {
+        span = ngx_queue_data(q, ngx_http_mpns_span_t, queue);
+
+        if (ngx_http_mpns_registry_within(&span->end, channel)) {
+            span->answered++;
+            break;
+        }
+    }
+
+    moved = 0;
+
+    while (!ngx_queue_empty(&run->spans)) {
+        q = ngx_queue_head(&run->spans);
+
+        if (q == ngx_queue_last(&run->spans)) {
+            /* more of it may be handed out yet */
+            break;
+        }
+
+        span = ngx_queue_data(q, ngx_http_mpns_span_t, queue);
+
+        if (span->answered < span->handed) {
+            break;
+        }
+
+        *run->safe = span->end;
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&run->free, q);
+        run->nspans--;
+        moved = 1;
+    }
+
+    if (moved) {
+        ngx_http_mpns_background_progress(run, run->safe,
+                                          NGX_HTTP_MPNS_OB_GOING);
+    }
 }
 
 
@@ -514,6 +658,8 @@ ngx_http_mpns_background_recipient(ngx_http_mpns_fanout_t *fo,
         run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
     }
 
+    ngx_http_mpns_background_answered(run, &res->channel);
+
     return NGX_OK;
 }
 
@@ -530,9 +676,22 @@ ngx_http_mpns_background_done(ngx_http_mpns_fanout_t *fo)
     ngx_http_mpns_run_t *run = fo->data;
 
     if (run->reader) {
-        ngx_http_mpns_background_progress(run, fo->exhausted && !fo->error
-                                               ? NGX_HTTP_MPNS_OB_DONE
-                                               : NGX_HTTP_MPNS_OB_BACK);
+
+        if (fo->exhausted && !fo->error) {
+            ngx_http_mpns_background_progress(run, run->last,
+                                              NGX_HTTP_MPNS_OB_DONE);
+
+        } else {
+            /*
+             * the worker is leaving, and every recipient it handed out is
+             * answered: the next worker goes on after the last one; after
+             * an error, after those surely answered
+             */
+
+            ngx_http_mpns_background_progress(run, fo->error ? run->safe
+                                                             : run->last,
+                                              NGX_HTTP_MPNS_OB_BACK);
+        }
 
     } else if (!run->recorded) {
         (void) ngx_http_mpns_outbox_progress(run->runner->outbox, run->id,
@@ -547,11 +706,12 @@ ngx_http_mpns_background_done(ngx_http_mpns_fanout_t *fo)
 
 
 static void
-ngx_http_mpns_background_progress(ngx_http_mpns_run_t *run, ngx_uint_t done)
+ngx_http_mpns_background_progress(ngx_http_mpns_run_t *run,
+    ngx_http_mpns_cursor_t *cursor, ngx_uint_t done)
 {
     (void) ngx_http_mpns_outbox_progress(run->runner->outbox, run->id,
-                                         &run->reader->cursor, run->counts,
-                                         done, &run->op);
+                                         cursor, run->counts, done,
+                                         &run->op);
 }
 
 

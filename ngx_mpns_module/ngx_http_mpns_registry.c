@@ -939,6 +939,42 @@ ngx_http_mpns_registry_next(ngx_http_mpns_registry_t *reg,
 }
 
 
+/* a cursor at "channel", as if it had just been handed out */
+
+void
+ngx_http_mpns_registry_at(ngx_http_mpns_cursor_t *cursor, ngx_str_t *channel)
+{
+    cursor->hash = ngx_crc32_short(channel->data, channel->len);
+    cursor->len = channel->len;
+    ngx_memcpy(cursor->channel, channel->data, channel->len);
+    cursor->started = 1;
+}
+
+
+/* whether "channel" comes before "cursor", or is at it */
+
+ngx_uint_t
+ngx_http_mpns_registry_within(ngx_http_mpns_cursor_t *cursor,
+    ngx_str_t *channel)
+{
+    uint32_t  hash;
+
+    if (!cursor->started) {
+        return 0;
+    }
+
+    hash = ngx_crc32_short(channel->data, channel->len);
+
+    if (hash != cursor->hash) {
+        return hash < cursor->hash;
+    }
+
+    return ngx_memn2cmp(channel->data, cursor->channel, channel->len,
+                        cursor->len)
+           <= 0;
+}
+
+
 size_t
 ngx_http_mpns_registry_json_len(ngx_http_mpns_entry_t *entry)
 {

@@ -49,6 +49,7 @@ sub conf {
 
     mpns_registry_zone zone=reg:1m state=%%TESTDIR%%/state/reg.ndjson;
     mpns_outbox_zone zone=out:1m state=%%TESTDIR%%/state/out.ndjson;
+    mpns_outbox_zone zone=bc:1m state=%%TESTDIR%%/state/bc.ndjson;
     mpns_journal $journal;
 
     log_format pids '\$pid \$status \$request_uri';
@@ -67,6 +68,13 @@ sub conf {
             mpns_send toast;
             mpns_outbox out;
             mpns_mode background;
+        }
+
+        location /bcast {
+            mpns_broadcast reg toast;
+            mpns_outbox bc;
+            mpns_mode background;
+            mpns_concurrency 4;
         }
     }
 
@@ -411,6 +419,73 @@ subtest 'a thread pool of its own' => sub {
     $t->run;
 
     ok(entry('pooled'), 'kept');
+};
+
+###############################################################################
+
+# 300 recipients answering in 40 ms, 4 at a time: a broadcast of 3 s
+
+subtest 'a broadcast stopped or crashed halfway skips nobody' => sub {
+    $t->stop;
+    $t->write_conf(conf())->run;
+
+    reg({ channel => ch(sprintf 'slow40-bc%03d', $_), tags => ['bc'] })
+        for 1 .. 300;
+
+    my $made = sub {
+        my %n;
+        $n{$_->{target}}++ for grep { $_->{body} =~ /\Q$_[0]\E/ }
+                               @{$t->sim_requests};
+        return \%n;
+    };
+
+    my $done = sub {
+        my ($id) = @_;
+        return $t->wait_for(sub {
+            ($t->http_get("/bcast/$id")->{json}{state} // '') eq 'done'
+        }, 20);
+    };
+
+    $t->sim_reset;
+
+    my $id = $t->post_json('/bcast?tag=bc', { text1 => 'Stopped' })
+             ->{json}{id} // 'none';
+
+    sleep 1;
+    $t->stop;
+
+    my $n = $made->('Stopped');
+    cmp_ok(scalar keys %$n, '<', 300, 'stopped halfway: '
+           . scalar(keys %$n) . ' recipients');
+
+    $t->run;
+
+    ok($done->($id), 'made to the end after the start');
+
+    $n = $made->('Stopped');
+    is(scalar keys %$n, 300, 'every recipient');
+    is(scalar(grep { $_ > 1 } values %$n), 0, 'each once');
+    is($t->http_get("/bcast/$id")->{json}{sent}, 300, 'counted once');
+
+    $id = $t->post_json('/bcast?tag=bc', { text1 => 'Crashed' })
+          ->{json}{id} // 'none';
+
+    sleep 1;
+    crash();
+
+    $n = $made->('Crashed');
+    my $before = keys %$n;
+
+    $t->run;
+
+    ok($done->($id), 'after a crash, made to the end too');
+
+    $n = $made->('Crashed');
+    my $twice = grep { $_ > 1 } values %$n;
+
+    is(scalar keys %$n, 300, "every recipient ($before before the crash)");
+    cmp_ok($twice, '<=', 2 * 64 + 4,
+           "$twice made twice: the answers not yet recorded, at most");
 };
 
 $t->done;
