@@ -68,6 +68,7 @@ bench:
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-fanout
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-tls
+	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-state
 
 clean:
 	rm -rf build build-clang t/tmp

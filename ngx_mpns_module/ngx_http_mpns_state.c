@@ -46,6 +46,7 @@
 #define NGX_HTTP_MPNS_JOURNAL_MAX       (64 * 1024 * 1024)
 
 #define NGX_HTTP_MPNS_JOURNAL_BUFFER    65536
+#define NGX_HTTP_MPNS_LANES             4
 
 /* "J<seq:16> <type> <len:8> <crc32:8> ": the crc covers what is before it */
 #define NGX_HTTP_MPNS_RECORD_HEADER     38
@@ -60,12 +61,12 @@
 #define NGX_HTTP_MPNS_IO_COMMIT         3
 
 
+/* records, and the operations that wait for them to be on disk */
 typedef struct {
     u_char                        *start;
     u_char                        *last;
     u_char                        *end;
-    size_t                         split;     /* records from here: a new */
-    ngx_uint_t                     rotate;    /* file, of a newer epoch */
+    ngx_uint_t                     epoch;     /* of the last record */
     ngx_http_mpns_store_op_t      *waiting;
     ngx_http_mpns_store_op_t     **tail;
 } ngx_http_mpns_journal_buf_t;
@@ -81,9 +82,7 @@ typedef struct {
     ngx_fd_t                       fd;
     u_char                        *data;
     size_t                         len;
-    size_t                         split;
-    ngx_uint_t                     rotate;
-    ngx_uint_t                     sync;
+    ngx_uint_t                     rotate;    /* to a new file first */
     u_char                        *name;      /* a file made */
     u_char                        *dir;
     u_char                        *path;
@@ -98,16 +97,27 @@ typedef struct {
 } ngx_http_mpns_io_t;
 
 
-struct ngx_http_mpns_journal_s {
-    ngx_http_mpns_journal_buf_t    bufs[2];
-    ngx_http_mpns_journal_buf_t   *fill;      /* records go here */
-    ngx_http_mpns_journal_buf_t   *out;       /* being written */
-    u_char                        *record;    /* the one being made */
-    ngx_uint_t                     type;
-    ngx_uint_t                     epoch;     /* of the file written to */
+/*
+ * One of a worker's journal files and the buffer being written to it: a
+ * commit starts in a free lane while others sync, which a file system
+ * does together.  Each file holds its records in order; a file takes no
+ * record of an epoch newer than its own.
+ */
+typedef struct {
+    ngx_http_mpns_state_t         *state;
+    ngx_http_mpns_journal_buf_t    out;
     ngx_fd_t                       fd;
+    ngx_uint_t                     epoch;
     u_char                        *name;
     ngx_thread_task_t             *task;
+} ngx_http_mpns_lane_t;
+
+
+struct ngx_http_mpns_journal_s {
+    ngx_http_mpns_journal_buf_t    fill;      /* records go here */
+    ngx_http_mpns_lane_t           lanes[NGX_HTTP_MPNS_LANES];
+    u_char                        *record;    /* the one being made */
+    ngx_uint_t                     type;
     ngx_event_t                    flush;
     ngx_event_t                    slow;      /* a commit is waited for */
     ngx_msec_t                     started;
@@ -161,8 +171,8 @@ static void ngx_http_mpns_state_header(u_char *p, uint64_t seq,
 
 static void ngx_http_mpns_state_changed(ngx_http_mpns_state_t *st);
 static void ngx_http_mpns_journal_flush(ngx_event_t *ev);
-static ngx_int_t ngx_http_mpns_journal_start(ngx_http_mpns_state_t *st,
-    ngx_http_mpns_io_t *io);
+static void ngx_http_mpns_journal_start(ngx_http_mpns_state_t *st,
+    ngx_http_mpns_lane_t *lane);
 static void ngx_http_mpns_journal_written(ngx_event_t *ev);
 static void ngx_http_mpns_journal_slow(ngx_event_t *ev);
 static void ngx_http_mpns_journal_exit(ngx_http_mpns_state_t *st,
@@ -1341,14 +1351,16 @@ ngx_int_t
 ngx_http_mpns_state_init_process(ngx_http_mpns_state_t *st,
     ngx_cycle_t *cycle)
 {
-    u_char                   *dirname;
-    size_t                    len;
-    ngx_fd_t                  fd;
-    ngx_str_t                 dir;
-    ngx_uint_t                i;
-    ngx_http_mpns_io_t       *io;
-    ngx_thread_task_t        *task;
-    ngx_http_mpns_journal_t  *jn;
+    u_char                       *dirname;
+    size_t                        len;
+    ngx_fd_t                      fd;
+    ngx_str_t                     dir;
+    ngx_uint_t                    i;
+    ngx_http_mpns_io_t           *io;
+    ngx_thread_task_t            *task;
+    ngx_http_mpns_lane_t         *lane;
+    ngx_http_mpns_journal_t      *jn;
+    ngx_http_mpns_journal_buf_t  *b;
 
     if (st->path.len == 0) {
         return NGX_OK;
@@ -1370,44 +1382,49 @@ ngx_http_mpns_state_init_process(ngx_http_mpns_state_t *st,
         return NGX_ERROR;
     }
 
-    for (i = 0; i < 2; i++) {
-        jn->bufs[i].start = ngx_alloc(NGX_HTTP_MPNS_JOURNAL_BUFFER,
-                                      cycle->log);
-        if (jn->bufs[i].start == NULL) {
+    len = st->path.len + sizeof("-journal..") + 2 * NGX_INT_T_LEN;
+
+    for (i = 0; i <= NGX_HTTP_MPNS_LANES; i++) {
+        b = (i == NGX_HTTP_MPNS_LANES) ? &jn->fill : &jn->lanes[i].out;
+
+        b->start = ngx_alloc(NGX_HTTP_MPNS_JOURNAL_BUFFER, cycle->log);
+        if (b->start == NULL) {
             return NGX_ERROR;
         }
 
-        jn->bufs[i].last = jn->bufs[i].start;
-        jn->bufs[i].end = jn->bufs[i].start + NGX_HTTP_MPNS_JOURNAL_BUFFER;
-        jn->bufs[i].tail = &jn->bufs[i].waiting;
+        b->last = b->start;
+        b->end = b->start + NGX_HTTP_MPNS_JOURNAL_BUFFER;
+        b->tail = &b->waiting;
+
+        if (i == NGX_HTTP_MPNS_LANES) {
+            break;
+        }
+
+        lane = &jn->lanes[i];
+        lane->state = st;
+        lane->fd = NGX_INVALID_FILE;
+
+        lane->name = ngx_pnalloc(cycle->pool, len);
+        if (lane->name == NULL) {
+            return NGX_ERROR;
+        }
+
+        task = ngx_thread_task_alloc(cycle->pool, sizeof(ngx_http_mpns_io_t));
+        if (task == NULL) {
+            return NGX_ERROR;
+        }
+
+        io = task->ctx;
+        io->state = st;
+        io->dir = dirname;
+
+        task->handler = ngx_http_mpns_state_thread;
+        task->event.handler = ngx_http_mpns_journal_written;
+        task->event.data = lane;
+        task->event.log = cycle->log;
+
+        lane->task = task;
     }
-
-    jn->fill = &jn->bufs[0];
-    jn->out = &jn->bufs[1];
-    jn->fd = NGX_INVALID_FILE;
-
-    len = st->path.len + sizeof("-journal..") + 2 * NGX_INT_T_LEN;
-
-    jn->name = ngx_pnalloc(cycle->pool, len);
-    if (jn->name == NULL) {
-        return NGX_ERROR;
-    }
-
-    task = ngx_thread_task_alloc(cycle->pool, sizeof(ngx_http_mpns_io_t));
-    if (task == NULL) {
-        return NGX_ERROR;
-    }
-
-    io = task->ctx;
-    io->state = st;
-    io->dir = dirname;
-
-    task->handler = ngx_http_mpns_state_thread;
-    task->event.handler = ngx_http_mpns_journal_written;
-    task->event.data = st;
-    task->event.log = cycle->log;
-
-    jn->task = task;
 
     jn->flush.handler = ngx_http_mpns_journal_flush;
     jn->flush.data = st;
@@ -1419,10 +1436,6 @@ ngx_http_mpns_state_init_process(ngx_http_mpns_state_t *st,
     jn->slow.handler = ngx_http_mpns_journal_slow;
     jn->slow.data = st;
     jn->slow.log = cycle->log;
-
-    ngx_shmtx_lock(&st->shpool->mutex);
-    jn->epoch = st->sh->epoch;
-    ngx_shmtx_unlock(&st->shpool->mutex);
 
     st->journal = jn;
 
@@ -1521,9 +1534,12 @@ void
 ngx_http_mpns_state_exit_process(ngx_http_mpns_state_t *st,
     ngx_cycle_t *cycle)
 {
-    ngx_uint_t  i;
+    ngx_uint_t                i;
+    ngx_http_mpns_journal_t  *jn;
 
-    if (st->journal == NULL) {
+    jn = st->journal;
+
+    if (jn == NULL) {
         return;
     }
 
@@ -1536,8 +1552,10 @@ ngx_http_mpns_state_exit_process(ngx_http_mpns_state_t *st,
 
     ngx_http_mpns_state_save_now(st, cycle->log);
 
-    for (i = 0; i < 2; i++) {
-        ngx_free(st->journal->bufs[i].start);
+    ngx_free(jn->fill.start);
+
+    for (i = 0; i < NGX_HTTP_MPNS_LANES; i++) {
+        ngx_free(jn->lanes[i].out.start);
     }
 
     st->journal = NULL;
@@ -1561,7 +1579,7 @@ ngx_http_mpns_state_record(ngx_http_mpns_state_t *st, ngx_uint_t type,
         return NULL;
     }
 
-    b = jn->fill;
+    b = &jn->fill;
     need = NGX_HTTP_MPNS_RECORD_HEADER + len + 1;
 
     if ((size_t) (b->end - b->last) < need) {
@@ -1602,26 +1620,18 @@ ngx_http_mpns_state_recorded(ngx_http_mpns_state_t *st, u_char *last)
 
     jn = st->journal;
     sh = st->sh;
-    b = jn->fill;
+    b = &jn->fill;
     p = jn->record;
 
     len = last - p - NGX_HTTP_MPNS_RECORD_HEADER;
-
-    if (jn->epoch != sh->epoch) {
-        /* a snapshot began: this record and the next in a new file */
-
-        if (!b->rotate) {
-            b->rotate = 1;
-            b->split = p - b->start;
-        }
-
-        jn->epoch = sh->epoch;
-    }
 
     ngx_http_mpns_state_header(p, ++sh->seq, jn->type,
                                p + NGX_HTTP_MPNS_RECORD_HEADER, len);
 
     *last++ = LF;
+
+    /* a snapshot that began before this record does not hold it */
+    b->epoch = sh->epoch;
 
     sh->journaled += last - p;
     b->last = last;
@@ -1663,7 +1673,7 @@ ngx_http_mpns_state_commit(ngx_http_mpns_state_t *st,
         return NGX_ERROR;
     }
 
-    b = jn->fill;
+    b = &jn->fill;
 
     if (b->last == b->start) {
         /* nothing recorded */
@@ -1673,14 +1683,14 @@ ngx_http_mpns_state_commit(ngx_http_mpns_state_t *st,
     if (st->conf->sync) {
         /* on a timer: nothing waits */
 
-        if (!jn->flush.timer_set && !jn->task->event.active) {
+        if (!jn->flush.timer_set) {
             ngx_add_timer(&jn->flush, st->conf->sync);
         }
 
         return rc;
     }
 
-    if (!jn->task->event.active && !jn->flush.posted) {
+    if (!jn->flush.posted) {
         /* the records of this turn of the event loop together */
         ngx_post_event(&jn->flush, &ngx_posted_events);
     }
@@ -1734,105 +1744,124 @@ ngx_http_mpns_state_changed(ngx_http_mpns_state_t *st)
 }
 
 
-/* what was recorded since the last write, to the thread pool */
+/* what was recorded since the last write, to a free lane */
 
 static void
 ngx_http_mpns_journal_flush(ngx_event_t *ev)
 {
     ngx_http_mpns_state_t *st = ev->data;
 
-    ngx_http_mpns_io_t       *io;
+    ngx_uint_t                i;
+    ngx_http_mpns_lane_t     *lane;
     ngx_http_mpns_journal_t  *jn;
 
     jn = st->journal;
 
-    if (jn->task->event.active || jn->fill->last == jn->fill->start) {
-        /* the one being written flushes the rest when it is done */
+    if (jn->fill.last == jn->fill.start) {
         return;
     }
 
-    io = jn->task->ctx;
+    for (i = 0; i < NGX_HTTP_MPNS_LANES; i++) {
+        lane = &jn->lanes[i];
 
-    if (ngx_http_mpns_journal_start(st, io) != NGX_OK) {
+        if (lane->task->event.active) {
+            continue;
+        }
+
+        ngx_http_mpns_journal_start(st, lane);
+
+        if (ngx_http_mpns_state_post(lane->task, st) != NGX_OK) {
+            /* done here, as a thread would */
+            ngx_http_mpns_state_io(lane->task->ctx);
+            ngx_http_mpns_journal_written(&lane->task->event);
+            return;
+        }
+
+        if (lane->out.waiting && !jn->slow.timer_set) {
+            jn->started = ngx_current_msec;
+            ngx_add_timer(&jn->slow, NGX_HTTP_MPNS_COMMIT_SLOW);
+        }
+
         return;
     }
 
-    if (ngx_http_mpns_state_post(jn->task, st) != NGX_OK) {
-        /* done here, as a thread would */
-        ngx_http_mpns_state_io(io);
-        ngx_http_mpns_journal_written(&jn->task->event);
-        return;
-    }
-
-    if (jn->out->waiting && !jn->slow.timer_set) {
-        jn->started = ngx_current_msec;
-        ngx_add_timer(&jn->slow, NGX_HTTP_MPNS_COMMIT_SLOW);
-    }
+    /* every lane writes: the first one done takes what is here */
 }
 
 
-/* the buffer filled becomes the one written; the file to write it to */
+/* the buffer filled goes to "lane", to a new file when it has to */
 
-static ngx_int_t
-ngx_http_mpns_journal_start(ngx_http_mpns_state_t *st, ngx_http_mpns_io_t *io)
+static void
+ngx_http_mpns_journal_start(ngx_http_mpns_state_t *st,
+    ngx_http_mpns_lane_t *lane)
 {
+    ngx_http_mpns_io_t           *io;
     ngx_http_mpns_journal_t      *jn;
-    ngx_http_mpns_journal_buf_t  *b;
+    ngx_http_mpns_journal_buf_t   b;
 
     jn = st->journal;
+    io = lane->task->ctx;
 
-    b = jn->fill;
-    jn->fill = jn->out;
-    jn->out = b;
+    b = lane->out;
+    lane->out = jn->fill;
+    jn->fill = b;
 
-    io->what = NGX_HTTP_MPNS_IO_JOURNAL;
-    io->fd = jn->fd;
-    io->data = b->start;
-    io->len = b->last - b->start;
-    io->rotate = b->rotate;
-    io->split = b->split;
-    io->sync = 1;
-    io->err = 0;
+    /* the lists moved with the structures */
 
-    if (io->fd == NGX_INVALID_FILE) {
-        /* the first write, or after an error: all to a new file */
-        io->rotate = 1;
-        io->split = 0;
+    jn->fill.tail = &jn->fill.waiting;
+
+    if (lane->out.waiting == NULL) {
+        lane->out.tail = &lane->out.waiting;
     }
 
+    io->what = NGX_HTTP_MPNS_IO_JOURNAL;
+    io->fd = lane->fd;
+    io->data = lane->out.start;
+    io->len = lane->out.last - lane->out.start;
+    io->err = 0;
+
+    /*
+     * the first write, the one after an error, or records of a snapshot
+     * that began since the file was made: a new file, named for the
+     * epoch of its newest record
+     */
+
+    io->rotate = (lane->fd == NGX_INVALID_FILE
+                  || lane->epoch < lane->out.epoch);
+
     if (io->rotate) {
-        /* named by the epoch of its newest records, and made once */
+        lane->epoch = lane->out.epoch;
 
         ngx_shmtx_lock(&st->shpool->mutex);
-        io->epoch = jn->epoch;
         io->swept = ++st->sh->files;
         ngx_shmtx_unlock(&st->shpool->mutex);
 
-        (void) ngx_sprintf(jn->name, "%V-journal.%ui.%ui%Z", &st->path,
-                           io->epoch, io->swept);
-        io->name = jn->name;
+        (void) ngx_sprintf(lane->name, "%V-journal.%ui.%ui%Z", &st->path,
+                           lane->epoch, io->swept);
+        io->name = lane->name;
     }
-
-    return NGX_OK;
 }
 
 
 static void
 ngx_http_mpns_journal_written(ngx_event_t *ev)
 {
-    ngx_http_mpns_state_t *st = ev->data;
+    ngx_http_mpns_lane_t *lane = ev->data;
 
     ngx_int_t                     rc;
+    ngx_uint_t                    i;
     ngx_http_mpns_io_t           *io;
+    ngx_http_mpns_state_t        *st;
     ngx_http_mpns_journal_t      *jn;
     ngx_http_mpns_store_op_t     *op, *next;
     ngx_http_mpns_journal_buf_t  *b;
 
+    st = lane->state;
     jn = st->journal;
-    io = jn->task->ctx;
-    b = jn->out;
+    io = lane->task->ctx;
+    b = &lane->out;
 
-    jn->fd = io->fd;
+    lane->fd = io->fd;
     rc = NGX_OK;
 
     if (io->err) {
@@ -1860,18 +1889,15 @@ ngx_http_mpns_journal_written(ngx_event_t *ev)
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, ev->log, 0,
                    "mpns %V zone \"%V\" journal: %uz bytes to \"%s\"%s",
                    &st->format->name, &st->shm_zone->shm.name, io->len,
-                   io->rotate ? io->name : (u_char *) "",
-                   io->rotate ? ", a new file" : "");
+                   lane->name, io->rotate ? ", a new file" : "");
 
     op = b->waiting;
 
     b->last = b->start;
-    b->rotate = 0;
-    b->split = 0;
     b->waiting = NULL;
     b->tail = &b->waiting;
 
-    if (jn->fill->last != jn->fill->start) {
+    if (jn->fill.last != jn->fill.start) {
         if (st->conf->sync) {
             if (!jn->flush.timer_set) {
                 ngx_add_timer(&jn->flush, st->conf->sync);
@@ -1882,9 +1908,17 @@ ngx_http_mpns_journal_written(ngx_event_t *ev)
         }
     }
 
-    if (jn->slow.timer_set && !(jn->task->event.active && jn->out->waiting))
-    {
-        ngx_del_timer(&jn->slow);
+    if (jn->slow.timer_set) {
+        for (i = 0; i < NGX_HTTP_MPNS_LANES; i++) {
+            if (jn->lanes[i].task->event.active && jn->lanes[i].out.waiting)
+            {
+                break;
+            }
+        }
+
+        if (i == NGX_HTTP_MPNS_LANES) {
+            ngx_del_timer(&jn->slow);
+        }
     }
 
     /* the answers last: they may record more */
@@ -1917,26 +1951,43 @@ ngx_http_mpns_journal_slow(ngx_event_t *ev)
 static void
 ngx_http_mpns_journal_exit(ngx_http_mpns_state_t *st, ngx_log_t *log)
 {
+    ngx_uint_t                i;
     ngx_http_mpns_io_t       *io;
+    ngx_http_mpns_lane_t     *lane;
     ngx_http_mpns_journal_t  *jn;
 
     jn = st->journal;
-    io = jn->task->ctx;
 
-    if (jn->task->event.active) {
-        /* done by the thread before it stopped; nobody is answered now */
-        ngx_memory_barrier();
-        jn->fd = io->err ? NGX_INVALID_FILE : io->fd;
-        jn->task->event.active = 0;
+    ngx_memory_barrier();
+
+    for (i = 0; i < NGX_HTTP_MPNS_LANES; i++) {
+        lane = &jn->lanes[i];
+
+        if (lane->task->event.active) {
+            /* done by the thread before it stopped; nobody is answered */
+            io = lane->task->ctx;
+            lane->fd = io->fd;
+            lane->task->event.active = 0;
+        }
     }
 
     if (jn->slow.timer_set) {
         ngx_del_timer(&jn->slow);
     }
 
-    if (jn->fill->last != jn->fill->start
-        && ngx_http_mpns_journal_start(st, io) == NGX_OK)
-    {
+    if (jn->flush.timer_set) {
+        ngx_del_timer(&jn->flush);
+    }
+
+    if (jn->flush.posted) {
+        ngx_delete_posted_event(&jn->flush);
+    }
+
+    lane = &jn->lanes[0];
+    io = lane->task->ctx;
+
+    if (jn->fill.last != jn->fill.start) {
+        ngx_http_mpns_journal_start(st, lane);
         ngx_http_mpns_state_io(io);
 
         if (io->err) {
@@ -1946,16 +1997,21 @@ ngx_http_mpns_journal_exit(ngx_http_mpns_state_t *st, ngx_log_t *log)
                           io->failed, io->file);
         }
 
-        jn->fd = io->fd;
+        lane->fd = io->fd;
     }
 
-    if (jn->fd != NGX_INVALID_FILE && ngx_close_file(jn->fd) == NGX_FILE_ERROR)
-    {
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                      ngx_close_file_n " \"%s\" failed", jn->name);
-    }
+    for (i = 0; i < NGX_HTTP_MPNS_LANES; i++) {
+        lane = &jn->lanes[i];
 
-    jn->fd = NGX_INVALID_FILE;
+        if (lane->fd != NGX_INVALID_FILE
+            && ngx_close_file(lane->fd) == NGX_FILE_ERROR)
+        {
+            ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                          ngx_close_file_n " \"%s\" failed", lane->name);
+        }
+
+        lane->fd = NGX_INVALID_FILE;
+    }
 }
 
 
@@ -2400,24 +2456,7 @@ ngx_http_mpns_state_io(ngx_http_mpns_io_t *io)
 
         if (io->rotate) {
             if (io->fd != NGX_INVALID_FILE) {
-                if (io->split) {
-                    if (ngx_http_mpns_state_write(io, io->fd, p, io->split,
-                                                  NULL)
-                        != NGX_OK)
-                    {
-                        goto failed;
-                    }
-
-                    if (fdatasync(io->fd) == -1) {
-                        (void) ngx_http_mpns_state_failed(io, "fdatasync()",
-                                                          NULL);
-                        goto failed;
-                    }
-
-                    p += io->split;
-                    len -= io->split;
-                }
-
+                /* what it holds was synced by the writes before */
                 (void) ngx_close_file(io->fd);
             }
 
@@ -2439,7 +2478,7 @@ ngx_http_mpns_state_io(ngx_http_mpns_io_t *io)
             goto failed;
         }
 
-        if (io->sync && fdatasync(io->fd) == -1) {
+        if (fdatasync(io->fd) == -1) {
             (void) ngx_http_mpns_state_failed(io, "fdatasync()", NULL);
             goto failed;
         }
