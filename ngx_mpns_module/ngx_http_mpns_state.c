@@ -13,12 +13,12 @@
 /*
  * The state file of a zone and its journal.  Every change is a record
  * appended, with the zone locked, to a buffer of the worker that made it;
- * a thread of nginx's pool writes and syncs the buffer to the worker's
- * own journal file while the next records gather in a second buffer, and
- * the operations that waited for them then complete: many changes per
- * write and per sync, and never a sync on the event loop.  Records carry
- * a sequence number from the zone, so that the journals of all workers
- * replay in the order the changes were made.
+ * a thread of nginx's pool writes and syncs the buffer to one of the
+ * worker's own journal files while the next records gather, to go to
+ * another, and the operations that waited for them then complete: many
+ * changes per write and per sync, and never a sync on the event loop.
+ * Records carry a sequence number from the zone, so that the journals of
+ * all workers replay in the order the changes were made.
  *
  * The snapshot (the state file of old, one line per entry) is a
  * compaction: written anew a while after a change, or when the journals
@@ -1795,6 +1795,7 @@ static void
 ngx_http_mpns_journal_start(ngx_http_mpns_state_t *st,
     ngx_http_mpns_lane_t *lane)
 {
+    ngx_uint_t                    n;
     ngx_http_mpns_io_t           *io;
     ngx_http_mpns_journal_t      *jn;
     ngx_http_mpns_journal_buf_t   b;
@@ -1833,11 +1834,11 @@ ngx_http_mpns_journal_start(ngx_http_mpns_state_t *st,
         lane->epoch = lane->out.epoch;
 
         ngx_shmtx_lock(&st->shpool->mutex);
-        io->swept = ++st->sh->files;
+        n = ++st->sh->files;
         ngx_shmtx_unlock(&st->shpool->mutex);
 
         (void) ngx_sprintf(lane->name, "%V-journal.%ui.%ui%Z", &st->path,
-                           lane->epoch, io->swept);
+                           lane->epoch, n);
         io->name = lane->name;
     }
 }

@@ -214,7 +214,7 @@ subtest 'the journals of two workers replay in the order of the changes' => sub 
 
     crash();
 
-    is(scalar @{journals($reg)}, 2, 'two journal files');
+    cmp_ok(scalar @{journals($reg)}, '>=', 2, 'journal files of both');
 
     $t->run;
 
@@ -338,7 +338,11 @@ subtest 'a worker killed in the middle of a save blocks nobody' => sub {
 
     is(reg({ channel => ch('first') })->{status}, 201, 'a change');
 
-    my ($w) = map { (split / /)[0] } $t->access_log_lines('pids.log');
+    my $w;
+
+    $t->wait_for(sub {
+        ($w) = map { (split / /)[0] } $t->access_log_lines('pids.log');
+    }, 5) or die "no access log line";
     my $fifo = "$reg.$w.tmp";
 
     POSIX::mkfifo($fifo, 0600) or die "mkfifo: $!";
@@ -363,7 +367,7 @@ subtest 'a worker killed in the middle of a save blocks nobody' => sub {
     }
 
     is($ok, 10, 'changes meanwhile answered 201');
-    cmp_ok($slowest, '<', 1, 'at once');
+    cmp_ok($slowest, '<', $t->timeout_factor, 'at once');
 
     kill 'KILL', $w;
     ok($t->wait_for(sub { !$t->alive($w) && $t->worker_pids == 2 }, 10),
@@ -376,7 +380,8 @@ subtest 'a worker killed in the middle of a save blocks nobody' => sub {
 
     my $t0 = time;
     $t->stop;
-    cmp_ok(time - $t0, '<', 5, 'a graceful stop right after completes');
+    cmp_ok(time - $t0, '<', 5 * $t->timeout_factor,
+           'a graceful stop right after completes');
 
     my ($took) = $t->log_since(qr/process $w stopped writing/);
     like($took // '', qr/\[warn\] .*mpns registry zone "reg": process $w stopped writing "\Q$reg\E" \d+ s ago, taken over/,
