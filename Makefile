@@ -167,6 +167,7 @@ bench:
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-tls
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-callgrind
 	TEST_NGINX_TILE_MODULE=$(CURDIR)/$(TILE_MODULE) util/bench-tile
+	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-state
 
 clean:
 	rm -rf build build-clang $(ASAN_BUILD) $(FUZZ_BUILD) t/tmp

@@ -25,6 +25,9 @@
 #define NGX_HTTP_MPNS_CALLBACK_BACKOFF  1000
 #define NGX_HTTP_MPNS_CALLBACK_MAX      60000
 
+/* what a broadcast tracks of the recipients read and not all answered */
+#define NGX_HTTP_MPNS_SPANS             64
+
 
 /* this worker's runner of one outbox */
 typedef struct {
@@ -33,18 +36,34 @@ typedef struct {
     ngx_http_core_loc_conf_t      *clcf;
     ngx_event_t                    drain;
     ngx_uint_t                     active;    /* runs and callbacks */
-    ngx_uint_t                     taken;     /* in this drain */
+    ngx_uint_t                     claimed;   /* in this drain */
     ngx_uint_t                     calls;
+    ngx_uint_t                     runs;
     ngx_http_mpns_job_t           *jobs[NGX_HTTP_MPNS_DRAIN_BATCH];
+    ngx_event_t                   *starts[NGX_HTTP_MPNS_DRAIN_BATCH];
     ngx_http_mpns_store_op_t       op;
+    unsigned                       claiming:1;
 } ngx_http_mpns_runner_t;
+
+
+/*
+ * The recipients of a broadcast read from the registry at once, up to
+ * "end", and how many of them were handed out and answered.
+ */
+typedef struct {
+    ngx_queue_t                    queue;
+    ngx_http_mpns_cursor_t         end;
+    ngx_uint_t                     handed;
+    ngx_uint_t                     answered;
+} ngx_http_mpns_span_t;
 
 
 /*
  * An entry being sent by this worker: a fan-out of one for a send, the
  * registry's channels for a broadcast, reporting into the entry, which
  * keeps a broadcast's cursor so that another worker can go on if this
- * one dies.
+ * one dies: a cursor before which every recipient was answered, so that
+ * no recipient is skipped, and few are sent again.
  */
 typedef struct {
     ngx_pool_t                    *pool;
@@ -56,6 +75,11 @@ typedef struct {
     ngx_http_mpns_reader_t        *reader;   /* NULL: one channel */
     ngx_str_t                      channel;
     uint32_t                       counts[NGX_HTTP_MPNS_OB_COUNTS];
+    ngx_queue_t                    spans;     /* oldest first */
+    ngx_queue_t                    free;
+    ngx_uint_t                     nspans;
+    ngx_http_mpns_cursor_t        *safe;      /* all before it answered */
+    ngx_http_mpns_cursor_t        *last;      /* the last handed out */
     ngx_event_t                    start;
     ngx_http_mpns_store_op_t       op;
 
@@ -74,6 +98,8 @@ typedef struct {
 
 
 static void ngx_http_mpns_background_drain(ngx_event_t *ev);
+static void ngx_http_mpns_background_claimed(ngx_http_mpns_store_op_t *op);
+static void ngx_http_mpns_background_go(ngx_http_mpns_runner_t *rn);
 static ngx_int_t ngx_http_mpns_background_claim(
     ngx_http_mpns_outbox_entry_t *e, void *data);
 static ngx_int_t ngx_http_mpns_background_run(ngx_http_mpns_runner_t *rn,
@@ -86,8 +112,12 @@ static ngx_int_t ngx_http_mpns_background_sent(ngx_http_mpns_fanout_t *fo,
 static ngx_int_t ngx_http_mpns_background_recipient(
     ngx_http_mpns_fanout_t *fo, ngx_http_mpns_result_t *res);
 static void ngx_http_mpns_background_done(ngx_http_mpns_fanout_t *fo);
+static ngx_int_t ngx_http_mpns_background_handed(ngx_http_mpns_run_t *run,
+    ngx_str_t *channel, ngx_uint_t refilled);
+static void ngx_http_mpns_background_answered(ngx_http_mpns_run_t *run,
+    ngx_str_t *channel);
 static void ngx_http_mpns_background_progress(ngx_http_mpns_run_t *run,
-    ngx_uint_t done);
+    ngx_http_mpns_cursor_t *cursor, ngx_uint_t done);
 static ngx_msec_t ngx_http_mpns_background_delay(ngx_http_mpns_runner_t *rn,
     ngx_http_mpns_result_t *res, ngx_uint_t attempts);
 static ngx_http_mpns_job_t *ngx_http_mpns_background_report(
@@ -134,6 +164,8 @@ ngx_http_mpns_background_init_process(ngx_cycle_t *cycle)
         rn->drain.log = cycle->log;
         rn->drain.cancelable = 1;
 
+        rn->op.handler = ngx_http_mpns_background_claimed;
+        rn->op.data = rn;
         rn->op.log = cycle->log;
 
         ngx_http_mpns_outbox_watch(ob, &rn->drain);
@@ -150,10 +182,16 @@ ngx_http_mpns_background_drain(ngx_event_t *ev)
 {
     ngx_http_mpns_runner_t *rn = ev->data;
 
-    ngx_uint_t                  i, max, claimed;
+    ngx_int_t                   rc;
+    ngx_uint_t                  max;
     ngx_http_mpns_main_conf_t  *mmcf;
 
     if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    if (rn->claiming) {
+        /* the claim's completion drains again */
         return;
     }
 
@@ -174,19 +212,43 @@ ngx_http_mpns_background_drain(ngx_event_t *ev)
                       rn->mlcf->concurrency - rn->active);
     }
 
-    claimed = 0;
+    rn->claimed = 0;
     rn->calls = 0;
+    rn->runs = 0;
 
-    if (max
-        && ngx_http_mpns_outbox_claim(rn->outbox, max,
-                                      ngx_http_mpns_background_claim, rn,
-                                      &claimed, &rn->op)
-           == NGX_ERROR)
-    {
-        claimed = 0;
+    if (max) {
+        rc = ngx_http_mpns_outbox_claim(rn->outbox, max,
+                                        ngx_http_mpns_background_claim, rn,
+                                        &rn->claimed, &rn->op);
+
+        if (rc == NGX_AGAIN) {
+            /* nothing is sent before the outbox has kept its claim */
+            rn->claiming = 1;
+            return;
+        }
     }
 
-    /* the callbacks start once the outbox is unlocked */
+    ngx_http_mpns_background_go(rn);
+}
+
+
+static void
+ngx_http_mpns_background_claimed(ngx_http_mpns_store_op_t *op)
+{
+    ngx_http_mpns_runner_t *rn = op->data;
+
+    rn->claiming = 0;
+
+    ngx_http_mpns_background_go(rn);
+}
+
+
+/* what a drain claimed starts, once the outbox is unlocked */
+
+static void
+ngx_http_mpns_background_go(ngx_http_mpns_runner_t *rn)
+{
+    ngx_uint_t  i;
 
     rn->active += rn->calls;
 
@@ -194,14 +256,18 @@ ngx_http_mpns_background_drain(ngx_event_t *ev)
         ngx_http_mpns_job_start(rn->jobs[i]);
     }
 
-    if (claimed == NGX_HTTP_MPNS_DRAIN_BATCH) {
+    for (i = 0; i < rn->runs; i++) {
+        ngx_post_event(rn->starts[i], &ngx_posted_events);
+    }
+
+    if (rn->claimed == NGX_HTTP_MPNS_DRAIN_BATCH) {
         /* more may be due: on the next turn, after other events */
-        ngx_post_event(ev, &ngx_posted_next_events);
+        ngx_post_event(&rn->drain, &ngx_posted_next_events);
         return;
     }
 
-    if (!ev->timer_set) {
-        ngx_add_timer(ev, NGX_HTTP_MPNS_DRAIN_INTERVAL);
+    if (!rn->drain.timer_set) {
+        ngx_add_timer(&rn->drain, NGX_HTTP_MPNS_DRAIN_INTERVAL);
     }
 }
 
@@ -338,6 +404,19 @@ ngx_http_mpns_background_run(ngx_http_mpns_runner_t *rn,
         ngx_memcpy(cursor->channel, e->cursor.data, e->cursor.len);
         ngx_memcpy(run->counts, e->counts, sizeof(run->counts));
 
+        run->safe = ngx_palloc(pool, sizeof(ngx_http_mpns_cursor_t));
+        run->last = ngx_palloc(pool, sizeof(ngx_http_mpns_cursor_t));
+
+        if (run->safe == NULL || run->last == NULL) {
+            goto failed;
+        }
+
+        *run->safe = *cursor;
+        *run->last = *cursor;
+
+        ngx_queue_init(&run->spans);
+        ngx_queue_init(&run->free);
+
     } else {
         fo->concurrency = 1;
         fo->record = ngx_http_mpns_background_sent;
@@ -354,8 +433,7 @@ ngx_http_mpns_background_run(ngx_http_mpns_runner_t *rn,
     run->start.log = ngx_cycle->log;
 
     rn->active++;
-
-    ngx_post_event(&run->start, &ngx_posted_events);
+    rn->starts[rn->runs++] = &run->start;
 
     return NGX_OK;
 
@@ -397,12 +475,118 @@ ngx_http_mpns_background_next(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
 
     rc = ngx_http_mpns_reader_next(run->reader, channel, &refilled);
 
-    if (rc == NGX_OK && refilled) {
-        /* the entry knows where we are, should this worker die */
-        ngx_http_mpns_background_progress(run, NGX_HTTP_MPNS_OB_GOING);
+    if (rc == NGX_OK) {
+        rc = ngx_http_mpns_background_handed(run, channel, refilled);
     }
 
     return rc;
+}
+
+
+/* a recipient handed out, in the span of the last refill */
+
+static ngx_int_t
+ngx_http_mpns_background_handed(ngx_http_mpns_run_t *run, ngx_str_t *channel,
+    ngx_uint_t refilled)
+{
+    ngx_queue_t           *q;
+    ngx_http_mpns_span_t  *span;
+
+    if (refilled || ngx_queue_empty(&run->spans)) {
+
+        if (run->nspans < NGX_HTTP_MPNS_SPANS
+            || ngx_queue_empty(&run->spans))
+        {
+            if (!ngx_queue_empty(&run->free)) {
+                q = ngx_queue_head(&run->free);
+                ngx_queue_remove(q);
+                span = ngx_queue_data(q, ngx_http_mpns_span_t, queue);
+
+            } else {
+                span = ngx_palloc(run->pool, sizeof(ngx_http_mpns_span_t));
+                if (span == NULL) {
+                    return NGX_ERROR;
+                }
+            }
+
+            span->handed = 0;
+            span->answered = 0;
+
+            ngx_queue_insert_tail(&run->spans, &span->queue);
+            run->nspans++;
+
+        } else {
+            /* a slow answer holds many: the newest one grows */
+            span = ngx_queue_data(ngx_queue_last(&run->spans),
+                                  ngx_http_mpns_span_t, queue);
+        }
+
+        span->end = run->reader->cursor;
+    }
+
+    span = ngx_queue_data(ngx_queue_last(&run->spans), ngx_http_mpns_span_t,
+                          queue);
+    span->handed++;
+
+    ngx_http_mpns_registry_at(run->last, channel);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A recipient answered: once the spans before the newest are answered in
+ * full, the entry moves past them, should this worker die
+ */
+
+static void
+ngx_http_mpns_background_answered(ngx_http_mpns_run_t *run,
+    ngx_str_t *channel)
+{
+    ngx_uint_t             moved;
+    ngx_queue_t           *q;
+    ngx_http_mpns_span_t  *span;
+
+    for (q = ngx_queue_head(&run->spans);
+         q != ngx_queue_sentinel(&run->spans);
+         q = ngx_queue_next(q))
+    {
+        span = ngx_queue_data(q, ngx_http_mpns_span_t, queue);
+
+        if (ngx_http_mpns_registry_within(&span->end, channel)) {
+            span->answered++;
+            break;
+        }
+    }
+
+    moved = 0;
+
+    while (!ngx_queue_empty(&run->spans)) {
+        q = ngx_queue_head(&run->spans);
+
+        if (q == ngx_queue_last(&run->spans)) {
+            /* more of it may be handed out yet */
+            break;
+        }
+
+        span = ngx_queue_data(q, ngx_http_mpns_span_t, queue);
+
+        if (span->answered < span->handed) {
+            break;
+        }
+
+        *run->safe = span->end;
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&run->free, q);
+        run->nspans--;
+        moved = 1;
+    }
+
+    if (moved) {
+        ngx_http_mpns_background_progress(run, run->safe,
+                                          NGX_HTTP_MPNS_OB_GOING);
+    }
 }
 
 
@@ -475,6 +659,8 @@ ngx_http_mpns_background_recipient(ngx_http_mpns_fanout_t *fo,
         run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
     }
 
+    ngx_http_mpns_background_answered(run, &res->channel);
+
     return NGX_OK;
 }
 
@@ -491,9 +677,22 @@ ngx_http_mpns_background_done(ngx_http_mpns_fanout_t *fo)
     ngx_http_mpns_run_t *run = fo->data;
 
     if (run->reader) {
-        ngx_http_mpns_background_progress(run, fo->exhausted && !fo->error
-                                               ? NGX_HTTP_MPNS_OB_DONE
-                                               : NGX_HTTP_MPNS_OB_BACK);
+
+        if (fo->exhausted && !fo->error) {
+            ngx_http_mpns_background_progress(run, run->last,
+                                              NGX_HTTP_MPNS_OB_DONE);
+
+        } else {
+            /*
+             * the worker is leaving, and every recipient it handed out is
+             * answered: the next worker goes on after the last one; after
+             * an error, after those surely answered
+             */
+
+            ngx_http_mpns_background_progress(run, fo->error ? run->safe
+                                                             : run->last,
+                                              NGX_HTTP_MPNS_OB_BACK);
+        }
 
     } else if (!run->recorded) {
         (void) ngx_http_mpns_outbox_progress(run->runner->outbox, run->id,
@@ -508,11 +707,12 @@ ngx_http_mpns_background_done(ngx_http_mpns_fanout_t *fo)
 
 
 static void
-ngx_http_mpns_background_progress(ngx_http_mpns_run_t *run, ngx_uint_t done)
+ngx_http_mpns_background_progress(ngx_http_mpns_run_t *run,
+    ngx_http_mpns_cursor_t *cursor, ngx_uint_t done)
 {
     (void) ngx_http_mpns_outbox_progress(run->runner->outbox, run->id,
-                                         &run->reader->cursor, run->counts,
-                                         done, &run->op);
+                                         cursor, run->counts, done,
+                                         &run->op);
 }
 
 

@@ -437,6 +437,7 @@ ngx_http_mpns_channels_changed(ngx_http_mpns_store_op_t *op)
     ngx_http_request_t *r = op->data;
 
     ngx_int_t                rc;
+    ngx_connection_t        *c;
     ngx_http_mpns_change_t  *chg;
 
     chg = (ngx_http_mpns_change_t *) ((u_char *) op
@@ -445,8 +446,11 @@ ngx_http_mpns_channels_changed(ngx_http_mpns_store_op_t *op)
     rc = chg->deleting ? ngx_http_mpns_channels_deleted(r, chg)
                        : ngx_http_mpns_channels_stored(r, chg);
 
+    /* the request may be gone once finalized */
+    c = r->connection;
+
     ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(r->connection);
+    ngx_http_run_posted_requests(c);
 }
 
 

@@ -378,6 +378,7 @@ ngx_http_mpns_background_added(ngx_http_mpns_store_op_t *op)
     ngx_http_request_t *r = op->data;
 
     ngx_int_t              rc;
+    ngx_connection_t      *c;
     ngx_http_mpns_ctx_t   *ctx;
     ngx_http_mpns_error_t  err;
 
@@ -396,8 +397,11 @@ ngx_http_mpns_background_added(ngx_http_mpns_store_op_t *op)
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the request may be gone once finalized */
+    c = r->connection;
+
     ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(r->connection);
+    ngx_http_run_posted_requests(c);
 }
 
 

@@ -330,6 +330,13 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       offsetof(ngx_http_mpns_main_conf_t, worker_concurrency),
       &ngx_http_mpns_concurrency_bounds },
 
+    { ngx_string("mpns_journal"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_mpns_state_journal,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mpns_main_conf_t, journal),
+      NULL },
+
     { ngx_string("mpns_registry_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_mpns_registry_zone,
@@ -464,6 +471,8 @@ ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
     mmcf->keepalive_timeout = NGX_CONF_UNSET_MSEC;
     mmcf->worker_concurrency = NGX_CONF_UNSET_UINT;
 
+    ngx_http_mpns_state_create_conf(&mmcf->journal);
+
     if (ngx_array_init(&mmcf->registries, cf->pool, 1,
                        sizeof(ngx_shm_zone_t *))
         != NGX_OK
@@ -513,7 +522,7 @@ ngx_http_mpns_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(mmcf->keepalive_timeout, 60000);
     ngx_conf_init_uint_value(mmcf->worker_concurrency, 1000);
 
-    return NGX_CONF_OK;
+    return ngx_http_mpns_state_init_conf(cf, &mmcf->journal);
 }
 
 

@@ -21,6 +21,7 @@
 #include "ngx_http_mpns_hold.h"
 #include "ngx_http_mpns_outbox.h"
 #include "ngx_http_mpns_fanout.h"
+#include "ngx_http_mpns_state.h"
 #include "ngx_http_mpns_status.h"
 
 
@@ -49,6 +50,7 @@ struct ngx_http_mpns_main_conf_s {
     ngx_uint_t                     worker_concurrency;
     ngx_array_t                    registries;  /* ngx_shm_zone_t * */
     ngx_array_t                    outboxes;    /* ngx_shm_zone_t * */
+    ngx_http_mpns_journal_conf_t   journal;
 
     /* the defaults of mpns_allowed_addresses and mpns_allowed_ports */
     ngx_http_mpns_addresses_t      addresses;

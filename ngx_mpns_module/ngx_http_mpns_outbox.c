@@ -102,7 +102,8 @@ static ngx_int_t ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_int_t ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_engine_t *engine, ngx_log_t *log,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
-    ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id);
+    ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id,
+    ngx_http_mpns_store_op_t *op);
 static u_char *ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on);
 static void ngx_http_mpns_outbox_view(ngx_http_mpns_outbox_node_t *on,
     ngx_http_mpns_outbox_entry_t *e);
@@ -110,11 +111,14 @@ static void ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t now);
 static void ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t when);
+static void ngx_http_mpns_outbox_journal(ngx_http_mpns_outbox_t *ctx,
+    ngx_http_mpns_outbox_node_t *on);
+static void ngx_http_mpns_outbox_free(ngx_http_mpns_outbox_t *ctx,
+    ngx_http_mpns_outbox_node_t *on, ngx_uint_t record);
 static ngx_http_mpns_outbox_node_t *ngx_http_mpns_outbox_lookup(
     ngx_http_mpns_outbox_t *ctx, uint64_t id);
 static size_t ngx_http_mpns_outbox_json(u_char *buf,
     ngx_http_mpns_outbox_node_t *on);
-static void ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_t *ctx);
 static ngx_int_t ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st,
     void *cursor, ngx_buf_t *b);
 static size_t ngx_http_mpns_outbox_record(u_char *buf,
@@ -123,6 +127,10 @@ static ngx_http_mpns_service_t *ngx_http_mpns_outbox_service(
     ngx_http_mpns_outbox_t *ctx);
 static ngx_int_t ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st,
     ngx_pool_t *pool, ngx_str_t *line, ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_outbox_remove(ngx_http_mpns_state_t *st,
+    ngx_str_t *key);
+static void ngx_http_mpns_outbox_loaded(ngx_http_mpns_state_t *st,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_mpns_outbox_coded(ngx_http_mpns_state_t *st,
     ngx_str_t *key, ngx_http_mpns_json_tok_t *tok, ngx_str_t *name);
 static ngx_int_t ngx_http_mpns_outbox_mistake(ngx_http_mpns_error_t *err,
@@ -190,6 +198,8 @@ static ngx_str_t  ngx_http_mpns_outbox_old_types[] = {
 static ngx_http_mpns_state_format_t  ngx_http_mpns_outbox_format = {
     ngx_string("outbox"),
     ngx_http_mpns_outbox_load,
+    ngx_http_mpns_outbox_remove,
+    ngx_http_mpns_outbox_loaded,
     ngx_http_mpns_outbox_render,
     sizeof(uint64_t),
     NGX_HTTP_MPNS_OB_STATE_BUFFER
@@ -229,7 +239,9 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         state.data = value[2].data + 6;
         state.len = value[2].len - 6;
 
-        if (ngx_http_mpns_state_path(cf, &ctx->file, &state) != NGX_CONF_OK) {
+        if (ngx_http_mpns_state_path(cf, &ctx->file, &state, &mmcf->journal)
+            != NGX_CONF_OK)
+        {
             return NGX_CONF_ERROR;
         }
     }
@@ -510,8 +522,8 @@ ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_mpns_outbox_t *octx = data;
 
-    size_t                       len;
-    ngx_http_mpns_outbox_t  *ctx;
+    size_t                   len;
+    ngx_http_mpns_outbox_t  *ctx, *old;
 
     ctx = shm_zone->data;
 
@@ -556,7 +568,12 @@ ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx->shpool->log_nomem = 0;
 
-    return ngx_http_mpns_state_load(&ctx->file, shm_zone->shm.log);
+    /* resized on reload: the old zone's workers leave the files to us */
+
+    old = ngx_http_mpns_state_previous(shm_zone);
+
+    return ngx_http_mpns_state_load(&ctx->file, old ? &old->file : NULL,
+                                    shm_zone->shm.log);
 }
 
 
@@ -582,7 +599,7 @@ ngx_http_mpns_outbox_add(ngx_shm_zone_t *zone, ngx_http_mpns_message_t *msg,
                                                ngx_http_mpns_module);
 
     return ngx_http_mpns_outbox_insert(zone->data, mmcf->engine, op->log,
-                                       msg, channel, filter, due, id);
+                                       msg, channel, filter, due, id, op);
 }
 
 
@@ -590,7 +607,8 @@ static ngx_int_t
 ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_engine_t *engine, ngx_log_t *log,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
-    ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id)
+    ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id,
+    ngx_http_mpns_store_op_t *op)
 {
     u_char                       *p, *rnd;
     size_t                        size;
@@ -608,6 +626,17 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     }
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (ngx_http_mpns_state_retired(&ctx->file)) {
+        /* the new zone, loaded already, would not have it */
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "mpns outbox zone \"%V\" was resized on reload, "
+                      "a send through an old worker refused",
+                      &ctx->shm_zone->shm.name);
+        return NGX_ERROR;
+    }
 
     on = ngx_slab_alloc_locked(ctx->shpool, size);
 
@@ -674,11 +703,10 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     ngx_rbtree_insert(&ctx->sh->due, &on->due);
 
     ctx->sh->count++;
-    ctx->sh->file.version++;
+
+    ngx_http_mpns_outbox_journal(ctx, on);
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    ngx_http_mpns_outbox_changed(ctx);
 
     if (id) {
         ngx_sprintf(id, "%016xL", key);
@@ -690,7 +718,7 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
         ngx_post_event(ctx->added, &ngx_posted_events);
     }
 
-    return NGX_OK;
+    return ngx_http_mpns_state_commit(&ctx->file, op, NGX_OK);
 }
 
 
@@ -802,12 +830,7 @@ ngx_http_mpns_outbox_claim(ngx_http_mpns_outbox_t *ctx, ngx_uint_t max,
 
         if (on->state == NGX_HTTP_MPNS_OB_FINAL && on->reported) {
             /* kept long enough */
-            ngx_rbtree_delete(&ctx->sh->due, &on->due);
-            ngx_rbtree_delete(&ctx->sh->ids, &on->node);
-            ngx_slab_free_locked(ctx->shpool, on);
-            ctx->sh->count--;
-            ctx->sh->full = 0;
-            ctx->sh->file.version++;
+            ngx_http_mpns_outbox_free(ctx, on, 1);
             continue;
         }
 
@@ -857,9 +880,10 @@ ngx_http_mpns_outbox_claim(ngx_http_mpns_outbox_t *ctx, ngx_uint_t max,
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    ngx_http_mpns_outbox_changed(ctx);
+    /* nothing is sent before its claim is kept: see docs/design.md */
 
-    return NGX_OK;
+    return ngx_http_mpns_state_commit(&ctx->file, *claimed ? op : NULL,
+                                      NGX_OK);
 }
 
 
@@ -901,9 +925,7 @@ ngx_http_mpns_outbox_sent(ngx_http_mpns_outbox_t *ctx, uint64_t id,
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    ngx_http_mpns_outbox_changed(ctx);
-
-    return NGX_OK;
+    return ngx_http_mpns_state_commit(&ctx->file, op, NGX_OK);
 }
 
 
@@ -937,9 +959,7 @@ ngx_http_mpns_outbox_reported(ngx_http_mpns_outbox_t *ctx, uint64_t id,
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    ngx_http_mpns_outbox_changed(ctx);
-
-    return NGX_OK;
+    return ngx_http_mpns_state_commit(&ctx->file, op, NGX_OK);
 }
 
 
@@ -990,9 +1010,7 @@ ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_t *ctx, uint64_t id,
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    ngx_http_mpns_outbox_changed(ctx);
-
-    return NGX_OK;
+    return ngx_http_mpns_state_commit(&ctx->file, op, NGX_OK);
 }
 
 
@@ -1150,7 +1168,64 @@ ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_t *ctx,
     on->due.key = (ngx_rbtree_key_t) when;
     ngx_rbtree_insert(&ctx->sh->due, &on->due);
 
-    ctx->sh->file.version++;
+    /* every change of an entry ends here */
+
+    ngx_http_mpns_outbox_journal(ctx, on);
+}
+
+
+/* called with the zone locked: the entry as it is now, into the journal */
+
+static void
+ngx_http_mpns_outbox_journal(ngx_http_mpns_outbox_t *ctx,
+    ngx_http_mpns_outbox_node_t *on)
+{
+    u_char                   *p;
+    size_t                    len;
+    ngx_http_mpns_service_t  *service;
+
+    service = ngx_http_mpns_outbox_service(ctx);
+
+    p = ngx_http_mpns_state_record(&ctx->file, NGX_HTTP_MPNS_RECORD_SET,
+                                   ngx_http_mpns_outbox_record(NULL, service,
+                                                               on));
+    if (p == NULL) {
+        return;
+    }
+
+    /* without its line feed */
+
+    len = ngx_http_mpns_outbox_record(p, service, on);
+
+    ngx_http_mpns_state_recorded(&ctx->file, p + len - 1);
+}
+
+
+/* called with the zone locked */
+
+static void
+ngx_http_mpns_outbox_free(ngx_http_mpns_outbox_t *ctx,
+    ngx_http_mpns_outbox_node_t *on, ngx_uint_t record)
+{
+    u_char  *p;
+
+    if (record) {
+        p = ngx_http_mpns_state_record(&ctx->file,
+                                       NGX_HTTP_MPNS_RECORD_REMOVE,
+                                       NGX_HTTP_MPNS_ID_LEN);
+        if (p) {
+            ngx_http_mpns_state_recorded(&ctx->file,
+                                         ngx_sprintf(p, "%016xL",
+                                                     (uint64_t) on->node.key));
+        }
+    }
+
+    ngx_rbtree_delete(&ctx->sh->due, &on->due);
+    ngx_rbtree_delete(&ctx->sh->ids, &on->node);
+    ngx_slab_free_locked(ctx->shpool, on);
+
+    ctx->sh->count--;
+    ctx->sh->full = 0;
 }
 
 
@@ -1261,13 +1336,6 @@ ngx_http_mpns_outbox_parse_id(ngx_str_t *s, uint64_t *id)
     *id = v;
 
     return NGX_OK;
-}
-
-
-static void
-ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_t *ctx)
-{
-    ngx_http_mpns_state_changed(&ctx->file);
 }
 
 
@@ -1663,8 +1731,15 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
         return ngx_http_mpns_outbox_mistake(err, "value too long", "body");
     }
 
-    if (ngx_http_mpns_outbox_lookup(ctx, id)) {
-        return ngx_http_mpns_outbox_mistake(err, "duplicate id", "id");
+    on = ngx_http_mpns_outbox_lookup(ctx, id);
+
+    if (on) {
+        if (!st->replaying) {
+            return ngx_http_mpns_outbox_mistake(err, "duplicate id", "id");
+        }
+
+        /* a later state of the entry, from the journal */
+        ngx_http_mpns_outbox_free(ctx, on, 0);
     }
 
     on = ngx_slab_alloc(ctx->shpool, offsetof(ngx_http_mpns_outbox_node_t,
@@ -1683,9 +1758,8 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
 
     on->node.key = (ngx_rbtree_key_t) id;
 
-    /* a send in flight when the file was written is sent again */
-    on->state = (state == NGX_HTTP_MPNS_OB_SENDING)
-                ? NGX_HTTP_MPNS_OB_PENDING : (u_char) state;
+    /* one in flight is sent again: see ngx_http_mpns_outbox_loaded() */
+    on->state = (u_char) state;
 
     on->created = (ngx_msec_t) v[0];
     on->due.key = (ngx_rbtree_key_t) v[1];
@@ -1735,6 +1809,81 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
     ctx->sh->count++;
 
     return NGX_OK;
+}
+
+
+/* a removal of the journal; see ngx_http_mpns_state_remove_pt */
+
+static ngx_int_t
+ngx_http_mpns_outbox_remove(ngx_http_mpns_state_t *st, ngx_str_t *key)
+{
+    uint64_t                      id;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    if (ngx_http_mpns_outbox_parse_id(key, &id) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    on = ngx_http_mpns_outbox_lookup(st->data, id);
+
+    if (on) {
+        ngx_http_mpns_outbox_free(st->data, on, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Loaded: the sends that were in flight when the files were last written
+ * may have been made or not; they are made again now, not at the end of
+ * a lease nobody holds.  This is what a crash can send twice.
+ */
+
+static void
+ngx_http_mpns_outbox_loaded(ngx_http_mpns_state_t *st, ngx_log_t *log)
+{
+    ngx_msec_t                    now;
+    ngx_uint_t                    n;
+    ngx_rbtree_node_t            *node, *next, *sentinel;
+    ngx_http_mpns_outbox_t       *ctx;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    ctx = st->data;
+    now = ngx_http_mpns_outbox_now();
+    sentinel = ctx->sh->ids.sentinel;
+    n = 0;
+
+    if (ctx->sh->ids.root == sentinel) {
+        return;
+    }
+
+    for (node = ngx_rbtree_min(ctx->sh->ids.root, sentinel);
+         node;
+         node = next)
+    {
+        next = ngx_rbtree_next(&ctx->sh->ids, node);
+        on = (ngx_http_mpns_outbox_node_t *) node;
+
+        if (on->state != NGX_HTTP_MPNS_OB_SENDING) {
+            continue;
+        }
+
+        on->state = NGX_HTTP_MPNS_OB_PENDING;
+
+        ngx_rbtree_delete(&ctx->sh->due, &on->due);
+        on->due.key = ngx_min((ngx_msec_t) on->due.key, now);
+        ngx_rbtree_insert(&ctx->sh->due, &on->due);
+
+        n++;
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "mpns outbox zone \"%V\": %ui sends in flight when "
+                      "it stopped are made again", &ctx->shm_zone->shm.name,
+                      n);
+    }
 }
 
 

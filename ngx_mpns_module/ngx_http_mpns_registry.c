@@ -74,6 +74,10 @@ static ngx_int_t ngx_http_mpns_registry_copy(ngx_http_mpns_entry_t *entry,
     void *data);
 static ngx_int_t ngx_http_mpns_registry_load(ngx_http_mpns_state_t *st,
     ngx_pool_t *pool, ngx_str_t *text, ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_registry_remove(ngx_http_mpns_state_t *st,
+    ngx_str_t *channel);
+static ngx_int_t ngx_http_mpns_registry_refused(ngx_http_mpns_registry_t *reg,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_mpns_registry_render(ngx_http_mpns_state_t *st,
     void *cursor, ngx_buf_t *b);
 static ngx_int_t ngx_http_mpns_registry_record(ngx_http_mpns_entry_t *entry,
@@ -94,7 +98,7 @@ static ngx_http_mpns_registry_node_t *ngx_http_mpns_registry_after(
 static ngx_http_mpns_registry_node_t *ngx_http_mpns_registry_succ(
     ngx_http_mpns_registry_shctx_t *sh, ngx_http_mpns_registry_node_t *rn);
 static void ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
-    ngx_http_mpns_registry_node_t *rn);
+    ngx_http_mpns_registry_node_t *rn, ngx_uint_t record);
 static void ngx_http_mpns_registry_entry(ngx_http_mpns_registry_node_t *rn,
     ngx_http_mpns_entry_t *entry);
 static ngx_uint_t ngx_http_mpns_registry_match(
@@ -135,6 +139,8 @@ static ngx_str_t  ngx_http_mpns_registry_body_field = ngx_string("body");
 static ngx_http_mpns_state_format_t  ngx_http_mpns_registry_format = {
     ngx_string("registry"),
     ngx_http_mpns_registry_load,
+    ngx_http_mpns_registry_remove,
+    NULL,
     ngx_http_mpns_registry_render,
     sizeof(ngx_http_mpns_cursor_t),
     NGX_HTTP_MPNS_STATE_BUFFER
@@ -211,7 +217,8 @@ ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (state.len
-        && ngx_http_mpns_state_path(cf, &reg->file, &state) != NGX_CONF_OK)
+        && ngx_http_mpns_state_path(cf, &reg->file, &state, &mmcf->journal)
+           != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -397,7 +404,7 @@ ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    return ngx_http_mpns_state_load(&reg->file, shm_zone->shm.log);
+    return ngx_http_mpns_state_load(&reg->file, NULL, shm_zone->shm.log);
 }
 
 
@@ -409,41 +416,12 @@ ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 static ngx_int_t
 ngx_http_mpns_registry_migrate(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
 {
-    ngx_uint_t                 i;
-    ngx_cycle_t               *cycle;
-    ngx_shm_zone_t            *zone, *shm_zone;
-    ngx_list_part_t           *part;
+    ngx_shm_zone_t            *shm_zone;
     ngx_http_mpns_cursor_t     cursor;
     ngx_http_mpns_registry_t  *oreg;
 
-    cycle = (ngx_cycle_t *) ngx_cycle;
     shm_zone = reg->shm_zone;
-    part = &cycle->shared_memory.part;
-    zone = part->elts;
-    oreg = NULL;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            zone = part->elts;
-            i = 0;
-        }
-
-        if (zone[i].tag == shm_zone->tag
-            && zone[i].shm.name.len == shm_zone->shm.name.len
-            && ngx_strncmp(zone[i].shm.name.data, shm_zone->shm.name.data,
-                           shm_zone->shm.name.len)
-               == 0)
-        {
-            oreg = zone[i].data;
-            break;
-        }
-    }
+    oreg = ngx_http_mpns_state_previous(shm_zone);
 
     if (oreg == NULL || oreg->sh == NULL) {
         return NGX_DECLINED;
@@ -475,16 +453,11 @@ ngx_http_mpns_registry_migrate(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
     }
 
     /*
-     * the new zone owns the state file now: old workers must not write
-     * it, not even what they change before they exit (that is lost)
+     * the new zone owns the state file now: the old workers must not
+     * write it, and refuse changes, which the new zone would not have
      */
 
-    ngx_shmtx_lock(&oreg->shpool->mutex);
-    oreg->sh->file.retired = 1;
-    ngx_shmtx_unlock(&oreg->shpool->mutex);
-
-    reg->sh->file.saved = 0;
-    reg->sh->file.version = 1;
+    ngx_http_mpns_state_migrate(&reg->file, &oreg->file);
 
     return NGX_OK;
 }
@@ -553,6 +526,43 @@ ngx_http_mpns_registry_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
 }
 
 
+/* a removal of the journal; see ngx_http_mpns_state_remove_pt */
+
+static ngx_int_t
+ngx_http_mpns_registry_remove(ngx_http_mpns_state_t *st, ngx_str_t *channel)
+{
+    ngx_http_mpns_registry_t *reg = st->data;
+
+    ngx_http_mpns_registry_node_t  *rn;
+
+    ngx_shmtx_lock(&reg->shpool->mutex);
+
+    rn = ngx_http_mpns_registry_lookup(reg->sh, channel);
+
+    if (rn) {
+        ngx_http_mpns_registry_free(reg, rn, 0);
+    }
+
+    ngx_shmtx_unlock(&reg->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* a zone resized on reload: the old workers' changes would be lost */
+
+static ngx_int_t
+ngx_http_mpns_registry_refused(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
+{
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "mpns registry zone \"%V\" was resized on reload, "
+                  "a change through an old worker refused",
+                  &reg->shm_zone->shm.name);
+
+    return NGX_ERROR;
+}
+
+
 ngx_int_t
 ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log,
@@ -588,6 +598,11 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     shpool = reg->shpool;
 
     ngx_shmtx_lock(&shpool->mutex);
+
+    if (ngx_http_mpns_state_retired(&reg->file)) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return ngx_http_mpns_registry_refused(reg, log);
+    }
 
     /* nothing changes unless the new entry has its memory */
 
@@ -640,7 +655,7 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
                 ngx_memcpy(replaced->data, prev->data, prev->len);
             }
 
-            ngx_http_mpns_registry_free(reg, prev);
+            ngx_http_mpns_registry_free(reg, prev, 0);
         }
     }
 
@@ -654,7 +669,7 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     entry->created = rn->created;
 
     if (old) {
-        ngx_http_mpns_registry_free(reg, old);
+        ngx_http_mpns_registry_free(reg, old, 0);
         rc = NGX_DONE;
 
     } else {
@@ -670,13 +685,19 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     }
 
     sh->count++;
-    sh->file.version++;
+
+    /* replayed, the record drops what this one dropped */
+
+    p = ngx_http_mpns_state_record(&reg->file, NGX_HTTP_MPNS_RECORD_SET,
+                                   ngx_http_mpns_registry_json_len(entry));
+    if (p) {
+        ngx_http_mpns_state_recorded(&reg->file,
+                                     ngx_http_mpns_registry_json(p, entry));
+    }
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    ngx_http_mpns_state_changed(&reg->file);
-
-    return rc;
+    return ngx_http_mpns_state_commit(&reg->file, op, rc);
 }
 
 
@@ -702,6 +723,11 @@ ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
     if (by != NGX_HTTP_MPNS_BY_USER) {
         ngx_shmtx_lock(&shpool->mutex);
 
+        if (ngx_http_mpns_state_retired(&reg->file)) {
+            ngx_shmtx_unlock(&shpool->mutex);
+            return ngx_http_mpns_registry_refused(reg, ngx_cycle->log);
+        }
+
         if (by == NGX_HTTP_MPNS_BY_CHANNEL) {
             rn = ngx_http_mpns_registry_lookup(sh, value);
 
@@ -712,17 +738,13 @@ ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
         }
 
         if (rn) {
-            ngx_http_mpns_registry_free(reg, rn);
+            ngx_http_mpns_registry_free(reg, rn, 1);
             *deleted = 1;
         }
 
         ngx_shmtx_unlock(&shpool->mutex);
 
-        if (*deleted) {
-            ngx_http_mpns_state_changed(&reg->file);
-        }
-
-        return NGX_OK;
+        return ngx_http_mpns_state_commit(&reg->file, op, NGX_OK);
     }
 
     /*
@@ -736,6 +758,11 @@ ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
 
         ngx_shmtx_lock(&shpool->mutex);
 
+        if (ngx_http_mpns_state_retired(&reg->file)) {
+            ngx_shmtx_unlock(&shpool->mutex);
+            return ngx_http_mpns_registry_refused(reg, ngx_cycle->log);
+        }
+
         rn = ngx_http_mpns_registry_after(sh, &cursor);
         last = NULL;
 
@@ -747,7 +774,7 @@ ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
                    == 0)
             {
                 ngx_http_mpns_registry_mark(&cursor, rn);
-                ngx_http_mpns_registry_free(reg, rn);
+                ngx_http_mpns_registry_free(reg, rn, 1);
                 (*deleted)++;
                 last = NULL;
 
@@ -769,11 +796,7 @@ ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
         ngx_shmtx_unlock(&shpool->mutex);
     }
 
-    if (*deleted) {
-        ngx_http_mpns_state_changed(&reg->file);
-    }
-
-    return NGX_OK;
+    return ngx_http_mpns_state_commit(&reg->file, op, NGX_OK);
 }
 
 
@@ -917,6 +940,42 @@ ngx_http_mpns_registry_next(ngx_http_mpns_registry_t *reg,
     ngx_shmtx_unlock(&reg->shpool->mutex);
 
     return rc;
+}
+
+
+/* a cursor at "channel", as if it had just been handed out */
+
+void
+ngx_http_mpns_registry_at(ngx_http_mpns_cursor_t *cursor, ngx_str_t *channel)
+{
+    cursor->hash = ngx_crc32_short(channel->data, channel->len);
+    cursor->len = channel->len;
+    ngx_memcpy(cursor->channel, channel->data, channel->len);
+    cursor->started = 1;
+}
+
+
+/* whether "channel" comes before "cursor", or is at it */
+
+ngx_uint_t
+ngx_http_mpns_registry_within(ngx_http_mpns_cursor_t *cursor,
+    ngx_str_t *channel)
+{
+    uint32_t  hash;
+
+    if (!cursor->started) {
+        return 0;
+    }
+
+    hash = ngx_crc32_short(channel->data, channel->len);
+
+    if (hash != cursor->hash) {
+        return hash < cursor->hash;
+    }
+
+    return ngx_memn2cmp(channel->data, cursor->channel, channel->len,
+                        cursor->len)
+           <= 0;
 }
 
 
@@ -1506,8 +1565,9 @@ ngx_http_mpns_registry_succ(ngx_http_mpns_registry_shctx_t *sh,
 
 static void
 ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
-    ngx_http_mpns_registry_node_t *rn)
+    ngx_http_mpns_registry_node_t *rn, ngx_uint_t record)
 {
+    u_char                          *p;
     ngx_str_t                        owner;
     ngx_http_mpns_registry_node_t  **next;
     ngx_http_mpns_registry_shctx_t  *sh;
@@ -1530,10 +1590,18 @@ ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
         }
     }
 
+    if (record) {
+        p = ngx_http_mpns_state_record(&reg->file,
+                                       NGX_HTTP_MPNS_RECORD_REMOVE, rn->len);
+        if (p) {
+            ngx_http_mpns_state_recorded(&reg->file,
+                                         ngx_cpymem(p, rn->data, rn->len));
+        }
+    }
+
     ngx_slab_free_locked(reg->shpool, rn);
 
     sh->count--;
-    sh->file.version++;
     sh->full = 0;
 }
 

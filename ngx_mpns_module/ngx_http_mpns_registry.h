@@ -140,6 +140,12 @@ ngx_http_mpns_reader_t *ngx_http_mpns_reader_create(ngx_pool_t *pool,
 ngx_int_t ngx_http_mpns_reader_next(ngx_http_mpns_reader_t *rd,
     ngx_str_t *channel, ngx_uint_t *refilled);
 
+/* a cursor at a channel; whether a channel is before a cursor, or at it */
+void ngx_http_mpns_registry_at(ngx_http_mpns_cursor_t *cursor,
+    ngx_str_t *channel);
+ngx_uint_t ngx_http_mpns_registry_within(ngx_http_mpns_cursor_t *cursor,
+    ngx_str_t *channel);
+
 /* removes entries by channel, device or user; "deleted" counts them */
 ngx_int_t ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg,
     ngx_uint_t by, ngx_str_t *value, ngx_uint_t *deleted,

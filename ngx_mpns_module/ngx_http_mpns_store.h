@@ -20,15 +20,21 @@ typedef void (*ngx_http_mpns_store_handler_pt)(ngx_http_mpns_store_op_t *op);
  * One operation on a store: the registry, the holds, the outbox.  An
  * operation returns its result at once, or NGX_AGAIN: the store then sets
  * "rc" and calls "handler" when it is done (a store that commits to disk
- * or asks another host first).  The shared-memory stores answer at once;
- * callers are written for both.  "op" may be NULL where the caller does
- * not wait for the result.
+ * or asks another host first).  A registry or an outbox with a state file
+ * answers a change once its journal record is on disk; callers are
+ * written for both.  "op" may be NULL, or have no handler, where the
+ * caller does not wait for the result; the op stays the caller's until
+ * "handler" is called.
  */
 struct ngx_http_mpns_store_op_s {
     ngx_http_mpns_store_handler_pt  handler;
     void                           *data;
     ngx_log_t                      *log;
     ngx_int_t                       rc;
+
+    /* the store's while the operation waits */
+    ngx_http_mpns_store_op_t       *next;
+    ngx_int_t                       result;
 };
 
 

@@ -28,8 +28,9 @@ my $state = "$dir/state/reg.ndjson";
 
 ###############################################################################
 
-# the configuration: zone "reg" (size $size, state file) at /channels,
-# zone "small" (no state) at /small, a send location for comparison
+# the configuration: zone "reg" (size $size, state file, a snapshot a
+# second after a change) at /channels, zone "small" (no state) at /small,
+# a send location for comparison
 
 sub conf {
     my (%o) = @_;
@@ -43,6 +44,7 @@ sub conf {
 
     mpns_registry_zone zone=reg:$size state=state/reg.ndjson;
     mpns_registry_zone zone=small:64k;
+    mpns_journal snapshot=1s;
 
     server {
         listen       127.0.0.1:%%PORT%%;
