@@ -1889,6 +1889,10 @@ ngx_http_mpns_journal_written(ngx_event_t *ev)
         }
     }
 
+    /* a journal commit is a save of the state, for mpns_status */
+
+    ngx_http_mpns_status_save(&st->shm_zone->shm.name, rc);
+
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, ev->log, 0,
                    "mpns %V zone \"%V\" journal: %uz bytes to \"%s\"%s",
                    &st->format->name, &st->shm_zone->shm.name, io->len,

@@ -41,6 +41,9 @@ my $conf = http_conf(<<'EOF_CONF');
     mpns_keepalive_timeout 3s;
     mpns_ssl_trusted_certificate %%CERTS%%/ca.crt;
 
+    # a snapshot a second after a change: what the failed save below needs
+    mpns_journal snapshot=1s;
+
     mpns_registry_zone zone=devices:1m state=%%TESTDIR%%/devices.ndjson;
     mpns_registry_zone zone=small:32k;
     mpns_hold_zone zone=holds:1m;
