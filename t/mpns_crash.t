@@ -20,11 +20,15 @@ use lib 't/lib';
 use MpnsTest qw(http_conf slurp uri_escape);
 
 my $ROUNDS = $ENV{TEST_MPNS_CRASH_ROUNDS} // 3;
+
+# under valgrind nginx is some ten times slower: longer rounds, less traffic
 my $CLIENTS = 3;
 my $WORKERS = 2;
 my $CONCURRENCY = 8;
 
 my $t = MpnsTest->new;
+
+my $slow = $t->timeout_factor > 1;
 
 $t->sim_start;
 
@@ -33,7 +37,10 @@ my $sim = $t->sim_port;
 
 mkdir "$dir/state" or die "mkdir: $!";
 
+# killed processes are logged by the master, and so is a zone lock one of
+# them held: nginx releases it
 $t->tolerate(qr/exited on signal 9/);
+$t->tolerate(qr/shared memory zone "\w+" was locked by \d+/);
 
 $t->write_conf(http_conf(<<"EOF") =~ s/^(%%TEST_GLOBALS%%)$/$1\nworker_processes $WORKERS;/mr);
 
@@ -144,7 +151,7 @@ for my $round (1 .. $ROUNDS) {
 
     my @clients = map { client($round, $_) } 1 .. $CLIENTS;
 
-    sleep 0.8 + rand 1.5;
+    sleep +(0.8 + rand 1.5) * ($slow ? 3 : 1);
     crash(0.3 + rand 1.2);
 
     kill 'TERM', @clients;
@@ -184,7 +191,8 @@ for my $round (1 .. $ROUNDS) {
                  . scalar(keys %queued) . ' so far, all there, '
                  . ($n // 0) . ' in flight at the crash');
 
-    ok($r > 10 && $b > 10, "round $round: traffic flowed");
+    ok($r > ($slow ? 0 : 10) && $b > ($slow ? 0 : 10),
+       "round $round: traffic flowed");
 }
 
 # every send made, some maybe twice
