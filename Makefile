@@ -12,8 +12,10 @@ CC ?= cc
 
 MODULE_NAME := ngx_http_mpns_module
 MODULE := $(BUILD)/$(MODULE_NAME).so
+TILE_MODULE := $(BUILD)/ngx_http_mpns_tile_module.so
 PROVE := prove -I t/lib
 SOURCES := $(wildcard ngx_mpns_module/*.c ngx_mpns_module/*.h)
+DASHBOARD := ngx_mpns_module/ngx_http_mpns_dashboard.c
 
 # nginx itself and the module from Debian's source, with ASan and UBSan
 ASAN_BUILD ?= build-asan
@@ -47,13 +49,20 @@ $(BUILD)/nginx/objs/Makefile: config
 	    && ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc=$(CC) \
 	        --add-dynamic-module=$(CURDIR)
 
+# The dashboard page of mpns_status, as a C string (checked in as well).
+$(DASHBOARD): util/dashboard.html util/gen-dashboard
+	util/gen-dashboard util/dashboard.html > $@.tmp
+	mv -f $@.tmp $@
+
 # Internal: the build itself, without the package check.
-module: $(BUILD)/nginx/objs/Makefile
+module: $(BUILD)/nginx/objs/Makefile $(DASHBOARD)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
 	@# a new file, renamed into place: nginx processes that have the old
 	@# one mapped must not see it change under them
 	cp $(BUILD)/nginx/objs/$(MODULE_NAME).so $(MODULE).tmp
 	mv -f $(MODULE).tmp $(MODULE)
+	cp $(BUILD)/nginx/objs/$(notdir $(TILE_MODULE)) $(TILE_MODULE).tmp
+	mv -f $(TILE_MODULE).tmp $(TILE_MODULE)
 
 test:
 	util/install-deps test
@@ -134,6 +143,8 @@ bench:
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-fanout
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-tls
+	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/bench-callgrind
+	TEST_NGINX_TILE_MODULE=$(CURDIR)/$(TILE_MODULE) util/bench-tile
 
 clean:
 	rm -rf build build-clang $(ASAN_BUILD) $(FUZZ_BUILD) t/tmp

@@ -11,10 +11,9 @@
 
 
 /*
- * One notification to many channels: an explicit "channels" list of
- * mpns_send, or the registry entries of mpns_broadcast.  Recipients are
- * produced lazily, a few at a time, and each gets its own engine job, so
- * the memory of a batch follows mpns_concurrency, not its size.
+ * The request's side of a fan-out: where its recipients come from (the
+ * "channel", a "channels" list, the registry) and what its results
+ * become (one send's answer, or a summary, or a line per recipient).
  */
 
 
@@ -29,19 +28,9 @@ typedef struct {
 } ngx_http_mpns_failure_t;
 
 
-/* what a job carries back to its batch, in the job's pool */
-typedef struct {
-    ngx_http_mpns_batch_t         *batch;
-    ngx_str_t                      channel;
-} ngx_http_mpns_recipient_t;
-
-
 struct ngx_http_mpns_batch_s {
     ngx_http_request_t            *request;
     ngx_http_mpns_ctx_t           *ctx;
-    ngx_http_mpns_loc_conf_t      *mlcf;
-    ngx_http_mpns_main_conf_t     *mmcf;
-    ngx_http_mpns_engine_t        *engine;
     ngx_http_mpns_message_t       *msg;
 
     /* recipients: the tokens of a JSON array ... */
@@ -51,11 +40,6 @@ struct ngx_http_mpns_batch_s {
 
     /* ... or the registry */
     ngx_http_mpns_reader_t        *reader;
-
-    ngx_queue_t                    jobs;
-    ngx_uint_t                     active;
-    ngx_queue_t                    queue;     /* in engine->waiting */
-    ngx_event_t                    wake;
 
     ngx_uint_t                     outcomes[NGX_HTTP_MPNS_NOUTCOMES];
     ngx_uint_t                     removed;
@@ -69,52 +53,48 @@ struct ngx_http_mpns_batch_s {
     ngx_chain_t                   *busy;
     ngx_event_t                    flush;
 
-    unsigned                       pumping:1;
-    unsigned                       woken:1;
-    unsigned                       waiting:1;
-    unsigned                       exhausted:1;
-    unsigned                       finished:1;
     unsigned                       stream:1;
-    unsigned                       blocked:1;
-    unsigned                       error:1;
 };
 
 
+static ngx_int_t ngx_http_mpns_single_next(ngx_http_mpns_fanout_t *fo,
+    ngx_str_t *channel);
+static ngx_int_t ngx_http_mpns_single_record(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res);
+static void ngx_http_mpns_single_done(ngx_http_mpns_fanout_t *fo);
+static ngx_int_t ngx_http_mpns_single_answer(ngx_http_request_t *r,
+    ngx_http_mpns_ctx_t *ctx);
 static ngx_int_t ngx_http_mpns_batch_check(ngx_http_request_t *r,
     ngx_http_mpns_batch_t *batch, ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_batch_wants_stream(ngx_http_request_t *r);
-static void ngx_http_mpns_batch_pump(ngx_http_mpns_batch_t *batch);
-static ngx_int_t ngx_http_mpns_batch_next(ngx_http_mpns_batch_t *batch,
-    ngx_str_t *channel, ngx_http_mpns_json_tok_t **tok);
-static ngx_int_t ngx_http_mpns_batch_send(ngx_http_mpns_batch_t *batch,
-    ngx_str_t *channel, ngx_http_mpns_json_tok_t *tok);
-static void ngx_http_mpns_batch_job_done(ngx_http_mpns_job_t *job);
-static ngx_int_t ngx_http_mpns_batch_record(ngx_http_mpns_batch_t *batch,
-    ngx_str_t *channel, ngx_uint_t outcome, ngx_http_mpns_response_t *resp,
-    ngx_msec_t elapsed);
-static void ngx_http_mpns_batch_wake_next(ngx_http_mpns_engine_t *engine,
-    ngx_uint_t limit);
-static void ngx_http_mpns_batch_wake_handler(ngx_event_t *ev);
-static void ngx_http_mpns_batch_finish(ngx_http_mpns_batch_t *batch);
+static ngx_int_t ngx_http_mpns_batch_next(ngx_http_mpns_fanout_t *fo,
+    ngx_str_t *channel);
+static ngx_int_t ngx_http_mpns_batch_record(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res);
+static void ngx_http_mpns_batch_finish(ngx_http_mpns_fanout_t *fo);
 static u_char *ngx_http_mpns_batch_summary(ngx_http_mpns_batch_t *batch,
     size_t *len);
 static ngx_int_t ngx_http_mpns_batch_line(ngx_http_mpns_batch_t *batch,
-    ngx_str_t *channel, ngx_uint_t outcome, ngx_http_mpns_response_t *resp,
-    ngx_msec_t elapsed);
+    ngx_http_mpns_result_t *res);
 static ngx_int_t ngx_http_mpns_batch_output(ngx_http_mpns_batch_t *batch,
     ngx_chain_t *cl);
 static void ngx_http_mpns_batch_flush_handler(ngx_event_t *ev);
 static void ngx_http_mpns_batch_write_handler(ngx_http_request_t *r);
-static void ngx_http_mpns_batch_stop(ngx_http_mpns_batch_t *batch);
-static void ngx_http_mpns_batch_cleanup(void *data);
+static void ngx_http_mpns_send_cleanup(void *data);
 
 
 static ngx_str_t  ngx_http_mpns_channels_field = ngx_string("channels");
 static ngx_str_t  ngx_http_mpns_null = ngx_string("null");
 
 
+/*
+ * Sends "msg" from a request: to the "channel" (a fan-out of one), to a
+ * "channels" list or to the registry.  NGX_OK once under way, NGX_DECLINED
+ * for a mistake in "err", NGX_ERROR.
+ */
+
 ngx_int_t
-ngx_http_mpns_batch_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
+ngx_http_mpns_send_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
     ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err)
 {
     ngx_int_t                   rc;
@@ -122,56 +102,33 @@ ngx_http_mpns_batch_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
     ngx_http_cleanup_t         *cln;
     ngx_http_mpns_ctx_t        *ctx;
     ngx_http_mpns_batch_t      *batch;
+    ngx_http_mpns_fanout_t     *fo;
+    ngx_http_mpns_loc_conf_t   *mlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
 
-    batch = ngx_pcalloc(r->pool, sizeof(ngx_http_mpns_batch_t));
-    if (batch == NULL) {
-        return NGX_ERROR;
-    }
+    fo = &ctx->fanout;
 
-    batch->request = r;
-    batch->ctx = ctx;
-    batch->mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
-    batch->mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
-    batch->engine = batch->mmcf->engine;
+    fo->conf = mlcf;
+    fo->clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    fo->log = r->connection->log;
+    fo->request = r;
+    fo->retries = mlcf->retries;
+    fo->data = r;
 
     /* the caller's message is on its stack */
 
-    batch->msg = ngx_palloc(r->pool, sizeof(ngx_http_mpns_message_t));
-    if (batch->msg == NULL) {
+    fo->msg = ngx_palloc(r->pool, sizeof(ngx_http_mpns_message_t));
+    if (fo->msg == NULL) {
         return NGX_ERROR;
     }
 
-    *batch->msg = *msg;
+    *fo->msg = *msg;
 
-    if (targets->channels) {
-        batch->tokens = targets->json.tokens;
-        batch->token = targets->channels + 1;
-        batch->left = batch->tokens[targets->channels].size;
+    ctx->message_id = fo->msg->message_id;
 
-        /* a mistake anywhere in the list means nothing is sent */
-
-        rc = ngx_http_mpns_batch_check(r, batch, err);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-    } else {
-        batch->reader = ngx_http_mpns_reader_create(r->pool,
-                            ngx_http_mpns_registry_get(batch->mlcf->broadcast),
-                            &targets->filter);
-        if (batch->reader == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    n = ngx_min(batch->mlcf->report_failures, 16);
-
-    if (ngx_array_init(&batch->failures, r->pool, n ? n : 1,
-                       sizeof(ngx_http_mpns_failure_t))
-        != NGX_OK)
-    {
+    if (ngx_http_mpns_fanout_init(fo) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -180,14 +137,88 @@ ngx_http_mpns_batch_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         return NGX_ERROR;
     }
 
-    cln->handler = ngx_http_mpns_batch_cleanup;
-    cln->data = batch;
+    cln->handler = ngx_http_mpns_send_cleanup;
+    cln->data = r;
 
-    ngx_queue_init(&batch->jobs);
+    /* a client that goes away cancels the sends, see the cleanup */
 
-    batch->wake.handler = ngx_http_mpns_batch_wake_handler;
-    batch->wake.data = batch;
-    batch->wake.log = r->connection->log;
+    r->read_event_handler = ngx_http_test_reading;
+
+    if (!targets->broadcast && !targets->channels) {
+        fo->concurrency = 1;
+        fo->next = ngx_http_mpns_single_next;
+        fo->record = ngx_http_mpns_single_record;
+        fo->done = ngx_http_mpns_single_done;
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mpns send %V to \"%V\"",
+                       mlcf->service->type_name(msg->type), &ctx->channel);
+
+        ngx_http_mpns_fanout_pump(fo);
+
+        return NGX_OK;
+    }
+
+    if (msg->single) {
+        err->status = NGX_HTTP_BAD_REQUEST;
+        err->text = "a callback is registered for one channel";
+        ngx_str_set(&err->field, "type");
+        return NGX_DECLINED;
+    }
+
+    batch = ngx_pcalloc(r->pool, sizeof(ngx_http_mpns_batch_t));
+    if (batch == NULL) {
+        return NGX_ERROR;
+    }
+
+    batch->request = r;
+    batch->ctx = ctx;
+    batch->msg = fo->msg;
+
+    fo->concurrency = mlcf->concurrency;
+    fo->rate = mlcf->rate;
+    fo->next = ngx_http_mpns_batch_next;
+    fo->record = ngx_http_mpns_batch_record;
+    fo->done = ngx_http_mpns_batch_finish;
+    fo->data = batch;
+
+    if (targets->channels) {
+        batch->tokens = targets->json.tokens;
+        batch->token = targets->channels + 1;
+        batch->left = batch->tokens[targets->channels].size;
+
+        /* expired channels of a list are not the registry's business */
+        fo->registry = NULL;
+
+        /* a mistake anywhere in the list means nothing is sent */
+
+        rc = ngx_http_mpns_batch_check(r, batch, err);
+        if (rc != NGX_OK) {
+            fo->finished = 1;
+            return rc;
+        }
+
+    } else {
+        batch->reader = ngx_http_mpns_reader_create(r->pool,
+                                ngx_http_mpns_registry_get(mlcf->broadcast),
+                                &targets->filter);
+        if (batch->reader == NULL) {
+            return NGX_ERROR;
+        }
+
+        batch->reader->op.handler = ngx_http_mpns_fanout_resume;
+        batch->reader->op.data = fo;
+        batch->reader->op.log = r->connection->log;
+    }
+
+    n = ngx_min(mlcf->report_failures, 16);
+
+    if (ngx_array_init(&batch->failures, r->pool, n ? n : 1,
+                       sizeof(ngx_http_mpns_failure_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     batch->flush.handler = ngx_http_mpns_batch_flush_handler;
     batch->flush.data = batch;
@@ -197,15 +228,10 @@ ngx_http_mpns_batch_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
     batch->start = ngx_current_msec;
 
     ctx->batch = batch;
-    ctx->message_id = msg->message_id;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "mpns batch of %V, %ui listed",
-                   ngx_http_mpns_type_name(msg->type), batch->left);
-
-    /* a client that goes away cancels the batch, see the cleanup */
-
-    r->read_event_handler = ngx_http_test_reading;
+                   mlcf->service->type_name(msg->type), batch->left);
 
     if (ngx_http_mpns_batch_wants_stream(r)) {
         batch->stream = 1;
@@ -218,15 +244,245 @@ ngx_http_mpns_batch_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         rc = ngx_http_send_header(r);
 
         if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-            ngx_http_mpns_batch_stop(batch);
+            ngx_http_mpns_fanout_cancel(fo);
             ngx_http_finalize_request(r, rc);
             return NGX_OK;
         }
     }
 
-    ngx_http_mpns_batch_pump(batch);
+    ngx_http_mpns_fanout_pump(fo);
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_single_next(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
+{
+    ngx_http_request_t   *r;
+    ngx_http_mpns_ctx_t  *ctx;
+
+    r = fo->request;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+
+    if (ctx->counts.sent || ctx->mistake) {
+        return NGX_DONE;
+    }
+
+    *channel = ctx->channel;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_single_record(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res)
+{
+    ngx_uint_t                 i;
+    ngx_http_request_t        *r;
+    ngx_http_mpns_ctx_t       *ctx;
+    ngx_http_mpns_response_t  *dst;
+
+    r = fo->request;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+
+    if (res->error) {
+
+        /* the caller's mistake: answered as one, nothing was sent */
+
+        ctx->mistake = ngx_palloc(r->pool, sizeof(ngx_http_mpns_error_t));
+        if (ctx->mistake == NULL) {
+            return NGX_ERROR;
+        }
+
+        *ctx->mistake = *res->error;
+
+        return NGX_OK;
+    }
+
+    /* the job's pool goes away after this */
+
+    dst = &ctx->response;
+
+    if (res->response) {
+        dst->status = res->response->status;
+
+        for (i = 0; i < NGX_HTTP_MPNS_MAX_HEADERS; i++) {
+            if (ngx_http_mpns_copy(r->pool, &dst->headers[i],
+                                   &res->response->headers[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    ctx->outcome = res->outcome;
+    ctx->attempts = res->attempts;
+    ctx->elapsed = res->elapsed;
+    ctx->retry_after = res->retry_after;
+
+    ctx->counts.sent = 1;
+
+    if (res->outcome == NGX_HTTP_MPNS_DELIVERED) {
+        ctx->counts.delivered = 1;
+
+    } else if (res->outcome == NGX_HTTP_MPNS_EXPIRED) {
+        ctx->counts.expired = 1;
+
+    } else {
+        ctx->counts.failed = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpns_single_done(ngx_http_mpns_fanout_t *fo)
+{
+    ngx_int_t             rc;
+    ngx_http_request_t   *r;
+    ngx_http_mpns_ctx_t  *ctx;
+
+    r = fo->request;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
+
+    ctx->done = 1;
+
+    if (fo->error) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else if (ctx->mistake) {
+        rc = ngx_http_mpns_send_error(r, ctx->mistake);
+
+    } else {
+        rc = ngx_http_mpns_single_answer(r, ctx);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* MPNS's status and headers, and the outcome as JSON */
+
+static ngx_int_t
+ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
+{
+    u_char                    *p, *buf;
+    size_t                     len;
+    time_t                     retry_after;
+    ngx_str_t                 *s;
+    ngx_uint_t                 i, status;
+    ngx_http_mpns_header_t    *h;
+    ngx_http_mpns_service_t   *service;
+    ngx_http_mpns_outcome_t   *outcome;
+    ngx_http_mpns_response_t  *resp;
+
+    resp = &ctx->response;
+    outcome = ngx_http_mpns_outcome(ctx->outcome);
+    service = ctx->fanout.conf->service;
+    h = service->headers;
+
+    if (resp->status) {
+        status = resp->status;
+
+    } else if (ctx->outcome == NGX_HTTP_MPNS_TIMEOUT) {
+        status = NGX_HTTP_GATEWAY_TIME_OUT;
+
+    } else {
+        status = NGX_HTTP_BAD_GATEWAY;
+    }
+
+    /* the message id, outcome and action need no escaping */
+
+    /*
+     * JSON strings are sized for the worst case, every byte escaped as
+     * "\u00XX": one pass over them instead of two
+     */
+
+    len = sizeof("{\"channel\":,\"status\":,\"message_id\":\"\","
+                 "\"outcome\":\"\",\"action\":\"\",\"retry_after\":,"
+                 "\"attempts\":,\"time_ms\":}\n") - 1
+          + 2 + 6 * ctx->channel.len
+          + NGX_INT_T_LEN
+          + ctx->message_id.len + outcome->name.len + outcome->action.len
+          + NGX_TIME_T_LEN + NGX_INT_T_LEN + NGX_INT_T_LEN;
+
+    for (i = 0; i < service->nheaders; i++) {
+        s = &resp->headers[i];
+
+        if (ngx_http_mpns_add_header(r, (char *) h[i].header.data, s)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (h[i].key.len) {
+            len += sizeof(",\"\":") - 1 + h[i].key.len
+                   + ngx_max(2 + 6 * s->len, ngx_http_mpns_null.len);
+        }
+    }
+
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(buf, "{\"channel\":", sizeof("{\"channel\":") - 1);
+    p = ngx_http_mpns_json_str(p, &ctx->channel);
+
+    p = ngx_cpymem(p, ",\"status\":", sizeof(",\"status\":") - 1);
+    p = resp->status ? ngx_http_mpns_uint(p, resp->status)
+                     : ngx_cpymem(p, ngx_http_mpns_null.data,
+                                  ngx_http_mpns_null.len);
+
+    for (i = 0; i < service->nheaders; i++) {
+        if (h[i].key.len == 0) {
+            continue;
+        }
+
+        s = &resp->headers[i];
+
+        *p++ = ','; *p++ = '"';
+        p = ngx_cpymem(p, h[i].key.data, h[i].key.len);
+        *p++ = '"'; *p++ = ':';
+        p = s->len ? ngx_http_mpns_json_str(p, s)
+                   : ngx_cpymem(p, ngx_http_mpns_null.data,
+                                ngx_http_mpns_null.len);
+    }
+
+    p = ngx_cpymem(p, ",\"message_id\":\"", sizeof(",\"message_id\":\"") - 1);
+    p = ngx_cpymem(p, ctx->message_id.data, ctx->message_id.len);
+
+    p = ngx_cpymem(p, "\",\"outcome\":\"", sizeof("\",\"outcome\":\"") - 1);
+    p = ngx_cpymem(p, outcome->name.data, outcome->name.len);
+
+    p = ngx_cpymem(p, "\",\"action\":\"", sizeof("\",\"action\":\"") - 1);
+    p = ngx_cpymem(p, outcome->action.data, outcome->action.len);
+    *p++ = '"';
+
+    p = ngx_cpymem(p, ",\"retry_after\":", sizeof(",\"retry_after\":") - 1);
+    retry_after = ctx->retry_after ? ctx->retry_after : outcome->retry_after;
+
+    p = retry_after ? ngx_sprintf(p, "%T", retry_after)
+                    : ngx_cpymem(p, ngx_http_mpns_null.data,
+                                 ngx_http_mpns_null.len);
+
+    p = ngx_cpymem(p, ",\"attempts\":", sizeof(",\"attempts\":") - 1);
+    p = ngx_http_mpns_uint(p, ctx->attempts);
+    p = ngx_cpymem(p, ",\"time_ms\":", sizeof(",\"time_ms\":") - 1);
+    p = ngx_http_mpns_uint(p, ctx->elapsed);
+    *p++ = '}'; *p++ = LF;
+
+    if ((size_t) (p - buf) > len) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "mpns result: buffer overflow");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mpns_send_json(r, status, buf, p - buf);
 }
 
 
@@ -261,8 +517,9 @@ ngx_http_mpns_batch_check(ngx_http_request_t *r, ngx_http_mpns_batch_t *batch,
             break;
         }
 
-        rc = ngx_http_mpns_request_channel(r, batch->mlcf, &channel, pool,
-                                           NULL, &target, err);
+        rc = ngx_http_mpns_request_channel(r, batch->ctx->fanout.conf,
+                                           &channel, pool, NULL, &target,
+                                           err);
         if (rc != NGX_OK) {
             break;
         }
@@ -317,318 +574,75 @@ ngx_http_mpns_batch_wants_stream(ngx_http_request_t *r)
 }
 
 
-static void
-ngx_http_mpns_batch_pump(ngx_http_mpns_batch_t *batch)
-{
-    ngx_int_t                  rc;
-    ngx_str_t                  channel;
-    ngx_http_mpns_engine_t    *engine;
-    ngx_http_mpns_json_tok_t  *tok;
-
-    if (batch->pumping || batch->finished) {
-        return;
-    }
-
-    batch->pumping = 1;
-    engine = batch->engine;
-
-    if (batch->woken) {
-        /* the slot reserved when it was woken */
-        engine->busy--;
-    }
-
-    while (!batch->exhausted && !batch->blocked
-           && batch->active < batch->mlcf->concurrency)
-    {
-        /*
-         * the per-worker cap: a batch that finds it reached, or finds
-         * others already waiting for it, queues up behind them
-         */
-
-        if (engine->busy >= batch->mmcf->worker_concurrency
-            || (!batch->woken && !ngx_queue_empty(&engine->waiting)))
-        {
-            /* one already woken has a slot coming: its event pumps */
-
-            if (!batch->waiting && !batch->wake.posted) {
-                ngx_queue_insert_tail(&engine->waiting, &batch->queue);
-                batch->waiting = 1;
-            }
-
-            break;
-        }
-
-        rc = ngx_http_mpns_batch_next(batch, &channel, &tok);
-
-        if (rc == NGX_DONE) {
-            batch->exhausted = 1;
-            break;
-        }
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_mpns_batch_send(batch, &channel, tok);
-        }
-
-        if (rc != NGX_OK) {
-            batch->error = 1;
-            batch->exhausted = 1;
-            break;
-        }
-    }
-
-    batch->pumping = 0;
-
-    if (batch->woken) {
-        batch->woken = 0;
-
-        /* slots it did not need go to the next one waiting */
-
-        ngx_http_mpns_batch_wake_next(engine,
-                                      batch->mmcf->worker_concurrency);
-    }
-
-    if (batch->exhausted && batch->active == 0) {
-        ngx_http_mpns_batch_finish(batch);
-    }
-}
-
-
 static ngx_int_t
-ngx_http_mpns_batch_next(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
-    ngx_http_mpns_json_tok_t **tok)
+ngx_http_mpns_batch_next(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
 {
     ngx_uint_t                 refilled;
+    ngx_http_mpns_batch_t     *batch;
     ngx_http_mpns_json_tok_t  *t;
 
-    if (batch->tokens) {
-        if (batch->left == 0) {
-            return NGX_DONE;
-        }
+    batch = fo->data;
 
-        t = &batch->tokens[batch->token];
-
-        batch->token = t->next;
-        batch->left--;
-
-        *tok = t;
-
-        return NGX_OK;
+    if (batch->reader) {
+        return ngx_http_mpns_reader_next(batch->reader, channel, &refilled);
     }
 
-    *tok = NULL;
+    if (batch->left == 0) {
+        return NGX_DONE;
+    }
 
-    return ngx_http_mpns_reader_next(batch->reader, channel, &refilled);
+    t = &batch->tokens[batch->token];
+
+    batch->token = t->next;
+    batch->left--;
+
+    /* a copy in the request's pool, checked when the request came */
+
+    return ngx_http_mpns_json_string(batch->request->pool, t, channel);
 }
 
 
 static ngx_int_t
-ngx_http_mpns_batch_send(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
-    ngx_http_mpns_json_tok_t *tok)
+ngx_http_mpns_batch_record(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res)
 {
-    time_t                      left;
-    ngx_int_t                   rc;
-    ngx_uint_t                  outcome;
-    ngx_http_request_t         *r;
-    ngx_http_mpns_job_t        *job;
-    ngx_http_mpns_error_t       err;
-    ngx_http_mpns_target_t      target;
-    ngx_http_mpns_response_t    resp;
-    ngx_http_mpns_loc_conf_t   *mlcf;
-    ngx_http_mpns_recipient_t  *rcpt;
-
-    r = batch->request;
-    mlcf = batch->mlcf;
-
-    job = ngx_http_mpns_job_create(batch->engine, r->connection->log);
-    if (job == NULL) {
-        return NGX_ERROR;
-    }
-
-    rcpt = ngx_palloc(job->pool, sizeof(ngx_http_mpns_recipient_t));
-    if (rcpt == NULL) {
-        goto failed;
-    }
-
-    rcpt->batch = batch;
-
-    /* the job's strings live in its own pool, not in the request's */
-
-    if (tok) {
-        if (ngx_http_mpns_json_string(job->pool, tok, &rcpt->channel)
-            != NGX_OK)
-        {
-            goto failed;
-        }
-
-    } else {
-        rcpt->channel.len = channel->len;
-        rcpt->channel.data = ngx_pstrdup(job->pool, channel);
-
-        if (rcpt->channel.data == NULL) {
-            goto failed;
-        }
-    }
-
-    rc = ngx_http_mpns_request_channel(r, mlcf, &rcpt->channel, job->pool,
-                                       job, &target, &err);
-
-    if (rc == NGX_DECLINED) {
-
-        /* a registry entry the configuration no longer allows */
-
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "mpns broadcast skips \"%V\": %s",
-                      &rcpt->channel, err.text);
-
-        rc = ngx_http_mpns_batch_record(batch, &rcpt->channel,
-                                        NGX_HTTP_MPNS_REFUSED, NULL, 0);
-
-        ngx_http_mpns_job_cancel(job);
-
-        return rc;
-    }
-
-    if (rc != NGX_OK
-        || ngx_http_mpns_message_request(job->pool, batch->msg, &target,
-                                         &job->request)
-           != NGX_OK)
-    {
-        goto failed;
-    }
-
-    ngx_memzero(&resp, sizeof(ngx_http_mpns_response_t));
-
-    if (ngx_http_mpns_hold_check(&mlcf->hold, &rcpt->channel, &outcome,
-                                 &resp.status, &left)
-        == NGX_OK)
-    {
-        /* a 412 or 406 still holding: answered as MPNS answered */
-
-        rc = ngx_http_mpns_batch_record(batch, &rcpt->channel, outcome,
-                                        &resp, 0);
-
-        ngx_http_mpns_job_cancel(job);
-
-        return rc;
-    }
-
-    job->connect_timeout = mlcf->connect_timeout;
-    job->send_timeout = mlcf->send_timeout;
-    job->read_timeout = mlcf->read_timeout;
-    job->retries = mlcf->retries;
-    job->retry_timeout = mlcf->retry_timeout;
-    job->retry_delay = mlcf->retry_delay;
-    job->handler = ngx_http_mpns_batch_job_done;
-    job->data = rcpt;
-
-    ngx_queue_insert_tail(&batch->jobs, &job->queue);
-    batch->active++;
-    batch->engine->busy++;
-
-    ngx_http_mpns_job_start(job);
-
-    return NGX_OK;
-
-failed:
-
-    ngx_http_mpns_job_cancel(job);
-
-    return NGX_ERROR;
-}
-
-
-static void
-ngx_http_mpns_batch_job_done(ngx_http_mpns_job_t *job)
-{
-    ngx_uint_t                  deleted;
-    ngx_connection_t           *c;
-    ngx_http_mpns_batch_t      *batch;
-    ngx_http_mpns_recipient_t  *rcpt;
-
-    rcpt = job->data;
-    batch = rcpt->batch;
-
-    ngx_queue_remove(&job->queue);
-    batch->active--;
-    batch->engine->busy--;
-
-    if (ngx_http_mpns_batch_record(batch, &rcpt->channel, job->outcome,
-                                   &job->response, job->elapsed)
-        != NGX_OK)
-    {
-        batch->error = 1;
-        batch->exhausted = 1;
-    }
-
-    ngx_http_mpns_hold_set(&batch->mlcf->hold, &rcpt->channel, job->outcome,
-                           job->response.status,
-                           batch->request->connection->log);
-
-    if (job->outcome == NGX_HTTP_MPNS_EXPIRED
-        && batch->reader
-        && batch->mlcf->remove_expired)
-    {
-        if (ngx_http_mpns_registry_delete(batch->reader->registry,
-                                          NGX_HTTP_MPNS_BY_CHANNEL,
-                                          &rcpt->channel, &deleted)
-            == NGX_OK)
-        {
-            batch->removed += deleted;
-        }
-    }
-
-    ngx_http_mpns_batch_wake_next(batch->engine,
-                                  batch->mmcf->worker_concurrency);
-
-    if (batch->pumping) {
-        /* completed inside ngx_http_mpns_job_start() */
-        return;
-    }
-
-    c = batch->request->connection;
-
-    ngx_http_mpns_batch_pump(batch);
-    ngx_http_run_posted_requests(c);
-}
-
-
-static ngx_int_t
-ngx_http_mpns_batch_record(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
-    ngx_uint_t outcome, ngx_http_mpns_response_t *resp, ngx_msec_t elapsed)
-{
+    ngx_http_mpns_batch_t    *batch;
     ngx_http_mpns_counts_t   *counts;
     ngx_http_mpns_failure_t  *f;
 
+    batch = fo->data;
     counts = &batch->ctx->counts;
 
     counts->sent++;
-    batch->outcomes[outcome]++;
+    batch->outcomes[res->outcome]++;
+    batch->removed += res->removed;
 
-    if (outcome == NGX_HTTP_MPNS_DELIVERED) {
+    if (res->outcome == NGX_HTTP_MPNS_DELIVERED) {
         counts->delivered++;
 
     } else {
-        if (outcome == NGX_HTTP_MPNS_EXPIRED) {
+        if (res->outcome == NGX_HTTP_MPNS_EXPIRED) {
             counts->expired++;
 
         } else {
             counts->failed++;
         }
 
-        if (batch->failures.nelts < batch->mlcf->report_failures) {
+        if (batch->failures.nelts < fo->conf->report_failures) {
             f = ngx_array_push(&batch->failures);
             if (f == NULL) {
                 return NGX_ERROR;
             }
 
-            f->channel.len = channel->len;
-            f->channel.data = ngx_pstrdup(batch->request->pool, channel);
+            f->channel.len = res->channel.len;
+            f->channel.data = ngx_pstrdup(batch->request->pool,
+                                          &res->channel);
             if (f->channel.data == NULL) {
                 return NGX_ERROR;
             }
 
-            f->outcome = outcome;
-            f->status = resp ? resp->status : 0;
+            f->outcome = res->outcome;
+            f->status = res->response ? res->response->status : 0;
 
         } else {
             batch->omitted++;
@@ -636,8 +650,7 @@ ngx_http_mpns_batch_record(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
     }
 
     if (batch->stream) {
-        return ngx_http_mpns_batch_line(batch, channel, outcome, resp,
-                                        elapsed);
+        return ngx_http_mpns_batch_line(batch, res);
     }
 
     return NGX_OK;
@@ -645,47 +658,7 @@ ngx_http_mpns_batch_record(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
 
 
 static void
-ngx_http_mpns_batch_wake_next(ngx_http_mpns_engine_t *engine, ngx_uint_t limit)
-{
-    ngx_queue_t            *q;
-    ngx_http_mpns_batch_t  *batch;
-
-    if (engine->busy >= limit || ngx_queue_empty(&engine->waiting)) {
-        return;
-    }
-
-    q = ngx_queue_head(&engine->waiting);
-    ngx_queue_remove(q);
-
-    batch = ngx_queue_data(q, ngx_http_mpns_batch_t, queue);
-    batch->waiting = 0;
-
-    /* the freed slot is kept for it until its event runs */
-
-    engine->busy++;
-
-    ngx_post_event(&batch->wake, &ngx_posted_events);
-}
-
-
-static void
-ngx_http_mpns_batch_wake_handler(ngx_event_t *ev)
-{
-    ngx_http_mpns_batch_t *batch = ev->data;
-
-    ngx_connection_t  *c;
-
-    c = batch->request->connection;
-
-    batch->woken = 1;
-
-    ngx_http_mpns_batch_pump(batch);
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_mpns_batch_finish(ngx_http_mpns_batch_t *batch)
+ngx_http_mpns_batch_finish(ngx_http_mpns_fanout_t *fo)
 {
     u_char              *p;
     size_t               len;
@@ -693,15 +666,19 @@ ngx_http_mpns_batch_finish(ngx_http_mpns_batch_t *batch)
     ngx_buf_t           *b;
     ngx_chain_t         *cl;
     ngx_http_request_t  *r;
+    ngx_http_mpns_batch_t  *batch;
 
+    batch = fo->data;
     r = batch->request;
 
-    ngx_http_mpns_batch_stop(batch);
+    if (batch->flush.timer_set) {
+        ngx_del_timer(&batch->flush);
+    }
 
     batch->ctx->elapsed = ngx_current_msec - batch->start;
     batch->ctx->done = 1;
 
-    if (batch->error) {
+    if (fo->error) {
         ngx_http_finalize_request(r, batch->stream
                                      ? NGX_ERROR
                                      : NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -880,35 +857,37 @@ ngx_http_mpns_batch_summary(ngx_http_mpns_batch_t *batch, size_t *len)
 
 
 static ngx_int_t
-ngx_http_mpns_batch_line(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
-    ngx_uint_t outcome, ngx_http_mpns_response_t *resp, ngx_msec_t elapsed)
+ngx_http_mpns_batch_line(ngx_http_mpns_batch_t *batch,
+    ngx_http_mpns_result_t *res)
 {
-    u_char                   *p;
-    size_t                    size;
-    ngx_str_t                *s;
-    ngx_buf_t                *b;
-    ngx_uint_t                i;
-    ngx_chain_t              *cl;
-    ngx_http_mpns_outcome_t  *o;
+    u_char                    *p;
+    size_t                     size;
+    ngx_str_t                 *s;
+    ngx_buf_t                 *b;
+    ngx_uint_t                 i;
+    ngx_chain_t               *cl;
+    ngx_http_mpns_header_t    *h;
+    ngx_http_mpns_service_t   *service;
+    ngx_http_mpns_outcome_t   *o;
+    ngx_http_mpns_response_t  *resp;
 
-    static char  *keys[] = {
-        ",\"notification_status\":",
-        ",\"subscription_status\":",
-        ",\"device_connection_status\":"
-    };
-
-    o = ngx_http_mpns_outcome(outcome);
+    o = ngx_http_mpns_outcome(res->outcome);
+    resp = res->response;
+    service = batch->ctx->fanout.conf->service;
+    h = service->headers;
 
     size = sizeof("{\"channel\":,\"status\":,\"outcome\":\"\",\"time_ms\":}\n")
            - 1
-           + ngx_http_mpns_json_str_len(channel) + NGX_INT_T_LEN
+           + ngx_http_mpns_json_str_len(&res->channel) + NGX_INT_T_LEN
            + o->name.len + NGX_INT_T_LEN;
 
-    for (i = 0; i < 3; i++) {
-        s = resp ? &resp->notification_status + i : &ngx_http_mpns_null;
-        size += ngx_strlen(keys[i])
-                + (s->len ? ngx_http_mpns_json_str_len(s)
-                          : ngx_http_mpns_null.len);
+    for (i = 0; i < service->nheaders; i++) {
+        if (h[i].key.len) {
+            s = resp ? &resp->headers[i] : &ngx_http_mpns_null;
+            size += sizeof(",\"\":") - 1 + h[i].key.len
+                    + (s->len ? ngx_http_mpns_json_str_len(s)
+                              : ngx_http_mpns_null.len);
+        }
     }
 
     cl = batch->line;
@@ -952,7 +931,7 @@ ngx_http_mpns_batch_line(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
     b = cl->buf;
 
     p = ngx_cpymem(b->last, "{\"channel\":", sizeof("{\"channel\":") - 1);
-    p = ngx_http_mpns_json_str(p, channel);
+    p = ngx_http_mpns_json_str(p, &res->channel);
 
     p = ngx_cpymem(p, ",\"status\":", sizeof(",\"status\":") - 1);
     p = (resp && resp->status) ? ngx_sprintf(p, "%ui", resp->status)
@@ -963,16 +942,22 @@ ngx_http_mpns_batch_line(ngx_http_mpns_batch_t *batch, ngx_str_t *channel,
     p = ngx_cpymem(p, o->name.data, o->name.len);
     *p++ = '"';
 
-    for (i = 0; i < 3; i++) {
-        s = resp ? &resp->notification_status + i : &ngx_http_mpns_null;
+    for (i = 0; i < service->nheaders; i++) {
+        if (h[i].key.len == 0) {
+            continue;
+        }
 
-        p = ngx_cpymem(p, keys[i], ngx_strlen(keys[i]));
+        s = resp ? &resp->headers[i] : &ngx_http_mpns_null;
+
+        *p++ = ','; *p++ = '"';
+        p = ngx_cpymem(p, h[i].key.data, h[i].key.len);
+        *p++ = '"'; *p++ = ':';
         p = (resp && s->len) ? ngx_http_mpns_json_str(p, s)
                              : ngx_cpymem(p, ngx_http_mpns_null.data,
                                           ngx_http_mpns_null.len);
     }
 
-    p = ngx_sprintf(p, ",\"time_ms\":%M}", elapsed);
+    p = ngx_sprintf(p, ",\"time_ms\":%M}", res->elapsed);
     *p++ = LF;
 
     b->last = p;
@@ -1009,7 +994,7 @@ ngx_http_mpns_batch_output(ngx_http_mpns_batch_t *batch, ngx_chain_t *cl)
     b = last->buf;
     b->flush = 1;
 
-    if (batch->finished) {
+    if (batch->ctx->fanout.finished) {
         b->last_buf = 1;
         b->last_in_chain = 1;
     }
@@ -1023,14 +1008,14 @@ ngx_http_mpns_batch_output(ngx_http_mpns_batch_t *batch, ngx_chain_t *cl)
         return NGX_ERROR;
     }
 
-    if (batch->finished) {
+    if (batch->ctx->fanout.finished) {
         return NGX_OK;
     }
 
     /* a slow client: no new sends until what was written has gone out */
 
     if (c->buffered & NGX_HTTP_WRITE_BUFFERED) {
-        batch->blocked = 1;
+        batch->ctx->fanout.blocked = 1;
         r->write_event_handler = ngx_http_mpns_batch_write_handler;
 
         clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
@@ -1122,70 +1107,43 @@ ngx_http_mpns_batch_write_handler(ngx_http_request_t *r)
     }
 
     r->write_event_handler = ngx_http_request_empty_handler;
-    batch->blocked = 0;
+    batch->ctx->fanout.blocked = 0;
 
-    ngx_http_mpns_batch_pump(batch);
+    ngx_http_mpns_fanout_pump(&batch->ctx->fanout);
 }
 
 
-/* the batch sends nothing more: out of queues, timers and posted events */
+/* the client went away: what is in flight is cancelled */
 
 static void
-ngx_http_mpns_batch_stop(ngx_http_mpns_batch_t *batch)
+ngx_http_mpns_send_cleanup(void *data)
 {
-    batch->finished = 1;
+    ngx_http_request_t *r = data;
 
-    if (batch->waiting) {
-        ngx_queue_remove(&batch->queue);
-        batch->waiting = 0;
-    }
+    ngx_http_mpns_ctx_t    *ctx;
+    ngx_http_mpns_batch_t  *batch;
 
-    if (batch->wake.posted) {
-        ngx_delete_posted_event(&batch->wake);
-        batch->engine->busy--;
-    }
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
 
-    if (batch->flush.timer_set) {
-        ngx_del_timer(&batch->flush);
-    }
-
-    ngx_http_mpns_batch_wake_next(batch->engine,
-                                  batch->mmcf->worker_concurrency);
-}
-
-
-static void
-ngx_http_mpns_batch_cleanup(void *data)
-{
-    ngx_http_mpns_batch_t *batch = data;
-
-    ngx_queue_t          *q;
-    ngx_http_mpns_job_t  *job;
-
-    if (batch->finished) {
+    if (ctx == NULL || ctx->fanout.finished) {
         return;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, batch->request->connection->log, 0,
-                   "mpns batch cancelled, %ui sent, %ui in flight",
-                   batch->ctx->counts.sent, batch->active);
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mpns sends cancelled, %ui sent, %ui in flight",
+                   ctx->counts.sent, ctx->fanout.active);
 
-    while (!ngx_queue_empty(&batch->jobs)) {
-        q = ngx_queue_head(&batch->jobs);
-        ngx_queue_remove(q);
+    ngx_http_mpns_fanout_cancel(&ctx->fanout);
 
-        job = ngx_queue_data(q, ngx_http_mpns_job_t, queue);
-        ngx_http_mpns_job_cancel(job);
+    batch = ctx->batch;
 
-        batch->engine->busy--;
+    if (batch) {
+        if (batch->flush.timer_set) {
+            ngx_del_timer(&batch->flush);
+        }
+
+        /* the access log gets what was done so far */
+        ctx->elapsed = ngx_current_msec - batch->start;
+        ctx->done = 1;
     }
-
-    batch->active = 0;
-
-    /* the access log gets what was done so far */
-
-    batch->ctx->elapsed = ngx_current_msec - batch->start;
-    batch->ctx->done = 1;
-
-    ngx_http_mpns_batch_stop(batch);
 }

@@ -16,6 +16,18 @@
 #define NGX_HTTP_MPNS_LIST_BUF          16384
 
 
+/* a registration or a removal, until the registry has made it */
+typedef struct {
+    ngx_http_mpns_store_op_t       op;
+    ngx_http_mpns_entry_t          entry;
+    ngx_str_t                      replaced;
+    ngx_uint_t                     by;
+    ngx_str_t                      value;
+    ngx_uint_t                     deleted;
+    unsigned                       deleting:1;
+} ngx_http_mpns_change_t;
+
+
 /* a listing being rendered into a chain of buffers */
 typedef struct {
     ngx_pool_t                    *pool;
@@ -35,6 +47,11 @@ static ngx_int_t ngx_http_mpns_channels_post(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mpns_channels_delete(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *body,
     ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_channels_stored(ngx_http_request_t *r,
+    ngx_http_mpns_change_t *chg);
+static ngx_int_t ngx_http_mpns_channels_deleted(ngx_http_request_t *r,
+    ngx_http_mpns_change_t *chg);
+static void ngx_http_mpns_channels_changed(ngx_http_mpns_store_op_t *op);
 static ngx_int_t ngx_http_mpns_channels_selector(ngx_http_request_t *r,
     ngx_str_t *body, ngx_uint_t *by, ngx_str_t *value,
     ngx_http_mpns_error_t *err);
@@ -177,11 +194,9 @@ ngx_http_mpns_channels_post(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *body,
     ngx_http_mpns_error_t *err)
 {
-    u_char                    *p, *buf;
-    size_t                     len;
     ngx_int_t                  rc;
-    ngx_str_t                  replaced;
     ngx_http_mpns_entry_t      entry;
+    ngx_http_mpns_change_t    *chg;
     ngx_http_mpns_target_t     target;
     ngx_http_mpns_registry_t  *reg;
 
@@ -210,21 +225,63 @@ ngx_http_mpns_channels_post(ngx_http_request_t *r,
         return (rc == NGX_DECLINED) ? rc : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    replaced.data = ngx_pnalloc(r->pool, NGX_HTTP_MPNS_MAX_CHANNEL);
-    if (replaced.data == NULL) {
+    chg = ngx_pcalloc(r->pool, sizeof(ngx_http_mpns_change_t));
+    if (chg == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    chg->entry = entry;
+
+    chg->replaced.data = ngx_pnalloc(r->pool, NGX_HTTP_MPNS_MAX_CHANNEL);
+    if (chg->replaced.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    chg->op.handler = ngx_http_mpns_channels_changed;
+    chg->op.data = r;
+    chg->op.log = r->connection->log;
+
     reg = ngx_http_mpns_registry_get(mlcf->registry);
 
-    rc = ngx_http_mpns_registry_set(reg, &entry, &replaced,
-                                    r->connection->log);
+    r->main->count++;
+
+    chg->op.rc = ngx_http_mpns_registry_set(reg, &chg->entry, &chg->replaced,
+                                            r->connection->log, &chg->op);
+
+    if (chg->op.rc == NGX_AGAIN) {
+        /* answered once the registry has it */
+        return NGX_DONE;
+    }
+
+    r->main->count--;
+
+    return ngx_http_mpns_channels_stored(r, chg);
+}
+
+
+/* the answer to a registration, once the registry has it or not */
+
+static ngx_int_t
+ngx_http_mpns_channels_stored(ngx_http_request_t *r,
+    ngx_http_mpns_change_t *chg)
+{
+    u_char                 *p, *buf;
+    size_t                  len;
+    ngx_int_t               rc;
+    ngx_str_t               replaced;
+    ngx_http_mpns_error_t   err;
+    ngx_http_mpns_entry_t  *entry;
+
+    rc = chg->op.rc;
+    entry = &chg->entry;
+    replaced = chg->replaced;
 
     if (rc == NGX_BUSY) {
-        return ngx_http_mpns_channels_mistake(err,
+        (void) ngx_http_mpns_channels_mistake(&err,
                                         NGX_HTTP_INSUFFICIENT_STORAGE,
                                         "registry is full",
                                         &ngx_http_mpns_channels_selectors[0]);
+        return ngx_http_mpns_send_error(r, &err);
     }
 
     if (rc != NGX_OK && rc != NGX_DONE) {
@@ -233,9 +290,9 @@ ngx_http_mpns_channels_post(ngx_http_request_t *r,
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "mpns registry %s \"%V\"",
-                   (rc == NGX_OK) ? "added" : "updated", &entry.channel);
+                   (rc == NGX_OK) ? "added" : "updated", &entry->channel);
 
-    len = ngx_http_mpns_registry_json_len(&entry) + 1;
+    len = ngx_http_mpns_registry_json_len(entry) + 1;
 
     if (replaced.len) {
         len += sizeof(",\"replaced\":") - 1
@@ -247,7 +304,7 @@ ngx_http_mpns_channels_post(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_http_mpns_registry_json(buf, &entry);
+    p = ngx_http_mpns_registry_json(buf, entry);
 
     if (replaced.len) {
         p--;    /* "}" */
@@ -275,11 +332,10 @@ ngx_http_mpns_channels_delete(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *body,
     ngx_http_mpns_error_t *err)
 {
-    u_char                    *p, *buf;
-    size_t                     len;
     ngx_int_t                  rc;
-    ngx_str_t                  value, *field;
-    ngx_uint_t                 by, deleted;
+    ngx_str_t                  value;
+    ngx_uint_t                 by;
+    ngx_http_mpns_change_t    *chg;
     ngx_http_mpns_registry_t  *reg;
 
     rc = ngx_http_mpns_channels_selector(r, body, &by, &value, err);
@@ -288,18 +344,59 @@ ngx_http_mpns_channels_delete(ngx_http_request_t *r,
         return (rc == NGX_DECLINED) ? rc : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    reg = ngx_http_mpns_registry_get(mlcf->registry);
-
-    if (ngx_http_mpns_registry_delete(reg, by, &value, &deleted) != NGX_OK) {
+    chg = ngx_pcalloc(r->pool, sizeof(ngx_http_mpns_change_t));
+    if (chg == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    field = &ngx_http_mpns_channels_selectors[by];
+    chg->by = by;
+    chg->value = value;
+    chg->deleting = 1;
+
+    chg->op.handler = ngx_http_mpns_channels_changed;
+    chg->op.data = r;
+    chg->op.log = r->connection->log;
+
+    reg = ngx_http_mpns_registry_get(mlcf->registry);
+
+    r->main->count++;
+
+    chg->op.rc = ngx_http_mpns_registry_delete(reg, by, &chg->value,
+                                               &chg->deleted, &chg->op);
+
+    if (chg->op.rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
+
+    r->main->count--;
+
+    return ngx_http_mpns_channels_deleted(r, chg);
+}
+
+
+/* the answer to a removal */
+
+static ngx_int_t
+ngx_http_mpns_channels_deleted(ngx_http_request_t *r,
+    ngx_http_mpns_change_t *chg)
+{
+    u_char      *p, *buf;
+    size_t       len;
+    ngx_str_t   *field;
+    ngx_uint_t   deleted;
+
+    if (chg->op.rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    deleted = chg->deleted;
+
+    field = &ngx_http_mpns_channels_selectors[chg->by];
 
     if (deleted) {
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "mpns registry deleted %ui by %V \"%V\"",
-                       deleted, field, &value);
+                       deleted, field, &chg->value);
 
         len = sizeof("{\"deleted\":}\n") - 1 + NGX_INT_T_LEN;
 
@@ -331,6 +428,25 @@ ngx_http_mpns_channels_delete(ngx_http_request_t *r,
                          "\"deleted\":0}\n", field);
 
     return ngx_http_mpns_send_json(r, NGX_HTTP_NOT_FOUND, buf, p - buf);
+}
+
+
+static void
+ngx_http_mpns_channels_changed(ngx_http_mpns_store_op_t *op)
+{
+    ngx_http_request_t *r = op->data;
+
+    ngx_int_t                rc;
+    ngx_http_mpns_change_t  *chg;
+
+    chg = (ngx_http_mpns_change_t *) ((u_char *) op
+                                      - offsetof(ngx_http_mpns_change_t, op));
+
+    rc = chg->deleting ? ngx_http_mpns_channels_deleted(r, chg)
+                       : ngx_http_mpns_channels_stored(r, chg);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(r->connection);
 }
 
 

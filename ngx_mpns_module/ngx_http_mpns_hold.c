@@ -264,7 +264,8 @@ ngx_http_mpns_hold_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 ngx_int_t
 ngx_http_mpns_hold_check(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
-    ngx_uint_t *outcome, ngx_uint_t *status, time_t *left)
+    ngx_uint_t *outcome, ngx_uint_t *status, time_t *left,
+    ngx_http_mpns_store_op_t *op)
 {
     uint32_t                    hash;
     ngx_int_t                   rc;
@@ -302,9 +303,10 @@ ngx_http_mpns_hold_check(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
 }
 
 
-void
+ngx_int_t
 ngx_http_mpns_hold_set(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
-    ngx_uint_t outcome, ngx_uint_t status, ngx_log_t *log)
+    ngx_uint_t outcome, ngx_uint_t status, ngx_log_t *log,
+    ngx_http_mpns_store_op_t *op)
 {
     uint32_t                    hash;
     ngx_uint_t                  n;
@@ -313,7 +315,7 @@ ngx_http_mpns_hold_set(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
     ngx_http_mpns_hold_node_t  *hn;
 
     if (hc->zone == NULL || ngx_http_mpns_hold_window(hc, outcome) == 0) {
-        return;
+        return NGX_OK;
     }
 
     ctx = hc->zone->data;
@@ -340,7 +342,7 @@ ngx_http_mpns_hold_set(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "mpns hold zone \"%V\" has no room for \"%V\"",
                           &hc->zone->shm.name, channel);
-            return;
+            return NGX_OK;
         }
 
         q = ngx_queue_last(&ctx->sh->queue);
@@ -361,6 +363,8 @@ ngx_http_mpns_hold_set(ngx_http_mpns_hold_conf_t *hc, ngx_str_t *channel,
     ngx_queue_insert_head(&ctx->sh->queue, &hn->queue);
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
 }
 
 
@@ -460,4 +464,42 @@ ngx_http_mpns_hold_free(ngx_http_mpns_hold_ctx_t *ctx,
     ngx_rbtree_delete(&ctx->sh->rbtree, &hn->node);
     ngx_queue_remove(&hn->queue);
     ngx_slab_free_locked(ctx->shpool, hn);
+}
+
+
+ngx_int_t
+ngx_http_mpns_hold_stat(ngx_shm_zone_t *zone, ngx_uint_t *entries,
+    ngx_uint_t *active)
+{
+    ngx_queue_t                *q;
+    ngx_http_mpns_hold_ctx_t   *ctx;
+    ngx_http_mpns_hold_node_t  *hn;
+
+    if (zone->tag != NGX_HTTP_MPNS_HOLD_TAG || zone->data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = zone->data;
+
+    *entries = 0;
+    *active = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (q = ngx_queue_head(&ctx->sh->queue);
+         q != ngx_queue_sentinel(&ctx->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        hn = ngx_queue_data(q, ngx_http_mpns_hold_node_t, queue);
+
+        (*entries)++;
+
+        if ((ngx_msec_int_t) (hn->until - ngx_current_msec) > 0) {
+            (*active)++;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
 }

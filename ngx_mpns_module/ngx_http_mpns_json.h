@@ -10,6 +10,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include "ngx_http_mpns.h"
 
 
 #define NGX_HTTP_MPNS_JSON_OBJECT       1

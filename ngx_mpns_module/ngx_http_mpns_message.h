@@ -10,6 +10,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include "ngx_http_mpns.h"
 
 
 /* notification types; also bits in ngx_http_mpns_field_t.types */
@@ -19,7 +20,7 @@
 #define NGX_HTTP_MPNS_CYCLE              0x08
 #define NGX_HTTP_MPNS_ICONIC             0x10
 #define NGX_HTTP_MPNS_RAW                0x20
-/* not a notification: registers a callback URI for the channel (§5.3) */
+/* not a notification: a callback registration (docs/protocol.md) */
 #define NGX_HTTP_MPNS_CALLBACK           0x40
 
 #define NGX_HTTP_MPNS_ANY_TILE                                               \
@@ -63,19 +64,6 @@
 #define NGX_HTTP_MPNS_F_CALLBACK_URI              37
 #define NGX_HTTP_MPNS_NFIELDS                     38
 
-/* what MPNS takes as a callback message */
-#define NGX_HTTP_MPNS_MAX_CALLBACK                1024
-
-/* a raw pass-through's Content-Type; an outbox entry keeps it in a byte */
-#define NGX_HTTP_MPNS_MAX_CONTENT_TYPE            255
-
-
-/* batching interval, the tens digit of X-NotificationClass */
-#define NGX_HTTP_MPNS_CLASS_IMMEDIATE             0
-#define NGX_HTTP_MPNS_CLASS_450                   10
-#define NGX_HTTP_MPNS_CLASS_900                   20
-
-
 typedef struct {
     ngx_str_t                   name;      /* snake_case, as documented */
     ngx_str_t                   alias;     /* npm "mpns" camelCase, or empty */
@@ -114,6 +102,9 @@ typedef struct {
     ngx_str_t                   message_id;    /* always set, 36 chars */
     ngx_str_t                   callback_uri;  /* callback only */
     ngx_str_t                   body;
+
+    unsigned                    single:1;      /* one channel, right away */
+    unsigned                    secure:1;      /* https channels only */
 } ngx_http_mpns_message_t;
 
 
@@ -124,7 +115,11 @@ typedef struct {
 } ngx_http_mpns_target_t;
 
 
-/* outcomes, indexes into the table behind ngx_http_mpns_outcome() */
+/*
+ * Outcomes, indexes into the table behind ngx_http_mpns_outcome(): what
+ * a service made of its answer, then what the peer layer tells when
+ * there was none (a transport outcome).
+ */
 #define NGX_HTTP_MPNS_DELIVERED                   0
 #define NGX_HTTP_MPNS_QUEUE_FULL                  1
 #define NGX_HTTP_MPNS_SUPPRESSED                  2
@@ -137,6 +132,7 @@ typedef struct {
 #define NGX_HTTP_MPNS_THROTTLED                   9
 #define NGX_HTTP_MPNS_DEVICE_INACTIVE             10
 #define NGX_HTTP_MPNS_UNAVAILABLE                 11
+
 #define NGX_HTTP_MPNS_TRANSPORT_ERROR             12
 #define NGX_HTTP_MPNS_TIMEOUT                     13
 #define NGX_HTTP_MPNS_REFUSED                     14   /* never sent */
@@ -153,30 +149,20 @@ typedef struct {
 } ngx_http_mpns_outcome_t;
 
 
-/* what MPNS answered; strings point into the engine's response buffer */
+/*
+ * What the push service answered: the status and the headers its
+ * service keeps (ngx_http_mpns_service_t.headers), in the job's pool.
+ */
+#define NGX_HTTP_MPNS_MAX_HEADERS                 4
+
 typedef struct {
     ngx_uint_t                  status;        /* 0: no HTTP answer */
-    ngx_str_t                   notification_status;
-    ngx_str_t                   subscription_status;
-    ngx_str_t                   device_connection_status;
-    ngx_str_t                   message_id;
+    ngx_str_t                   headers[NGX_HTTP_MPNS_MAX_HEADERS];
 } ngx_http_mpns_response_t;
 
 
-ngx_int_t ngx_http_mpns_field_index(ngx_str_t *name);
-ngx_http_mpns_field_t *ngx_http_mpns_field(ngx_uint_t index);
-ngx_int_t ngx_http_mpns_type(ngx_str_t *name);
-ngx_str_t *ngx_http_mpns_type_name(ngx_uint_t type);
-
-ngx_int_t ngx_http_mpns_message_build(ngx_pool_t *pool,
-    ngx_http_mpns_spec_t *spec, size_t max_payload,
-    ngx_http_mpns_message_t *msg, ngx_http_mpns_error_t *err);
-ngx_int_t ngx_http_mpns_message_request(ngx_pool_t *pool,
-    ngx_http_mpns_message_t *msg, ngx_http_mpns_target_t *target,
-    ngx_str_t *out);
-
-ngx_uint_t ngx_http_mpns_classify(ngx_http_mpns_response_t *resp);
 ngx_http_mpns_outcome_t *ngx_http_mpns_outcome(ngx_uint_t outcome);
+ngx_int_t ngx_http_mpns_outcome_by_name(ngx_str_t *name);
 
 
 #endif /* _NGX_HTTP_MPNS_MESSAGE_H_INCLUDED_ */

@@ -11,15 +11,18 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include "ngx_http_mpns.h"
 #include "ngx_http_mpns_message.h"
-#include "ngx_http_mpns_engine.h"
-#include "ngx_http_mpns_json.h"
+#include "ngx_http_mpns_service.h"
 #include "ngx_http_mpns_ssl.h"
+#include "ngx_http_mpns_peer.h"
+#include "ngx_http_mpns_json.h"
+#include "ngx_http_mpns_registry.h"
 #include "ngx_http_mpns_hold.h"
 #include "ngx_http_mpns_outbox.h"
+#include "ngx_http_mpns_fanout.h"
+#include "ngx_http_mpns_status.h"
 
-
-#define NGX_HTTP_MPNS_MAX_CHANNEL       1024
 
 /* ngx_cpymem() for an empty string whose data may be NULL */
 #define ngx_http_mpns_cpymem(dst, src, n)                                    \
@@ -31,10 +34,7 @@
 #define NGX_HTTP_MPNS_JSON_BODY         2
 
 
-#include "ngx_http_mpns_registry.h"
-
-
-typedef struct {
+struct ngx_http_mpns_main_conf_s {
     ngx_uint_t                     keepalive;
     ngx_msec_t                     keepalive_timeout;
     ngx_uint_t                     worker_concurrency;
@@ -43,7 +43,9 @@ typedef struct {
 
     /* per worker, set in init_process */
     ngx_http_mpns_engine_t        *engine;
-} ngx_http_mpns_main_conf_t;
+
+    ngx_http_mpns_status_t        *status;   /* mpns_status, mpns_health */
+};
 
 
 typedef struct {
@@ -52,12 +54,23 @@ typedef struct {
 } ngx_http_mpns_conf_field_t;
 
 
+/* the host a worker last found in mpns_allowed_hosts, per location */
+#define NGX_HTTP_MPNS_MAX_HOST          255
+
 typedef struct {
+    size_t                         len;
+    u_char                         host[NGX_HTTP_MPNS_MAX_HOST];
+} ngx_http_mpns_allowed_t;
+
+
+struct ngx_http_mpns_loc_conf_s {
+    ngx_http_mpns_service_t       *service;
     ngx_uint_t                     send;      /* mpns_send given */
     ngx_uint_t                     type;      /* its type, 0: from request */
     ngx_http_complex_value_t      *channel;
     ngx_array_t                   *fields;    /* ngx_http_mpns_conf_field_t */
     ngx_array_t                   *allowed_hosts;  /* ngx_regex_elt_t */
+    ngx_http_mpns_allowed_t       *allowed;
     size_t                         max_payload_size;
     size_t                         max_body_size;
     ngx_msec_t                     connect_timeout;
@@ -74,9 +87,12 @@ typedef struct {
     ngx_shm_zone_t                *registry;  /* mpns_registry */
     ngx_shm_zone_t                *broadcast; /* mpns_broadcast */
     ngx_uint_t                     concurrency;
+    ngx_uint_t                     rate;      /* per second, 0: any */
     ngx_flag_t                     remove_expired;
     ngx_uint_t                     report_failures;
-} ngx_http_mpns_loc_conf_t;
+
+    ngx_http_mpns_status_slot_t   *status;    /* sending locations */
+};
 
 
 /* who a notification goes to, besides "channel" */
@@ -104,7 +120,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_http_mpns_job_t           *job;
+    ngx_http_mpns_fanout_t         fanout;
     ngx_str_t                      channel;
     ngx_str_t                      message_id;    /* as sent */
     ngx_http_mpns_response_t       response;      /* as answered */
@@ -112,14 +128,20 @@ typedef struct {
     ngx_uint_t                     attempts;
     ngx_msec_t                     elapsed;
     const char                    *error;         /* a caller's mistake */
+    ngx_http_mpns_error_t         *mistake;       /* found while sending */
+
+    /* a background send */
+    ngx_http_mpns_store_op_t       op;
+    ngx_msec_t                     due_in;
+    u_char                         id[NGX_HTTP_MPNS_ID_LEN];
 
     time_t                         retry_after;   /* 0: the outcome's */
     ngx_http_mpns_batch_t         *batch;         /* several recipients */
     ngx_http_mpns_counts_t         counts;
 
+    ngx_uint_t                     type;
+
     unsigned                       done:1;
-    unsigned                       failed:1;
-    unsigned                       starting:1;
 } ngx_http_mpns_ctx_t;
 
 
@@ -127,8 +149,9 @@ ngx_int_t ngx_http_mpns_request_spec(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
     ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_request_parse(ngx_pool_t *pool, ngx_str_t *text,
-    ngx_uint_t format, ngx_http_mpns_spec_t *spec,
-    ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err);
+    ngx_uint_t format, ngx_http_mpns_service_t *service,
+    ngx_http_mpns_spec_t *spec, ngx_http_mpns_targets_t *targets,
+    ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_request_channel(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel, ngx_pool_t *pool,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
@@ -142,6 +165,8 @@ ngx_int_t ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max,
 ngx_int_t ngx_http_mpns_request_is_type(ngx_table_elt_t *h, char *type,
     size_t len);
 
+ngx_int_t ngx_http_mpns_send_handler(ngx_http_request_t *r);
+
 ngx_int_t ngx_http_mpns_send_error(ngx_http_request_t *r,
     ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_send_json(ngx_http_request_t *r, ngx_uint_t status,
@@ -149,9 +174,12 @@ ngx_int_t ngx_http_mpns_send_json(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_http_mpns_add_header(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
 
-ngx_int_t ngx_http_mpns_batch_start(ngx_http_request_t *r,
+ngx_int_t ngx_http_mpns_send_start(ngx_http_request_t *r,
     ngx_http_mpns_message_t *msg, ngx_http_mpns_targets_t *targets,
     ngx_http_mpns_error_t *err);
+ngx_int_t ngx_http_mpns_copy(ngx_pool_t *pool, ngx_str_t *dst,
+    ngx_str_t *src);
+u_char *ngx_http_mpns_uint(u_char *p, ngx_uint_t n);
 
 ngx_int_t ngx_http_mpns_add_variables(ngx_conf_t *cf);
 

@@ -8,14 +8,14 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_mpns_module.h"
+#include "ngx_http_mpns_state.h"
 
 
 /*
- * Background sends.  A notification goes into an outbox in shared memory
- * and the request is answered at once; every worker drains the outbox on
- * a timer, sends what is due through its engine, and reschedules what
- * MPNS asks to be retried.  Final results are kept for a while (GET
- * <location>/<id>) and POSTed to mpns_result_callback.
+ * The outbox: background sends in shared memory, and every lock on them.
+ * Its runner (ngx_http_mpns_background.c) reaches it only through the
+ * operations of ngx_http_mpns_outbox.h: add, claim what is due, update
+ * a send, a result callback or a broadcast's progress, get an entry.
  *
  * Every entry is in one tree by the time it is next looked at: a pending
  * send at its scheduled time, a send in flight at the end of its lease
@@ -28,18 +28,14 @@
 #define NGX_HTTP_MPNS_OB_SENDING        1
 #define NGX_HTTP_MPNS_OB_FINAL          2
 
-#define NGX_HTTP_MPNS_DRAIN_INTERVAL    100
-#define NGX_HTTP_MPNS_DRAIN_BATCH       32
 #define NGX_HTTP_MPNS_LEASE             60000
-#define NGX_HTTP_MPNS_MAX_BACKOFF       3600000
-#define NGX_HTTP_MPNS_CALLBACK_BACKOFF  1000
-#define NGX_HTTP_MPNS_CALLBACK_MAX      60000
-#define NGX_HTTP_MPNS_OB_BUFFER         65536
-#define NGX_HTTP_MPNS_OB_SAVE_DELAY     1000
 #define NGX_HTTP_MPNS_OB_MAX_PAYLOAD    65535     /* body_len */
 
+/* a line of the state file with a 64 KB body in base64 fits */
+#define NGX_HTTP_MPNS_OB_STATE_BUFFER   131072
 
-typedef struct {
+
+struct ngx_http_mpns_outbox_node_s {
     ngx_rbtree_node_t              node;      /* key: the id */
     ngx_rbtree_node_t              due;       /* key: when to look again */
     ngx_msec_t                     created;
@@ -70,14 +66,7 @@ typedef struct {
 
     /* channel, type, target, body; user, tag, os, cursor (1 KB) */
     u_char                         data[1];
-} ngx_http_mpns_outbox_node_t;
-
-
-#define NGX_HTTP_MPNS_OB_SENT           0
-#define NGX_HTTP_MPNS_OB_DELIVERED      1
-#define NGX_HTTP_MPNS_OB_EXPIRED        2
-#define NGX_HTTP_MPNS_OB_FAILED         3
-#define NGX_HTTP_MPNS_OB_DEFERRED       4
+};
 
 
 typedef struct {
@@ -87,114 +76,121 @@ typedef struct {
     ngx_rbtree_node_t              due_sentinel;
     ngx_uint_t                     count;
     ngx_uint_t                     full;
-    uint64_t                       version;   /* bumped by every change */
-    uint64_t                       saved;
-    ngx_pid_t                      writer;
+    ngx_http_mpns_state_sh_t       file;
 } ngx_http_mpns_outbox_shctx_t;
 
 
-typedef struct {
+struct ngx_http_mpns_outbox_s {
     ngx_http_mpns_outbox_shctx_t  *sh;
     ngx_slab_pool_t               *shpool;
     ngx_shm_zone_t                *shm_zone;
-
-    ngx_str_t                      state;     /* null-terminated or empty */
+    ngx_http_mpns_state_t          file;
 
     /* the one location that sends into it, this cycle */
     ngx_http_mpns_loc_conf_t      *mlcf;
     ngx_http_core_loc_conf_t      *clcf;
 
-    /* per worker */
-    ngx_event_t                    drain;
-    ngx_uint_t                     active;    /* jobs in flight */
-    ngx_event_t                    save;
-    u_char                        *temp;
-    u_char                        *buf;
-} ngx_http_mpns_outbox_ctx_t;
-
-
-/*
- * A broadcast being sent by this worker: like a batch of the request
- * path, but reporting into its outbox entry, which keeps the cursor so
- * that another worker can go on if this one dies.
- */
-typedef struct {
-    ngx_pool_t                    *pool;
-    ngx_http_mpns_outbox_ctx_t    *ctx;
-    uint64_t                       id;
-    ngx_http_mpns_reader_t        *reader;
-    ngx_http_mpns_message_t        msg;
-    ngx_uint_t                     active;
-    uint32_t                       counts[5];
-    ngx_event_t                    start;
-
-    unsigned                       pumping:1;
-    unsigned                       exhausted:1;
-} ngx_http_mpns_outbox_run_t;
-
-
-/* what a job of the outbox carries */
-typedef struct {
-    ngx_http_mpns_outbox_ctx_t    *ctx;
-    uint64_t                       id;
-    ngx_http_mpns_outbox_run_t    *run;      /* a broadcast's recipient */
-    ngx_str_t                      channel;
-    unsigned                       callback:1;
-} ngx_http_mpns_outbox_job_t;
+    /* per worker: posted when a send is added */
+    ngx_event_t                   *added;
+};
 
 
 static ngx_int_t ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static ngx_int_t ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
+static ngx_int_t ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_engine_t *engine, ngx_log_t *log,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
     ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id);
-static void ngx_http_mpns_outbox_drain(ngx_event_t *ev);
-static ngx_http_mpns_job_t *ngx_http_mpns_outbox_send_job(
-    ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_outbox_node_t *on);
-static ngx_http_mpns_job_t *ngx_http_mpns_outbox_callback_job(
-    ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_outbox_node_t *on);
-static ngx_int_t ngx_http_mpns_outbox_prepare(
-    ngx_http_mpns_outbox_ctx_t *ctx, ngx_http_mpns_job_t *job,
-    ngx_str_t *channel, ngx_http_mpns_message_t *msg);
-static void ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job);
-static ngx_int_t ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_outbox_node_t *on);
-static void ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run);
-static void ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job);
-static ngx_msec_t ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_conf_t *oc,
-    ngx_uint_t outcome, ngx_uint_t attempts);
-static void ngx_http_mpns_outbox_start_handler(ngx_event_t *ev);
-static void ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_run_t *run,
-    ngx_uint_t done);
 static u_char *ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on);
-static void ngx_http_mpns_outbox_reported(ngx_http_mpns_job_t *job);
-static void ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_ctx_t *ctx,
+static void ngx_http_mpns_outbox_view(ngx_http_mpns_outbox_node_t *on,
+    ngx_http_mpns_outbox_entry_t *e);
+static void ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t now);
-static void ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_ctx_t *ctx,
+static void ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t when);
 static ngx_http_mpns_outbox_node_t *ngx_http_mpns_outbox_lookup(
-    ngx_http_mpns_outbox_ctx_t *ctx, uint64_t id);
+    ngx_http_mpns_outbox_t *ctx, uint64_t id);
 static size_t ngx_http_mpns_outbox_json(u_char *buf,
     ngx_http_mpns_outbox_node_t *on);
-static ngx_int_t ngx_http_mpns_outbox_parse_id(ngx_str_t *s, uint64_t *id);
-static void ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_ctx_t *ctx);
-static void ngx_http_mpns_outbox_save_handler(ngx_event_t *ev);
-static ngx_int_t ngx_http_mpns_outbox_save(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_log_t *log);
+static void ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_t *ctx);
+static ngx_int_t ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st,
+    void *cursor, ngx_buf_t *b);
 static size_t ngx_http_mpns_outbox_record(u_char *buf,
-    ngx_http_mpns_outbox_node_t *on);
-static ngx_int_t ngx_http_mpns_outbox_load(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_log_t *log);
-static ngx_int_t ngx_http_mpns_outbox_load_line(
-    ngx_http_mpns_outbox_ctx_t *ctx, ngx_pool_t *pool, ngx_str_t *line);
+    ngx_http_mpns_service_t *service, ngx_http_mpns_outbox_node_t *on);
+static ngx_http_mpns_service_t *ngx_http_mpns_outbox_service(
+    ngx_http_mpns_outbox_t *ctx);
+static ngx_int_t ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st,
+    ngx_pool_t *pool, ngx_str_t *line, ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_outbox_coded(ngx_http_mpns_state_t *st,
+    ngx_str_t *key, ngx_http_mpns_json_tok_t *tok, ngx_str_t *name);
+static ngx_int_t ngx_http_mpns_outbox_mistake(ngx_http_mpns_error_t *err,
+    const char *text, char *field);
 
 
+/* by NGX_HTTP_MPNS_OB_*, then the state shown for an entry given up */
 static ngx_str_t  ngx_http_mpns_outbox_states[] = {
     ngx_string("pending"),
     ngx_string("sending"),
     ngx_string("done"),
     ngx_string("expired")
+};
+
+
+/*
+ * State files written before names were persisted had numbers for the
+ * state, the outcome and the type (a bit: its index here).  What they
+ * meant then, whatever the numbers of today.
+ */
+
+static ngx_str_t  ngx_http_mpns_outbox_old_states[] = {
+    ngx_string("pending"),
+    ngx_string("sending"),
+    ngx_string("done"),
+    ngx_null_string
+};
+
+
+static ngx_str_t  ngx_http_mpns_outbox_old_outcomes[] = {
+    ngx_string("delivered"),
+    ngx_string("queue_full"),
+    ngx_string("suppressed"),
+    ngx_string("dropped"),
+    ngx_string("bad_request"),
+    ngx_string("unauthorized"),
+    ngx_string("forbidden"),
+    ngx_string("expired"),
+    ngx_string("method_not_allowed"),
+    ngx_string("throttled"),
+    ngx_string("device_inactive"),
+    ngx_string("unavailable"),
+    ngx_string("transport_error"),
+    ngx_string("timeout"),
+    ngx_string("refused"),
+    ngx_string("tls_handshake_failed"),
+    ngx_string("tls_verify_failed"),
+    ngx_string("certificate_rejected"),
+    ngx_null_string
+};
+
+
+static ngx_str_t  ngx_http_mpns_outbox_old_types[] = {
+    ngx_string("toast"),
+    ngx_string("tile"),
+    ngx_string("flip"),
+    ngx_string("cycle"),
+    ngx_string("iconic"),
+    ngx_string("raw"),
+    ngx_string("callback"),
+    ngx_null_string
+};
+
+
+static ngx_http_mpns_state_format_t  ngx_http_mpns_outbox_format = {
+    ngx_string("outbox"),
+    ngx_http_mpns_outbox_load,
+    ngx_http_mpns_outbox_render,
+    sizeof(uint64_t),
+    NGX_HTTP_MPNS_OB_STATE_BUFFER
 };
 
 
@@ -204,9 +200,9 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_mpns_main_conf_t *mmcf = conf;
 
     ssize_t                      size;
-    ngx_str_t                   *value, name;
+    ngx_str_t                   *value, name, state;
     ngx_shm_zone_t              *shm_zone, **zones;
-    ngx_http_mpns_outbox_ctx_t  *ctx;
+    ngx_http_mpns_outbox_t  *ctx;
 
     value = cf->args->elts;
 
@@ -214,7 +210,7 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_outbox_ctx_t));
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_outbox_t));
     if (ctx == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -228,10 +224,10 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        ctx->state.data = value[2].data + 6;
-        ctx->state.len = value[2].len - 6;
+        state.data = value[2].data + 6;
+        state.len = value[2].len - 6;
 
-        if (ngx_conf_full_name(cf->cycle, &ctx->state, 0) != NGX_OK) {
+        if (ngx_http_mpns_state_path(cf, &ctx->file, &state) != NGX_CONF_OK) {
             return NGX_CONF_ERROR;
         }
     }
@@ -249,6 +245,9 @@ ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ctx->shm_zone = shm_zone;
+    ctx->file.format = &ngx_http_mpns_outbox_format;
+    ctx->file.data = ctx;
+    ctx->file.shm_zone = shm_zone;
 
     shm_zone->init = ngx_http_mpns_outbox_init_zone;
     shm_zone->data = ctx;
@@ -441,7 +440,7 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
 {
     ngx_http_mpns_loc_conf_t *mlcf = conf;
 
-    ngx_http_mpns_outbox_ctx_t  *ctx;
+    ngx_http_mpns_outbox_t  *ctx;
 
     ngx_conf_merge_uint_value(oc->mode, prev->mode, NGX_HTTP_MPNS_MODE_WAIT);
     ngx_conf_merge_ptr_value(oc->zone, prev->zone, NULL);
@@ -507,16 +506,18 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
 static ngx_int_t
 ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_http_mpns_outbox_ctx_t *octx = data;
+    ngx_http_mpns_outbox_t *octx = data;
 
     size_t                       len;
-    ngx_http_mpns_outbox_ctx_t  *ctx;
+    ngx_http_mpns_outbox_t  *ctx;
 
     ctx = shm_zone->data;
 
     if (octx) {
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
+        ctx->file.sh = &ctx->sh->file;
+        ctx->file.shpool = ctx->shpool;
         return NGX_OK;
     }
 
@@ -529,6 +530,8 @@ ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     ctx->shpool->data = ctx->sh;
+    ctx->file.sh = &ctx->sh->file;
+    ctx->file.shpool = ctx->shpool;
 
     ngx_rbtree_init(&ctx->sh->ids, &ctx->sh->ids_sentinel,
                     ngx_rbtree_insert_value);
@@ -547,11 +550,7 @@ ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx->shpool->log_nomem = 0;
 
-    if (ctx->state.len == 0 || ngx_test_config) {
-        return NGX_OK;
-    }
-
-    return ngx_http_mpns_outbox_load(ctx, shm_zone->shm.log);
+    return ngx_http_mpns_state_load(&ctx->file, shm_zone->shm.log);
 }
 
 
@@ -567,23 +566,22 @@ ngx_http_mpns_outbox_now(void)
 
 
 ngx_int_t
-ngx_http_mpns_outbox_add(ngx_http_request_t *r, void *msg,
-    ngx_str_t *channel, void *filter, ngx_msec_t due, u_char *id)
+ngx_http_mpns_outbox_add(ngx_shm_zone_t *zone, ngx_http_mpns_message_t *msg,
+    ngx_str_t *channel, ngx_http_mpns_filter_t *filter, ngx_msec_t due,
+    u_char *id, ngx_http_mpns_store_op_t *op)
 {
-    ngx_http_mpns_loc_conf_t   *mlcf;
     ngx_http_mpns_main_conf_t  *mmcf;
 
-    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
-    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
+    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_mpns_module);
 
-    return ngx_http_mpns_outbox_insert(mlcf->outbox.zone->data, mmcf->engine,
-                                       r->connection->log, msg, channel,
-                                       filter, due, id);
+    return ngx_http_mpns_outbox_insert(zone->data, mmcf->engine, op->log,
+                                       msg, channel, filter, due, id);
 }
 
 
 static ngx_int_t
-ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
+ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_engine_t *engine, ngx_log_t *log,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
     ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id)
@@ -670,7 +668,7 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
     ngx_rbtree_insert(&ctx->sh->due, &on->due);
 
     ctx->sh->count++;
-    ctx->sh->version++;
+    ctx->sh->file.version++;
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -682,60 +680,11 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_ctx_t *ctx,
 
     /* this worker looks at once; the others on their next turn */
 
-    if (!ctx->drain.posted && ctx->drain.handler) {
-        ngx_post_event(&ctx->drain, &ngx_posted_events);
+    if (ctx->added && !ctx->added->posted) {
+        ngx_post_event(ctx->added, &ngx_posted_events);
     }
 
     return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_mpns_outbox_status(ngx_http_request_t *r, ngx_str_t *id)
-{
-    u_char                       *buf;
-    size_t                        len;
-    uint64_t                      key;
-    ngx_http_mpns_error_t         err;
-    ngx_http_mpns_loc_conf_t     *mlcf;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
-    ngx_http_mpns_outbox_node_t  *on;
-
-    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
-    ctx = mlcf->outbox.zone->data;
-
-    buf = NULL;
-    len = 0;
-
-    if (ngx_http_mpns_outbox_parse_id(id, &key) == NGX_OK) {
-
-        ngx_shmtx_lock(&ctx->shpool->mutex);
-
-        on = ngx_http_mpns_outbox_lookup(ctx, key);
-
-        if (on) {
-            buf = ngx_pnalloc(r->pool,
-                              ngx_http_mpns_outbox_json(NULL, on));
-            if (buf) {
-                len = ngx_http_mpns_outbox_json(buf, on);
-            }
-        }
-
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-        if (on && buf == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    if (buf == NULL) {
-        err.status = NGX_HTTP_NOT_FOUND;
-        err.text = "not found";
-        ngx_str_set(&err.field, "id");
-        return ngx_http_mpns_send_error(r, &err);
-    }
-
-    return ngx_http_mpns_send_json(r, NGX_HTTP_OK, buf, len);
 }
 
 
@@ -745,7 +694,7 @@ ngx_http_mpns_outbox_init_process(ngx_cycle_t *cycle)
     ngx_uint_t                   i;
     ngx_shm_zone_t             **zones;
     ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_ctx_t  *ctx;
+    ngx_http_mpns_outbox_t  *ctx;
 
     mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpns_module);
 
@@ -762,35 +711,8 @@ ngx_http_mpns_outbox_init_process(ngx_cycle_t *cycle)
             continue;
         }
 
-        ctx->drain.handler = ngx_http_mpns_outbox_drain;
-        ctx->drain.data = ctx;
-        ctx->drain.log = cycle->log;
-        ctx->drain.cancelable = 1;
-
-        ngx_add_timer(&ctx->drain, NGX_HTTP_MPNS_DRAIN_INTERVAL);
-
-        if (ctx->state.len == 0) {
-            continue;
-        }
-
-        ctx->temp = ngx_pnalloc(cycle->pool, ctx->state.len + NGX_INT64_LEN
-                                             + sizeof("..tmp"));
-        ctx->buf = ngx_palloc(cycle->pool, NGX_HTTP_MPNS_OB_BUFFER);
-
-        if (ctx->temp == NULL || ctx->buf == NULL) {
+        if (ngx_http_mpns_state_init_process(&ctx->file, cycle) != NGX_OK) {
             return NGX_ERROR;
-        }
-
-        ngx_sprintf(ctx->temp, "%V.%P.tmp%Z", &ctx->state, ngx_pid);
-
-        ctx->save.handler = ngx_http_mpns_outbox_save_handler;
-        ctx->save.data = ctx;
-        ctx->save.log = cycle->log;
-
-        /* what was loaded, and sends left in flight by the old workers */
-
-        if (ngx_worker == 0) {
-            ngx_add_timer(&ctx->save, NGX_HTTP_MPNS_OB_SAVE_DELAY);
         }
     }
 
@@ -801,10 +723,10 @@ ngx_http_mpns_outbox_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_mpns_outbox_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                   i, n;
+    ngx_uint_t                   i;
     ngx_shm_zone_t             **zones;
     ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_ctx_t  *ctx;
+    ngx_http_mpns_outbox_t  *ctx;
 
     mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpns_module);
 
@@ -816,41 +738,35 @@ ngx_http_mpns_outbox_exit_process(ngx_cycle_t *cycle)
 
     for (i = 0; i < mmcf->outboxes.nelts; i++) {
         ctx = zones[i]->data;
-
-        if (ctx->save.handler == NULL) {
-            continue;
-        }
-
-        /* another worker may be writing: wait for it a little */
-
-        for (n = 0; n < 100; n++) {
-            if (ngx_http_mpns_outbox_save(ctx, cycle->log) != NGX_BUSY) {
-                break;
-            }
-
-            ngx_msleep(10);
-        }
+        ngx_http_mpns_state_exit_process(&ctx->file, cycle);
     }
 }
 
 
-static void
-ngx_http_mpns_outbox_drain(ngx_event_t *ev)
+/*
+ * Entries due now, at most "max": a send or a broadcast to make, a result
+ * to report; "handler" returns NGX_OK to take one (it is leased to this
+ * worker), NGX_DECLINED to leave it.  What is given up or forgotten is
+ * done here.  "claimed" counts the entries taken.
+ */
+
+ngx_int_t
+ngx_http_mpns_outbox_claim(ngx_http_mpns_outbox_t *ctx, ngx_uint_t max,
+    ngx_http_mpns_outbox_claim_pt handler, void *data, ngx_uint_t *claimed,
+    ngx_http_mpns_store_op_t *op)
 {
-    ngx_http_mpns_outbox_ctx_t *ctx = ev->data;
-
-    ngx_uint_t                    n, i;
-    ngx_msec_t                    now, age;
-    ngx_rbtree_node_t            *node, *next, *sentinel;
-    ngx_http_mpns_job_t          *jobs[NGX_HTTP_MPNS_DRAIN_BATCH], *job;
-    ngx_http_mpns_outbox_node_t  *on;
-
-    if (ngx_exiting || ngx_terminate) {
-        return;
-    }
+    ngx_int_t                      rc;
+    ngx_uint_t                     n;
+    ngx_msec_t                     now, age;
+    ngx_rbtree_node_t             *node, *next, *sentinel;
+    ngx_http_mpns_outbox_conf_t   *oc;
+    ngx_http_mpns_outbox_node_t   *on;
+    ngx_http_mpns_outbox_entry_t   e;
 
     n = 0;
+    *claimed = 0;
     now = ngx_http_mpns_outbox_now();
+    oc = &ctx->mlcf->outbox;
     sentinel = ctx->sh->due.sentinel;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -858,365 +774,118 @@ ngx_http_mpns_outbox_drain(ngx_event_t *ev)
     node = (ctx->sh->due.root == sentinel)
            ? NULL : ngx_rbtree_min(ctx->sh->due.root, sentinel);
 
-    /* mpns_concurrency: jobs of this worker in flight for the outbox */
+    /* what is forgotten or given up is bounded too, per lock hold */
 
-    while (node && (ngx_msec_t) node->key <= now
-           && n < NGX_HTTP_MPNS_DRAIN_BATCH
-           && ctx->active + n < ctx->mlcf->concurrency)
+    while (node && (ngx_msec_t) node->key <= now && *claimed < max
+           && n < 8 * max)
     {
+
         next = ngx_rbtree_next(&ctx->sh->due, node);
 
         on = ngx_rbtree_data(node, ngx_http_mpns_outbox_node_t, due);
         age = now - on->created;
-        job = NULL;
+        node = next;
+        n++;
 
-        if (on->state != NGX_HTTP_MPNS_OB_FINAL
-            && age >= ctx->mlcf->outbox.max_age)
-        {
-            /* MPNS never took it in time */
+        if (on->state != NGX_HTTP_MPNS_OB_FINAL && age >= oc->max_age) {
+            /* the service never took it in time */
             on->gave_up = 1;
             ngx_http_mpns_outbox_final(ctx, on, now);
+            continue;
+        }
 
-        } else if (on->state != NGX_HTTP_MPNS_OB_FINAL && on->broadcast) {
-
-            if (ngx_http_mpns_outbox_run(ctx, on) == NGX_OK) {
-                on->state = NGX_HTTP_MPNS_OB_SENDING;
-                on->attempts++;
-                ngx_http_mpns_outbox_schedule(ctx, on,
-                                              now + NGX_HTTP_MPNS_LEASE);
-            }
-
-        } else if (on->state != NGX_HTTP_MPNS_OB_FINAL) {
-            job = ngx_http_mpns_outbox_send_job(ctx, on);
-
-            if (job == NGX_CONF_UNSET_PTR) {
-                /* the configuration no longer allows the channel */
-                job = NULL;
-                on->outcome = NGX_HTTP_MPNS_REFUSED;
-                ngx_http_mpns_outbox_final(ctx, on, now);
-
-            } else if (job) {
-                on->state = NGX_HTTP_MPNS_OB_SENDING;
-                on->attempts++;
-                ngx_http_mpns_outbox_schedule(ctx, on,
-                                              now + NGX_HTTP_MPNS_LEASE);
-            }
-
-        } else if (!on->reported) {
-
-            if (age >= ctx->mlcf->outbox.max_age
-                + ctx->mlcf->outbox.keep)
-            {
-                ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                              "mpns result callback for %016xL given up "
-                              "after %ui tries", (uint64_t) on->node.key,
-                              (ngx_uint_t) on->callbacks);
-                on->reported = 1;
-                ngx_http_mpns_outbox_schedule(ctx, on,
-                                              now + ctx->mlcf->outbox.keep);
-
-            } else {
-                job = ngx_http_mpns_outbox_callback_job(ctx, on);
-
-                if (job) {
-                    on->callbacks++;
-                    ngx_http_mpns_outbox_schedule(ctx, on,
-                                                  now + NGX_HTTP_MPNS_LEASE);
-                }
-            }
-
-        } else {
+        if (on->state == NGX_HTTP_MPNS_OB_FINAL && on->reported) {
             /* kept long enough */
             ngx_rbtree_delete(&ctx->sh->due, &on->due);
             ngx_rbtree_delete(&ctx->sh->ids, &on->node);
             ngx_slab_free_locked(ctx->shpool, on);
             ctx->sh->count--;
             ctx->sh->full = 0;
-            ctx->sh->version++;
+            ctx->sh->file.version++;
+            continue;
         }
 
-        if (job) {
-            jobs[n++] = job;
+        if (on->state == NGX_HTTP_MPNS_OB_FINAL && oc->callback == NULL) {
+            /* no longer reported since a reload */
+            on->reported = 1;
+            ngx_http_mpns_outbox_schedule(ctx, on, now + oc->keep);
+            continue;
         }
 
-        node = next;
+        if (on->state == NGX_HTTP_MPNS_OB_FINAL
+            && age >= oc->max_age + oc->keep)
+        {
+            ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                          "mpns result callback for %016xL given up "
+                          "after %ui tries", (uint64_t) on->node.key,
+                          (ngx_uint_t) on->callbacks);
+            on->reported = 1;
+            ngx_http_mpns_outbox_schedule(ctx, on, now + oc->keep);
+            continue;
+        }
+
+        ngx_http_mpns_outbox_view(on, &e);
+
+        rc = handler(&e, data);
+
+        if (rc == NGX_ERROR) {
+            break;
+        }
+
+        if (rc != NGX_OK) {
+            continue;
+        }
+
+        if (on->state == NGX_HTTP_MPNS_OB_FINAL) {
+            on->callbacks++;
+
+        } else {
+            on->state = NGX_HTTP_MPNS_OB_SENDING;
+            on->attempts++;
+        }
+
+        ngx_http_mpns_outbox_schedule(ctx, on, now + NGX_HTTP_MPNS_LEASE);
+
+        (*claimed)++;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     ngx_http_mpns_outbox_changed(ctx);
 
-    ctx->active += n;
-
-    for (i = 0; i < n; i++) {
-        ngx_http_mpns_job_start(jobs[i]);
-    }
-
-    if (n == NGX_HTTP_MPNS_DRAIN_BATCH) {
-        /* more may be due: on the next turn, after other events */
-        ngx_post_event(ev, &ngx_posted_next_events);
-        return;
-    }
-
-    if (!ev->timer_set) {
-        ngx_add_timer(ev, NGX_HTTP_MPNS_DRAIN_INTERVAL);
-    }
-}
-
-
-/* called with the zone locked: copies what the send needs */
-
-static ngx_http_mpns_job_t *
-ngx_http_mpns_outbox_send_job(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_outbox_node_t *on)
-{
-    u_char                      *p;
-    ngx_int_t                    rc;
-    ngx_str_t                    channel;
-    ngx_http_mpns_job_t         *job;
-    ngx_http_mpns_message_t      msg;
-    ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_job_t  *oj;
-
-    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_mpns_module);
-
-    job = ngx_http_mpns_job_create(mmcf->engine, ngx_cycle->log);
-    if (job == NULL) {
-        return NULL;
-    }
-
-    oj = ngx_palloc(job->pool, sizeof(ngx_http_mpns_outbox_job_t));
-    if (oj == NULL) {
-        goto failed;
-    }
-
-    oj->ctx = ctx;
-    oj->id = on->node.key;
-    oj->callback = 0;
-
-    p = ngx_pnalloc(job->pool, on->channel_len + on->content_type_len
-                               + on->target_len + on->body_len + 36);
-    if (p == NULL) {
-        goto failed;
-    }
-
-    ngx_memcpy(p, on->data, on->channel_len + on->content_type_len
-                            + on->target_len + on->body_len);
-    ngx_memcpy(p + on->channel_len + on->content_type_len + on->target_len
-               + on->body_len, on->message_id, 36);
-
-    channel.data = p;
-    channel.len = on->channel_len;
-    p += on->channel_len;
-
-    ngx_memzero(&msg, sizeof(ngx_http_mpns_message_t));
-
-    msg.type = on->type;
-    msg.notification_class = on->notification_class;
-    msg.content_type.data = p;
-    msg.content_type.len = on->content_type_len;
-    p += on->content_type_len;
-    msg.target.data = p;
-    msg.target.len = on->target_len;
-    p += on->target_len;
-    msg.body.data = p;
-    msg.body.len = on->body_len;
-    p += on->body_len;
-    msg.message_id.data = p;
-    msg.message_id.len = 36;
-
-    rc = ngx_http_mpns_outbox_prepare(ctx, job, &channel, &msg);
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_mpns_job_cancel(job);
-        return NGX_CONF_UNSET_PTR;
-    }
-
-    if (rc != NGX_OK) {
-        goto failed;
-    }
-
-    job->handler = ngx_http_mpns_outbox_sent;
-    job->data = oj;
-
-    return job;
-
-failed:
-
-    ngx_http_mpns_job_cancel(job);
-
-    return NULL;
-}
-
-
-/*
- * The request of a send, with the configuration of the outbox's location;
- * NGX_DECLINED if that no longer allows the channel (logged at info).
- */
-
-static ngx_int_t
-ngx_http_mpns_outbox_prepare(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_job_t *job, ngx_str_t *channel,
-    ngx_http_mpns_message_t *msg)
-{
-    ngx_int_t                  rc;
-    ngx_http_mpns_error_t      err;
-    ngx_http_mpns_target_t     target;
-    ngx_http_mpns_loc_conf_t  *mlcf;
-
-    mlcf = ctx->mlcf;
-
-    rc = ngx_http_mpns_channel_check(ngx_cycle->log, ctx->clcf, mlcf,
-                                     channel, job->pool, job, &target, &err);
-
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "mpns background send to \"%V\" refused: %s",
-                      channel, err.text);
-        return NGX_DECLINED;
-    }
-
-    if (rc != NGX_OK
-        || ngx_http_mpns_message_request(job->pool, msg, &target,
-                                         &job->request)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    job->connect_timeout = mlcf->connect_timeout;
-    job->send_timeout = mlcf->send_timeout;
-    job->read_timeout = mlcf->read_timeout;
-
-    /* the outbox retries, in minutes, not the engine in seconds */
-    job->retries = 0;
-
     return NGX_OK;
 }
 
 
-static ngx_http_mpns_job_t *
-ngx_http_mpns_outbox_callback_job(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_outbox_node_t *on)
+/*
+ * A send's answer: "outcome" and "status" kept, then pending again in
+ * "delay" ms, or final with a delay of 0.  NGX_DECLINED: the entry is not
+ * this worker's send any more.
+ */
+
+ngx_int_t
+ngx_http_mpns_outbox_sent(ngx_http_mpns_outbox_t *ctx, uint64_t id,
+    ngx_uint_t outcome, ngx_uint_t status, ngx_msec_t delay,
+    ngx_http_mpns_store_op_t *op)
 {
-    u_char                      *p, *body;
-    size_t                       len, json;
-    ngx_http_mpns_job_t         *job;
-    ngx_http_mpns_callback_t    *cb;
-    ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_job_t  *oj;
-
-    cb = ctx->mlcf->outbox.callback;
-    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_mpns_module);
-
-    job = ngx_http_mpns_job_create(mmcf->engine, ngx_cycle->log);
-    if (job == NULL) {
-        return NULL;
-    }
-
-    oj = ngx_palloc(job->pool, sizeof(ngx_http_mpns_outbox_job_t));
-    if (oj == NULL) {
-        goto failed;
-    }
-
-    oj->ctx = ctx;
-    oj->id = on->node.key;
-    oj->callback = 1;
-
-    /* the body first: its length goes into the header */
-
-    len = ngx_http_mpns_outbox_json(NULL, on);
-
-    body = ngx_pnalloc(job->pool, len);
-    if (body == NULL) {
-        goto failed;
-    }
-
-    json = ngx_http_mpns_outbox_json(body, on);
-
-    len = sizeof("POST  HTTP/1.1" CRLF "Host: " CRLF
-                 "Content-Type: application/json" CRLF
-                 "Content-Length: " CRLF
-                 "Connection: keep-alive" CRLF CRLF) - 1
-          + cb->uri.len + cb->host.len + NGX_SIZE_T_LEN + json;
-
-    p = ngx_pnalloc(job->pool, len);
-    if (p == NULL) {
-        goto failed;
-    }
-
-    job->request.data = p;
-
-    p = ngx_sprintf(p, "POST %V HTTP/1.1" CRLF "Host: %V" CRLF
-                       "Content-Type: application/json" CRLF
-                       "Content-Length: %uz" CRLF
-                       "Connection: keep-alive" CRLF CRLF,
-                    &cb->uri, &cb->host, json);
-    p = ngx_cpymem(p, body, json);
-
-    job->request.len = p - job->request.data;
-
-    job->addrs = cb->addrs;
-    job->naddrs = cb->naddrs;
-    job->port = cb->port;
-    job->name = cb->host;
-
-    job->connect_timeout = ctx->mlcf->connect_timeout;
-    job->send_timeout = ctx->mlcf->send_timeout;
-    job->read_timeout = ctx->mlcf->read_timeout;
-    job->retries = 0;
-
-    job->handler = ngx_http_mpns_outbox_reported;
-    job->data = oj;
-
-    return job;
-
-failed:
-
-    ngx_http_mpns_job_cancel(job);
-
-    return NULL;
-}
-
-
-static void
-ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job)
-{
-    ngx_http_mpns_outbox_job_t *oj = job->data;
-
-    ngx_msec_t                    now, delay;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
-    ngx_http_mpns_outbox_conf_t  *oc;
+    ngx_msec_t                    now;
     ngx_http_mpns_outbox_node_t  *on;
 
-    ctx = oj->ctx;
-    oc = &ctx->mlcf->outbox;
     now = ngx_http_mpns_outbox_now();
-
-    ctx->active--;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    on = ngx_http_mpns_outbox_lookup(ctx, oj->id);
+    on = ngx_http_mpns_outbox_lookup(ctx, id);
 
     if (on == NULL || on->state != NGX_HTTP_MPNS_OB_SENDING) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return;
+        return NGX_DECLINED;
     }
 
-    on->outcome = (u_char) job->outcome;
-    on->status = (uint16_t) job->response.status;
-
-    delay = ngx_http_mpns_outbox_delay(oc, job->outcome, on->attempts);
+    on->outcome = (u_char) outcome;
+    on->status = (uint16_t) status;
 
     if (delay) {
-        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
-                      "mpns background send %016xL %V, next try in %M ms",
-                      oj->id, &ngx_http_mpns_outcome(job->outcome)->name,
-                      delay);
-
         on->state = NGX_HTTP_MPNS_OB_PENDING;
         ngx_http_mpns_outbox_schedule(ctx, on, now + delay);
 
@@ -1227,59 +896,229 @@ ngx_http_mpns_outbox_sent(ngx_http_mpns_job_t *job)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     ngx_http_mpns_outbox_changed(ctx);
+
+    return NGX_OK;
 }
 
 
-static void
-ngx_http_mpns_outbox_reported(ngx_http_mpns_job_t *job)
-{
-    ngx_http_mpns_outbox_job_t *oj = job->data;
+/* a result callback's answer: reported, or tried again in "delay" ms */
 
-    ngx_msec_t                    now, delay;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
+ngx_int_t
+ngx_http_mpns_outbox_reported(ngx_http_mpns_outbox_t *ctx, uint64_t id,
+    ngx_uint_t reported, ngx_msec_t delay, ngx_http_mpns_store_op_t *op)
+{
+    ngx_msec_t                    now;
     ngx_http_mpns_outbox_node_t  *on;
 
-    ctx = oj->ctx;
     now = ngx_http_mpns_outbox_now();
-
-    ctx->active--;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    on = ngx_http_mpns_outbox_lookup(ctx, oj->id);
+    on = ngx_http_mpns_outbox_lookup(ctx, id);
 
     if (on == NULL || on->reported) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return;
+        return NGX_DECLINED;
     }
 
-    if (job->response.status >= 200 && job->response.status < 300) {
+    if (reported) {
         on->reported = 1;
         ngx_http_mpns_outbox_schedule(ctx, on, now + ctx->mlcf->outbox.keep);
 
     } else {
-        delay = NGX_HTTP_MPNS_CALLBACK_BACKOFF
-                << ngx_min(on->callbacks - 1, 16);
-        delay = ngx_min(delay, NGX_HTTP_MPNS_CALLBACK_MAX);
-
-        ngx_log_error(NGX_LOG_WARN, &job->log, 0,
-                      "mpns result callback for %016xL failed (%ui), "
-                      "next try in %M ms", oj->id,
-                      job->response.status, delay);
-
         ngx_http_mpns_outbox_schedule(ctx, on, now + delay);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     ngx_http_mpns_outbox_changed(ctx);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A broadcast's cursor and counts into its entry, the lease renewed;
+ * "done": NGX_HTTP_MPNS_OB_GOING, _DONE (final), _BACK (pending again,
+ * for the next workers).
+ */
+
+ngx_int_t
+ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_t *ctx, uint64_t id,
+    ngx_http_mpns_cursor_t *cursor, uint32_t *counts, ngx_uint_t done,
+    ngx_http_mpns_store_op_t *op)
+{
+    ngx_msec_t                    now;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    now = ngx_http_mpns_outbox_now();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    on = ngx_http_mpns_outbox_lookup(ctx, id);
+
+    if (on == NULL || on->state != NGX_HTTP_MPNS_OB_SENDING) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (cursor) {
+        on->cursor_hash = cursor->hash;
+        on->cursor_len = (uint16_t) cursor->len;
+        ngx_memcpy(ngx_http_mpns_outbox_cursor(on), cursor->channel,
+                   cursor->len);
+        ngx_memcpy(on->counts, counts, sizeof(on->counts));
+    }
+
+    if (done == NGX_HTTP_MPNS_OB_DONE) {
+        on->outcome = NGX_HTTP_MPNS_DELIVERED;
+        ngx_http_mpns_outbox_final(ctx, on, now);
+
+    } else if (done == NGX_HTTP_MPNS_OB_BACK) {
+        on->state = NGX_HTTP_MPNS_OB_PENDING;
+        ngx_http_mpns_outbox_schedule(ctx, on, now);
+
+    } else {
+        ngx_http_mpns_outbox_schedule(ctx, on, now + NGX_HTTP_MPNS_LEASE);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_http_mpns_outbox_changed(ctx);
+
+    return NGX_OK;
+}
+
+
+/* an entry as JSON in "pool": NGX_OK, NGX_DECLINED if there is none */
+
+ngx_int_t
+ngx_http_mpns_outbox_get(ngx_http_mpns_outbox_t *ctx, ngx_str_t *id,
+    ngx_pool_t *pool, ngx_str_t *json, ngx_http_mpns_store_op_t *op)
+{
+    uint64_t                      key;
+    ngx_int_t                     rc;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    if (ngx_http_mpns_outbox_parse_id(id, &key) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    on = ngx_http_mpns_outbox_lookup(ctx, key);
+
+    if (on) {
+        json->data = ngx_pnalloc(pool, ngx_http_mpns_outbox_json(NULL, on));
+
+        if (json->data) {
+            json->len = ngx_http_mpns_outbox_json(json->data, on);
+            rc = NGX_OK;
+
+        } else {
+            rc = NGX_ERROR;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+/* the entry's JSON, as GET shows it, for a result callback's body */
+
+size_t
+ngx_http_mpns_outbox_result(ngx_http_mpns_outbox_entry_t *e, u_char *buf)
+{
+    return ngx_http_mpns_outbox_json(buf, e->node);
+}
+
+
+/* a look at an entry, valid while the zone is locked */
+
+static void
+ngx_http_mpns_outbox_view(ngx_http_mpns_outbox_node_t *on,
+    ngx_http_mpns_outbox_entry_t *e)
+{
+    u_char  *p;
+
+    ngx_memzero(e, sizeof(ngx_http_mpns_outbox_entry_t));
+
+    e->node = on;
+    e->id = on->node.key;
+    e->attempts = on->attempts;
+    e->callbacks = on->callbacks;
+    e->report = (on->state == NGX_HTTP_MPNS_OB_FINAL);
+    e->broadcast = on->broadcast;
+
+    p = on->data;
+
+    e->channel.data = p;
+    e->channel.len = on->channel_len;
+    p += on->channel_len;
+
+    e->msg.type = on->type;
+    e->msg.notification_class = on->notification_class;
+    e->msg.content_type.data = p;
+    e->msg.content_type.len = on->content_type_len;
+    p += on->content_type_len;
+    e->msg.target.data = p;
+    e->msg.target.len = on->target_len;
+    p += on->target_len;
+    e->msg.body.data = p;
+    e->msg.body.len = on->body_len;
+    p += on->body_len;
+    e->msg.message_id.data = on->message_id;
+    e->msg.message_id.len = 36;
+
+    e->filter.user.data = p;
+    e->filter.user.len = on->user_len;
+    p += on->user_len;
+    e->filter.tag.data = p;
+    e->filter.tag.len = on->tag_len;
+    p += on->tag_len;
+    e->filter.os.data = p;
+    e->filter.os.len = on->os_len;
+    p += on->os_len;
+
+    e->cursor_hash = on->cursor_hash;
+    e->cursor.data = p;
+    e->cursor.len = on->cursor_len;
+
+    ngx_memcpy(e->counts, on->counts, sizeof(e->counts));
+}
+
+
+/* the event this worker's runner wants posted when a send is added */
+
+void
+ngx_http_mpns_outbox_watch(ngx_http_mpns_outbox_t *ctx, ngx_event_t *ev)
+{
+    ctx->added = ev;
+}
+
+
+/* the one location that sends from the outbox */
+
+ngx_http_mpns_loc_conf_t *
+ngx_http_mpns_outbox_location(ngx_http_mpns_outbox_t *ctx,
+    ngx_http_core_loc_conf_t **clcf)
+{
+    if (clcf) {
+        *clcf = ctx->clcf;
+    }
+
+    return ctx->mlcf;
 }
 
 
 /* called with the zone locked */
 
 static void
-ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_ctx_t *ctx,
+ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t now)
 {
     on->state = NGX_HTTP_MPNS_OB_FINAL;
@@ -1297,7 +1136,7 @@ ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_ctx_t *ctx,
 
 
 static void
-ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_ctx_t *ctx,
+ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t when)
 {
     ngx_rbtree_delete(&ctx->sh->due, &on->due);
@@ -1305,12 +1144,12 @@ ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_ctx_t *ctx,
     on->due.key = (ngx_rbtree_key_t) when;
     ngx_rbtree_insert(&ctx->sh->due, &on->due);
 
-    ctx->sh->version++;
+    ctx->sh->file.version++;
 }
 
 
 static ngx_http_mpns_outbox_node_t *
-ngx_http_mpns_outbox_lookup(ngx_http_mpns_outbox_ctx_t *ctx, uint64_t id)
+ngx_http_mpns_outbox_lookup(ngx_http_mpns_outbox_t *ctx, uint64_t id)
 {
     ngx_rbtree_node_t  *node, *sentinel;
 
@@ -1386,7 +1225,7 @@ ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_mpns_outbox_parse_id(ngx_str_t *s, uint64_t *id)
 {
     u_char      c;
@@ -1420,157 +1259,66 @@ ngx_http_mpns_outbox_parse_id(ngx_str_t *s, uint64_t *id)
 
 
 static void
-ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_ctx_t *ctx)
+ngx_http_mpns_outbox_changed(ngx_http_mpns_outbox_t *ctx)
 {
-    /* non-cancelable: a graceful stop saves before it ends */
-
-    if (ctx->save.handler && !ctx->save.timer_set) {
-        ngx_add_timer(&ctx->save, NGX_HTTP_MPNS_OB_SAVE_DELAY);
-    }
+    ngx_http_mpns_state_changed(&ctx->file);
 }
 
 
-static void
-ngx_http_mpns_outbox_save_handler(ngx_event_t *ev)
-{
-    ngx_http_mpns_outbox_ctx_t *ctx = ev->data;
-
-    ngx_int_t  rc;
-
-    rc = ngx_http_mpns_outbox_save(ctx, ev->log);
-
-    if (rc == NGX_OK || ngx_exiting || ngx_terminate) {
-        return;
-    }
-
-    ngx_add_timer(ev, NGX_HTTP_MPNS_OB_SAVE_DELAY);
-}
-
-
-/*
- * The whole outbox, a buffer at a time under the lock, into a temporary
- * file that replaces the state file once synced.  NGX_OK: saved or
- * nothing to save, NGX_BUSY: another worker is saving, NGX_ERROR.
- */
+/* the state file, a buffer at a time; see ngx_http_mpns_state_render_pt */
 
 static ngx_int_t
-ngx_http_mpns_outbox_save(ngx_http_mpns_outbox_ctx_t *ctx, ngx_log_t *log)
+ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st, void *cursor,
+    ngx_buf_t *b)
 {
-    u_char                       *p, *last;
-    size_t                        len;
-    ssize_t                       n;
-    uint64_t                      version, cursor;
-    ngx_fd_t                      fd;
+    uint64_t *last = cursor;   /* the id of the last record rendered */
+
     ngx_int_t                     rc;
-    ngx_uint_t                    done;
     ngx_rbtree_node_t            *node, *found, *sentinel;
+    ngx_http_mpns_service_t      *service;
+    ngx_http_mpns_outbox_t   *ctx;
     ngx_http_mpns_outbox_node_t  *on;
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    if (ctx->sh->version == ctx->sh->saved) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_OK;
-    }
-
-    if (ctx->sh->writer && ctx->sh->writer != ngx_pid) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_BUSY;
-    }
-
-    ctx->sh->writer = ngx_pid;
-    version = ctx->sh->version;
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    rc = NGX_ERROR;
-
-    fd = ngx_open_file(ctx->temp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
-                       NGX_FILE_DEFAULT_ACCESS);
-
-    if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_open_file_n " \"%s\" failed", ctx->temp);
-        goto done;
-    }
-
-    cursor = 0;
-    done = 0;
-
-    while (!done) {
-        p = ctx->buf;
-        last = ctx->buf + NGX_HTTP_MPNS_OB_BUFFER;
-
-        ngx_shmtx_lock(&ctx->shpool->mutex);
-
-        for ( ;; ) {
-
-            /* the first entry with an id above the cursor */
-
-            node = ctx->sh->ids.root;
-            sentinel = ctx->sh->ids.sentinel;
-            found = NULL;
-
-            while (node != sentinel) {
-                if ((uint64_t) node->key > cursor) {
-                    found = node;
-                    node = node->left;
-
-                } else {
-                    node = node->right;
-                }
-            }
-
-            if (found == NULL) {
-                done = 1;
-                break;
-            }
-
-            on = (ngx_http_mpns_outbox_node_t *) found;
-
-            len = ngx_http_mpns_outbox_record(NULL, on);
-
-            if ((size_t) (last - p) < len) {
-                break;
-            }
-
-            p += ngx_http_mpns_outbox_record(p, on);
-            cursor = on->node.key;
-        }
-
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-        for (last = ctx->buf; last < p; last += n) {
-            n = ngx_write_fd(fd, last, p - last);
-
-            if (n == -1) {
-                ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                              ngx_write_fd_n " \"%s\" failed", ctx->temp);
-                goto done;
-            }
-        }
-    }
-
-    rc = ngx_http_mpns_state_commit(fd, ctx->temp, ctx->state.data, log);
-    fd = NGX_INVALID_FILE;
-
-done:
-
-    if (rc != NGX_OK) {
-        if (fd != NGX_INVALID_FILE) {
-            (void) ngx_close_file(fd);
-        }
-
-        (void) ngx_delete_file(ctx->temp);
-    }
+    ctx = st->data;
+    service = ngx_http_mpns_outbox_service(ctx);
+    rc = NGX_OK;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    if (rc == NGX_OK) {
-        ctx->sh->saved = version;
-    }
+    for ( ;; ) {
 
-    ctx->sh->writer = 0;
+        /* the first entry with an id above the cursor */
+
+        node = ctx->sh->ids.root;
+        sentinel = ctx->sh->ids.sentinel;
+        found = NULL;
+
+        while (node != sentinel) {
+            if ((uint64_t) node->key > *last) {
+                found = node;
+                node = node->left;
+
+            } else {
+                node = node->right;
+            }
+        }
+
+        if (found == NULL) {
+            break;
+        }
+
+        on = (ngx_http_mpns_outbox_node_t *) found;
+
+        if ((size_t) (b->end - b->last)
+            < ngx_http_mpns_outbox_record(NULL, service, on))
+        {
+            rc = NGX_AGAIN;
+            break;
+        }
+
+        b->last += ngx_http_mpns_outbox_record(b->last, service, on);
+        *last = on->node.key;
+    }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -1578,25 +1326,44 @@ done:
 }
 
 
-/* one line of the state file; with buf NULL, an upper bound of its length */
+/*
+ * One line of the state file; with buf NULL, an upper bound of its length.
+ * The state, the outcome (null before the first answer, as in the status
+ * answer) and the type are written as their names.
+ */
 
 static size_t
-ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_outbox_node_t *on)
+ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
+    ngx_http_mpns_outbox_node_t *on)
 {
-    u_char     *p;
-    ngx_str_t   s, b64;
+    u_char                   *p;
+    ngx_str_t                 s, b64, *state, *type, none;
+    ngx_http_mpns_outcome_t  *o;
+
+    ngx_str_null(&none);
+
+    state = &ngx_http_mpns_outbox_states[on->state];
+    o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts)
+        ? ngx_http_mpns_outcome(on->outcome) : NULL;
+
+    /* an unknown type is written empty: that line is skipped when read */
+    type = service->type_name(on->type);
+    if (type == NULL) {
+        type = &none;
+    }
 
     if (buf == NULL) {
         s.len = on->channel_len;
         s.data = on->data;
 
-        return sizeof("{\"id\":\"\",\"state\":,\"created\":,\"due\":,"
+        return sizeof("{\"id\":\"\",\"state\":\"\",\"created\":,\"due\":,"
                       "\"finished\":,\"attempts\":,\"callbacks\":,"
-                      "\"status\":,\"outcome\":,\"reported\":,\"gave_up\":,"
-                      "\"type\":,\"class\":,\"message_id\":\"\","
-                      "\"channel\":,\"content_type\":,\"target\":,"
-                      "\"body\":\"\"}\n")
-               + NGX_HTTP_MPNS_ID_LEN + 13 * NGX_INT64_LEN + 36
+                      "\"status\":,\"outcome\":\"\",\"reported\":,"
+                      "\"gave_up\":,\"type\":\"\",\"class\":,"
+                      "\"message_id\":\"\",\"channel\":,\"content_type\":,"
+                      "\"target\":,\"body\":\"\"}\n")
+               + NGX_HTTP_MPNS_ID_LEN + 9 * NGX_INT64_LEN + 36
+               + state->len + (o ? o->name.len : 4) + type->len
                + ngx_http_mpns_json_str_len(&s)
                + 2 * (on->content_type_len + on->target_len) + 4
                + ngx_base64_encoded_length(on->body_len)
@@ -1608,18 +1375,21 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_outbox_node_t *on)
                       + on->cursor_len) + 8;
     }
 
-    p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":%ui,\"created\":%M,"
+    p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":\"%V\",\"created\":%M,"
                          "\"due\":%M,\"finished\":%M,\"attempts\":%ui,"
-                         "\"callbacks\":%ui,\"status\":%ui,\"outcome\":%ui,"
-                         "\"reported\":%ui,\"gave_up\":%ui,\"type\":%ui,"
-                         "\"class\":%ui,\"message_id\":\"%*s\",\"channel\":",
-                    (uint64_t) on->node.key, (ngx_uint_t) on->state,
-                    on->created, (ngx_msec_t) on->due.key, on->finished,
+                         "\"callbacks\":%ui,\"status\":%ui,\"outcome\":",
+                    (uint64_t) on->node.key, state, on->created,
+                    (ngx_msec_t) on->due.key, on->finished,
                     (ngx_uint_t) on->attempts, (ngx_uint_t) on->callbacks,
-                    (ngx_uint_t) on->status, (ngx_uint_t) on->outcome,
+                    (ngx_uint_t) on->status);
+
+    p = o ? ngx_sprintf(p, "\"%V\"", &o->name)
+          : ngx_cpymem(p, "null", 4);
+
+    p = ngx_sprintf(p, ",\"reported\":%ui,\"gave_up\":%ui,\"type\":\"%V\","
+                       "\"class\":%ui,\"message_id\":\"%*s\",\"channel\":",
                     (ngx_uint_t) on->reported, (ngx_uint_t) on->gave_up,
-                    (ngx_uint_t) on->type,
-                    (ngx_uint_t) on->notification_class, (size_t) 36,
+                    type, (ngx_uint_t) on->notification_class, (size_t) 36,
                     on->message_id);
 
     s.data = on->data;
@@ -1682,140 +1452,43 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_outbox_node_t *on)
 }
 
 
-static ngx_int_t
-ngx_http_mpns_outbox_load(ngx_http_mpns_outbox_ctx_t *ctx, ngx_log_t *log)
-{
-    u_char           *buf, *p, *last, *lf;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_err_t         err;
-    ngx_str_t         line;
-    ngx_uint_t        loaded, lines;
-    ngx_pool_t       *pool;
-    ngx_file_info_t   fi;
-
-    fd = ngx_open_file(ctx->state.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        err = ngx_errno;
-
-        if (err == NGX_ENOENT) {
-            return NGX_OK;
-        }
-
-        ngx_log_error(NGX_LOG_EMERG, log, err,
-                      ngx_open_file_n " \"%s\" failed", ctx->state.data);
-        return NGX_ERROR;
-    }
-
-    buf = NULL;
-    pool = NULL;
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
-                      ngx_fd_info_n " \"%s\" failed", ctx->state.data);
-        goto failed;
-    }
-
-    buf = ngx_alloc(ngx_file_size(&fi) + 1, log);
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
-
-    if (buf == NULL || pool == NULL) {
-        goto failed;
-    }
-
-    n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
-
-    if (n == -1) {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
-                      ngx_read_fd_n " \"%s\" failed", ctx->state.data);
-        goto failed;
-    }
-
-    loaded = 0;
-    lines = 0;
-    p = buf;
-    last = buf + n;
-
-    while (p < last) {
-        lf = ngx_strlchr(p, last, LF);
-
-        line.data = p;
-        line.len = (lf ? lf : last) - p;
-
-        p = lf ? lf + 1 : last;
-        lines++;
-
-        if (line.len == 0) {
-            continue;
-        }
-
-        /* a line cut short by a crash is skipped */
-
-        if (ngx_http_mpns_outbox_load_line(ctx, pool, &line) == NGX_OK) {
-            loaded++;
-
-        } else {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "mpns outbox zone \"%V\": line %ui of \"%s\" "
-                          "skipped", &ctx->shm_zone->shm.name, lines,
-                          ctx->state.data);
-        }
-
-        ngx_reset_pool(pool);
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "mpns outbox zone \"%V\": loaded %ui entries from \"%s\"",
-                  &ctx->shm_zone->shm.name, loaded, ctx->state.data);
-
-    ngx_free(buf);
-    ngx_destroy_pool(pool);
-    (void) ngx_close_file(fd);
-
-    return NGX_OK;
-
-failed:
-
-    if (buf) {
-        ngx_free(buf);
-    }
-
-    if (pool) {
-        ngx_destroy_pool(pool);
-    }
-
-    (void) ngx_close_file(fd);
-
-    return NGX_ERROR;
-}
-
+/* a line of the state file; see ngx_http_mpns_state_load_pt */
 
 static ngx_int_t
-ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_pool_t *pool, ngx_str_t *line)
+ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
+    ngx_str_t *line, ngx_http_mpns_error_t *err)
 {
     u_char                       *p;
     uint64_t                      id;
-    ngx_int_t                     v[20];
-    ngx_str_t                     key, val, str[9], body;
-    ngx_uint_t                    i, j, k, got;
+    ngx_int_t                     v[16], rc, state, outcome, type;
+    ngx_str_t                     key, val, str[12], body;
+    ngx_uint_t                    i, j, k, nums, strs;
     ngx_http_mpns_json_t          json;
     ngx_http_mpns_json_tok_t     *t, *tv;
+    ngx_http_mpns_outbox_t   *ctx;
     ngx_http_mpns_outbox_node_t  *on;
 
-    static char  *nums[] = { "state", "created", "due", "finished",
-                             "attempts", "callbacks", "status", "outcome",
-                             "reported", "gave_up", "type", "class",
-                             "broadcast", "cursor_hash", "sent", "delivered",
-                             "expired", "failed", "deferred", NULL };
-    static char  *strs[] = { "id", "message_id", "channel", "content_type",
-                             "target", "user", "tag", "os", "cursor", NULL };
+    /* numbers; strings, the three written as names last */
 
-    if (ngx_http_mpns_json_parse(pool, line, &json) != NGX_OK
-        || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
-    {
-        return NGX_DECLINED;
+    static char  *nkey[] = { "created", "due", "finished", "attempts",
+                             "callbacks", "status", "reported", "gave_up",
+                             "class", "broadcast", "cursor_hash", "sent",
+                             "delivered", "expired", "failed", "deferred",
+                             NULL };
+    static char  *skey[] = { "id", "message_id", "channel", "content_type",
+                             "target", "user", "tag", "os", "cursor",
+                             "state", "outcome", "type", NULL };
+
+    ctx = st->data;
+
+    rc = ngx_http_mpns_json_parse(pool, line, &json);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid JSON", NULL);
     }
 
     ngx_memzero(v, sizeof(v));
@@ -1824,28 +1497,51 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
 
     t = json.tokens;
     k = 1;
-    got = 0;
+    nums = 0;
+    strs = 0;
 
     for (i = 0; i < t[0].size; i++) {
         if (ngx_http_mpns_json_string(pool, &t[k], &key) != NGX_OK) {
-            return NGX_DECLINED;
+            return ngx_http_mpns_outbox_mistake(err, "invalid JSON", NULL);
         }
 
         tv = &t[k + 1];
         k = tv->next;
 
+        for (j = 9; skey[j]; j++) {
+            if (key.len == ngx_strlen(skey[j])
+                && ngx_strncmp(key.data, skey[j], key.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (skey[j]) {
+            rc = ngx_http_mpns_outbox_coded(st, &key, tv, &str[j]);
+
+            if (rc != NGX_OK) {
+                return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                                    skey[j]);
+            }
+
+            strs |= 1 << j;
+            continue;
+        }
+
         if (tv->type == NGX_HTTP_MPNS_JSON_PRIMITIVE) {
-            for (j = 0; nums[j]; j++) {
-                if (key.len == ngx_strlen(nums[j])
-                    && ngx_strncmp(key.data, nums[j], key.len) == 0)
+            for (j = 0; nkey[j]; j++) {
+                if (key.len == ngx_strlen(nkey[j])
+                    && ngx_strncmp(key.data, nkey[j], key.len) == 0)
                 {
                     v[j] = ngx_atoi(tv->raw.data, tv->raw.len);
 
                     if (v[j] == NGX_ERROR) {
-                        return NGX_DECLINED;
+                        return ngx_http_mpns_outbox_mistake(err,
+                                                            "invalid value",
+                                                            nkey[j]);
                     }
 
-                    got |= 1 << j;
+                    nums |= 1 << j;
                 }
             }
 
@@ -1853,54 +1549,128 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
         }
 
         if (ngx_http_mpns_json_string(pool, tv, &val) != NGX_OK) {
-            return NGX_DECLINED;
+            return ngx_http_mpns_outbox_mistake(err, "invalid JSON", NULL);
         }
 
         if (key.len == 4 && ngx_strncmp(key.data, "body", 4) == 0) {
             body.data = ngx_pnalloc(pool,
                                     ngx_base64_decoded_length(val.len));
-            if (body.data == NULL
-                || ngx_decode_base64(&body, &val) != NGX_OK)
-            {
-                return NGX_DECLINED;
+            if (body.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (ngx_decode_base64(&body, &val) != NGX_OK) {
+                return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                                    "body");
             }
 
             continue;
         }
 
-        for (j = 0; strs[j]; j++) {
-            if (key.len == ngx_strlen(strs[j])
-                && ngx_strncmp(key.data, strs[j], key.len) == 0)
+        for (j = 0; j < 9; j++) {
+            if (key.len == ngx_strlen(skey[j])
+                && ngx_strncmp(key.data, skey[j], key.len) == 0)
             {
                 str[j] = val;
+                strs |= 1 << j;
             }
         }
     }
 
-    if ((got & ((1 << 12) - 1)) != (1 << 12) - 1
-        || ngx_http_mpns_outbox_parse_id(&str[0], &id) != NGX_OK
-        || str[1].len != 36 || (str[2].len == 0 && !v[12])
-        || str[2].len > NGX_HTTP_MPNS_MAX_CHANNEL
-        || str[5].len > 255 || str[6].len > 255 || str[7].len > 255
-        || str[8].len > NGX_HTTP_MPNS_MAX_CHANNEL
-        || str[3].len > 255 || str[4].len > 255 || body.len > 65535
-        || v[0] > NGX_HTTP_MPNS_OB_FINAL
-        || v[7] >= NGX_HTTP_MPNS_NOUTCOMES
-        || ngx_http_mpns_outbox_lookup(ctx, id))
+    /* from "created" to "class"; "id", "message_id" and the names */
+
+    for (j = 0; j < 9; j++) {
+        if (!(nums & (1 << j))) {
+            return ngx_http_mpns_outbox_mistake(err, "missing field",
+                                                nkey[j]);
+        }
+    }
+
+    for (j = 0; skey[j]; j++) {
+        if ((j < 2 || j >= 9) && !(strs & (1 << j))) {
+            return ngx_http_mpns_outbox_mistake(err, "missing field",
+                                                skey[j]);
+        }
+    }
+
+    for (state = 0; state <= NGX_HTTP_MPNS_OB_FINAL; state++) {
+        if (str[9].len == ngx_http_mpns_outbox_states[state].len
+            && ngx_strncmp(str[9].data, ngx_http_mpns_outbox_states[state].data,
+                           str[9].len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    for (outcome = 0; str[10].len && outcome < NGX_HTTP_MPNS_NOUTCOMES;
+         outcome++)
     {
-        return NGX_DECLINED;
+        if (str[10].len == ngx_http_mpns_outcome(outcome)->name.len
+            && ngx_strncmp(str[10].data,
+                           ngx_http_mpns_outcome(outcome)->name.data,
+                           str[10].len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    type = ngx_http_mpns_outbox_service(ctx)->type(&str[11]);
+
+    if (state > NGX_HTTP_MPNS_OB_FINAL) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "state");
+    }
+
+    if (outcome == NGX_HTTP_MPNS_NOUTCOMES) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "outcome");
+    }
+
+    if (type == NGX_ERROR) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "type");
+    }
+
+    if (ngx_http_mpns_outbox_parse_id(&str[0], &id) != NGX_OK) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "id");
+    }
+
+    if (str[1].len != 36) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                            "message_id");
+    }
+
+    if ((str[2].len == 0 && !v[9]) || str[2].len > NGX_HTTP_MPNS_MAX_CHANNEL
+        || str[8].len > NGX_HTTP_MPNS_MAX_CHANNEL)
+    {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                            v[9] ? "cursor" : "channel");
+    }
+
+    for (j = 3; j < 8; j++) {
+        if (str[j].len > 255) {
+            return ngx_http_mpns_outbox_mistake(err, "value too long",
+                                                skey[j]);
+        }
+    }
+
+    if (body.len > 65535) {
+        return ngx_http_mpns_outbox_mistake(err, "value too long", "body");
+    }
+
+    if (ngx_http_mpns_outbox_lookup(ctx, id)) {
+        return ngx_http_mpns_outbox_mistake(err, "duplicate id", "id");
     }
 
     on = ngx_slab_alloc(ctx->shpool, offsetof(ngx_http_mpns_outbox_node_t,
                                               data)
                                      + str[2].len + str[3].len + str[4].len
                                      + body.len
-                                     + (v[12] ? str[5].len + str[6].len
-                                                + str[7].len
-                                                + NGX_HTTP_MPNS_MAX_CHANNEL
-                                              : 0));
+                                     + (v[9] ? str[5].len + str[6].len
+                                               + str[7].len
+                                               + NGX_HTTP_MPNS_MAX_CHANNEL
+                                             : 0));
     if (on == NULL) {
-        return NGX_DECLINED;
+        return NGX_BUSY;
     }
 
     ngx_memzero(on, offsetof(ngx_http_mpns_outbox_node_t, data));
@@ -1908,20 +1678,20 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
     on->node.key = (ngx_rbtree_key_t) id;
 
     /* a send in flight when the file was written is sent again */
-    on->state = (v[0] == NGX_HTTP_MPNS_OB_SENDING)
-                ? NGX_HTTP_MPNS_OB_PENDING : (u_char) v[0];
+    on->state = (state == NGX_HTTP_MPNS_OB_SENDING)
+                ? NGX_HTTP_MPNS_OB_PENDING : (u_char) state;
 
-    on->created = (ngx_msec_t) v[1];
-    on->due.key = (ngx_rbtree_key_t) v[2];
-    on->finished = (ngx_msec_t) v[3];
-    on->attempts = (uint16_t) v[4];
-    on->callbacks = (uint16_t) v[5];
-    on->status = (uint16_t) v[6];
-    on->outcome = (u_char) v[7];
-    on->reported = (u_char) v[8];
-    on->gave_up = (u_char) v[9];
-    on->type = (u_char) v[10];
-    on->notification_class = (u_char) v[11];
+    on->created = (ngx_msec_t) v[0];
+    on->due.key = (ngx_rbtree_key_t) v[1];
+    on->finished = (ngx_msec_t) v[2];
+    on->attempts = (uint16_t) v[3];
+    on->callbacks = (uint16_t) v[4];
+    on->status = (uint16_t) v[5];
+    on->outcome = (u_char) (str[10].len ? outcome : 0);
+    on->reported = (u_char) v[6];
+    on->gave_up = (u_char) v[7];
+    on->type = (u_char) type;
+    on->notification_class = (u_char) v[8];
     ngx_memcpy(on->message_id, str[1].data, 36);
 
     on->channel_len = (uint16_t) str[2].len;
@@ -1934,12 +1704,12 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
     p = ngx_cpymem(p, str[4].data, str[4].len);
     p = ngx_cpymem(p, body.data, body.len);
 
-    if (v[12]) {
+    if (v[9]) {
         on->broadcast = 1;
-        on->cursor_hash = (uint32_t) v[13];
+        on->cursor_hash = (uint32_t) v[10];
 
         for (i = 0; i < 5; i++) {
-            on->counts[i] = (uint32_t) v[14 + i];
+            on->counts[i] = (uint32_t) v[11 + i];
         }
 
         on->user_len = (u_char) str[5].len;
@@ -1962,356 +1732,90 @@ ngx_http_mpns_outbox_load_line(ngx_http_mpns_outbox_ctx_t *ctx,
 }
 
 
-/* 0: the outcome is final */
-
-static ngx_msec_t
-ngx_http_mpns_outbox_delay(ngx_http_mpns_outbox_conf_t *oc,
-    ngx_uint_t outcome, ngx_uint_t attempts)
-{
-    ngx_uint_t  n;
-    ngx_msec_t  delay;
-
-    switch (outcome) {
-
-    case NGX_HTTP_MPNS_QUEUE_FULL:
-    case NGX_HTTP_MPNS_UNAVAILABLE:
-    case NGX_HTTP_MPNS_TRANSPORT_ERROR:
-    case NGX_HTTP_MPNS_TIMEOUT:
-    case NGX_HTTP_MPNS_TLS_HANDSHAKE_FAILED:
-
-        /* MPNS: exponential backoff, in minute increments */
-
-        n = attempts ? attempts - 1 : 0;
-        delay = oc->backoff << ngx_min(n, 16);
-
-        return ngx_min(delay, NGX_HTTP_MPNS_MAX_BACKOFF);
-
-    case NGX_HTTP_MPNS_DEVICE_INACTIVE:
-
-        /* no sooner than an hour (61 minutes) */
-        return oc->device_inactive;
-
-    case NGX_HTTP_MPNS_THROTTLED:
-
-        /* the daily quota: hourly, until the maximum age */
-        return oc->throttled;
-
-    default:
-        return 0;
-    }
-}
-
-
-/* called with the zone locked: a broadcast entry starts on this worker */
+/*
+ * "state", "outcome" or "type" as a name: a string, null for no outcome,
+ * or a number of the old numbering (then the file is written anew)
+ */
 
 static ngx_int_t
-ngx_http_mpns_outbox_run(ngx_http_mpns_outbox_ctx_t *ctx,
-    ngx_http_mpns_outbox_node_t *on)
+ngx_http_mpns_outbox_coded(ngx_http_mpns_state_t *st, ngx_str_t *key,
+    ngx_http_mpns_json_tok_t *tok, ngx_str_t *name)
 {
-    u_char                      *p;
-    size_t                       len;
-    ngx_pool_t                  *pool;
-    ngx_http_mpns_filter_t       filter;
-    ngx_http_mpns_cursor_t      *cursor;
-    ngx_http_mpns_outbox_run_t  *run;
+    ngx_int_t   n;
+    ngx_str_t  *old;
+    ngx_uint_t  i;
 
-    if (ctx->mlcf->broadcast == NULL) {
-        return NGX_ERROR;
+    if (tok->type == NGX_HTTP_MPNS_JSON_STRING) {
+        /* names have nothing to unescape */
+        *name = tok->raw;
+        return NGX_OK;
     }
 
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
-    if (pool == NULL) {
-        return NGX_ERROR;
+    if (tok->type != NGX_HTTP_MPNS_JSON_PRIMITIVE) {
+        return NGX_DECLINED;
     }
 
-    run = ngx_pcalloc(pool, sizeof(ngx_http_mpns_outbox_run_t));
-    if (run == NULL) {
-        goto failed;
+    if (key->data[0] == 'o'
+        && tok->raw.len == 4 && ngx_strncmp(tok->raw.data, "null", 4) == 0)
+    {
+        ngx_str_null(name);
+        return NGX_OK;
     }
 
-    len = on->content_type_len + on->target_len + on->body_len
-          + on->user_len + on->tag_len + on->os_len + 36;
+    n = ngx_atoi(tok->raw.data, tok->raw.len);
 
-    p = ngx_pnalloc(pool, len);
-    if (p == NULL) {
-        goto failed;
+    if (n == NGX_ERROR) {
+        return NGX_DECLINED;
     }
 
-    run->pool = pool;
-    run->ctx = ctx;
-    run->id = on->node.key;
+    if (key->data[0] == 's') {
+        old = ngx_http_mpns_outbox_old_states;
 
-    ngx_memcpy(p, on->data + on->channel_len, len - 36);
-    ngx_memcpy(p + len - 36, on->message_id, 36);
-
-    run->msg.type = on->type;
-    run->msg.notification_class = on->notification_class;
-    run->msg.content_type.data = p;
-    run->msg.content_type.len = on->content_type_len;
-    p += on->content_type_len;
-    run->msg.target.data = p;
-    run->msg.target.len = on->target_len;
-    p += on->target_len;
-    run->msg.body.data = p;
-    run->msg.body.len = on->body_len;
-    p += on->body_len;
-    filter.user.data = p;
-    filter.user.len = on->user_len;
-    p += on->user_len;
-    filter.tag.data = p;
-    filter.tag.len = on->tag_len;
-    p += on->tag_len;
-    filter.os.data = p;
-    filter.os.len = on->os_len;
-    p += on->os_len;
-    run->msg.message_id.data = p;
-    run->msg.message_id.len = 36;
-
-    run->reader = ngx_http_mpns_reader_create(pool,
-                          ngx_http_mpns_registry_get(ctx->mlcf->broadcast),
-                          &filter);
-    if (run->reader == NULL) {
-        goto failed;
-    }
-
-    /* where the last worker got to, and what it had counted */
-
-    cursor = &run->reader->cursor;
-
-    cursor->hash = on->cursor_hash;
-    cursor->len = on->cursor_len;
-    cursor->started = (on->cursor_len != 0);
-    ngx_memcpy(cursor->channel, ngx_http_mpns_outbox_cursor(on),
-               on->cursor_len);
-    ngx_memcpy(run->counts, on->counts, sizeof(run->counts));
-
-    /* the pump takes the zone lock: it starts after the drain is done */
-
-    run->start.handler = ngx_http_mpns_outbox_start_handler;
-    run->start.data = run;
-    run->start.log = ngx_cycle->log;
-
-    ctx->active++;
-
-    ngx_post_event(&run->start, &ngx_posted_events);
-
-    return NGX_OK;
-
-failed:
-
-    ngx_destroy_pool(pool);
-
-    return NGX_ERROR;
-}
-
-
-static void
-ngx_http_mpns_outbox_start_handler(ngx_event_t *ev)
-{
-    ngx_http_mpns_outbox_pump(ev->data);
-}
-
-
-static void
-ngx_http_mpns_outbox_pump(ngx_http_mpns_outbox_run_t *run)
-{
-    ngx_int_t                    rc;
-    ngx_str_t                    channel;
-    ngx_uint_t                   refilled;
-    ngx_http_mpns_job_t         *job;
-    ngx_http_mpns_loc_conf_t    *mlcf;
-    ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_job_t  *oj;
-
-    if (run->pumping) {
-        return;
-    }
-
-    run->pumping = 1;
-
-    mlcf = run->ctx->mlcf;
-    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_mpns_module);
-
-    while (!run->exhausted && run->active < mlcf->concurrency) {
-
-        if (ngx_exiting || ngx_terminate) {
-            break;
-        }
-
-        rc = ngx_http_mpns_reader_next(run->reader, &channel, &refilled);
-
-        if (rc != NGX_OK) {
-            run->exhausted = 1;
-            break;
-        }
-
-        if (refilled) {
-            /* the entry knows where we are, should this worker die */
-            ngx_http_mpns_outbox_progress(run, 0);
-        }
-
-        job = ngx_http_mpns_job_create(mmcf->engine, ngx_cycle->log);
-        if (job == NULL) {
-            run->exhausted = 1;
-            break;
-        }
-
-        oj = ngx_palloc(job->pool, sizeof(ngx_http_mpns_outbox_job_t));
-        if (oj == NULL) {
-            ngx_http_mpns_job_cancel(job);
-            run->exhausted = 1;
-            break;
-        }
-
-        oj->ctx = run->ctx;
-        oj->id = run->id;
-        oj->run = run;
-        oj->callback = 0;
-        oj->channel.len = channel.len;
-        oj->channel.data = ngx_pstrdup(job->pool, &channel);
-
-        if (oj->channel.data == NULL
-            || ngx_http_mpns_outbox_prepare(run->ctx, job, &oj->channel,
-                                            &run->msg)
-               != NGX_OK)
-        {
-            /* not allowed (any more), or no memory: counted as failed */
-            run->counts[NGX_HTTP_MPNS_OB_SENT]++;
-            run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
-            ngx_http_mpns_job_cancel(job);
-            continue;
-        }
-
-        job->handler = ngx_http_mpns_outbox_recipient;
-        job->data = oj;
-
-        run->active++;
-
-        ngx_http_mpns_job_start(job);
-    }
-
-    run->pumping = 0;
-
-    if (run->active) {
-        return;
-    }
-
-    if (run->exhausted) {
-        ngx_http_mpns_outbox_progress(run, 1);
-
-    } else if (ngx_exiting || ngx_terminate) {
-        /* the next workers go on from the cursor */
-        ngx_http_mpns_outbox_progress(run, 2);
+    } else if (key->data[0] == 'o') {
+        old = ngx_http_mpns_outbox_old_outcomes;
 
     } else {
-        return;
+        old = ngx_http_mpns_outbox_old_types;
+
+        /* a bit */
+        for (i = 0; old[i].len && n != (1 << i); i++) { /* void */ }
+
+        n = i;
     }
 
-    run->ctx->active--;
-    ngx_destroy_pool(run->pool);
+    for (i = 0; old[i].len; i++) {
+        if ((ngx_uint_t) n == i) {
+            *name = old[i];
+            st->outdated = 1;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 
-static void
-ngx_http_mpns_outbox_recipient(ngx_http_mpns_job_t *job)
+/* whose type names the entries have; an outbox no location uses: MPNS */
+
+static ngx_http_mpns_service_t *
+ngx_http_mpns_outbox_service(ngx_http_mpns_outbox_t *ctx)
 {
-    ngx_http_mpns_outbox_job_t *oj = job->data;
-
-    ngx_msec_t                   delay;
-    ngx_uint_t                   deleted;
-    ngx_http_mpns_loc_conf_t    *mlcf;
-    ngx_http_mpns_main_conf_t   *mmcf;
-    ngx_http_mpns_outbox_run_t  *run;
-
-    run = oj->run;
-    mlcf = run->ctx->mlcf;
-
-    run->active--;
-    run->counts[NGX_HTTP_MPNS_OB_SENT]++;
-
-    delay = ngx_http_mpns_outbox_delay(&mlcf->outbox, job->outcome, 1);
-
-    if (job->outcome == NGX_HTTP_MPNS_DELIVERED) {
-        run->counts[NGX_HTTP_MPNS_OB_DELIVERED]++;
-
-    } else if (job->outcome == NGX_HTTP_MPNS_EXPIRED) {
-        run->counts[NGX_HTTP_MPNS_OB_EXPIRED]++;
-
-        if (mlcf->remove_expired) {
-            (void) ngx_http_mpns_registry_delete(run->reader->registry,
-                                                 NGX_HTTP_MPNS_BY_CHANNEL,
-                                                 &oj->channel, &deleted);
-        }
-
-    } else if (delay) {
-
-        /* tried again on its own, as a send of the outbox */
-
-        mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                   ngx_http_mpns_module);
-
-        if (ngx_http_mpns_outbox_insert(run->ctx, mmcf->engine, &job->log,
-                                        &run->msg, &oj->channel, NULL,
-                                        ngx_http_mpns_outbox_now() + delay,
-                                        NULL)
-            == NGX_OK)
-        {
-            run->counts[NGX_HTTP_MPNS_OB_DEFERRED]++;
-
-        } else {
-            run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
-        }
-
-    } else {
-        run->counts[NGX_HTTP_MPNS_OB_FAILED]++;
-    }
-
-    ngx_http_mpns_outbox_pump(run);
+    return ctx->mlcf ? ctx->mlcf->service : &ngx_http_mpns_service_mpns;
 }
 
 
-/* the cursor and the counts into the entry; "done": 1 ends it, 2 hands
- * it back to the outbox */
-
-static void
-ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_run_t *run,
-    ngx_uint_t done)
+static ngx_int_t
+ngx_http_mpns_outbox_mistake(ngx_http_mpns_error_t *err, const char *text,
+    char *field)
 {
-    ngx_msec_t                    now;
-    ngx_http_mpns_outbox_ctx_t   *ctx;
-    ngx_http_mpns_outbox_node_t  *on;
+    err->text = text;
 
-    ctx = run->ctx;
-    now = ngx_http_mpns_outbox_now();
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    on = ngx_http_mpns_outbox_lookup(ctx, run->id);
-
-    if (on && on->state == NGX_HTTP_MPNS_OB_SENDING) {
-        on->cursor_hash = run->reader->cursor.hash;
-        on->cursor_len = (uint16_t) run->reader->cursor.len;
-        ngx_memcpy(ngx_http_mpns_outbox_cursor(on),
-                   run->reader->cursor.channel, run->reader->cursor.len);
-        ngx_memcpy(on->counts, run->counts, sizeof(on->counts));
-
-        if (done == 1) {
-            on->outcome = NGX_HTTP_MPNS_DELIVERED;
-            ngx_http_mpns_outbox_final(ctx, on, now);
-
-        } else if (done == 2) {
-            on->state = NGX_HTTP_MPNS_OB_PENDING;
-            ngx_http_mpns_outbox_schedule(ctx, on, now);
-
-        } else {
-            ngx_http_mpns_outbox_schedule(ctx, on, now + NGX_HTTP_MPNS_LEASE);
-        }
+    if (field) {
+        err->field.data = (u_char *) field;
+        err->field.len = ngx_strlen(field);
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    ngx_http_mpns_outbox_changed(ctx);
+    return NGX_DECLINED;
 }
 
 
@@ -2321,4 +1825,71 @@ ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on)
     return on->data + on->channel_len + on->content_type_len
            + on->target_len + on->body_len + on->user_len + on->tag_len
            + on->os_len;
+}
+
+
+void
+ngx_http_mpns_outbox_stat(ngx_shm_zone_t *zone,
+    ngx_http_mpns_outbox_stat_t *st, ngx_uint_t walk)
+{
+    ngx_msec_t                    now;
+    ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_mpns_outbox_t   *ctx;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    ctx = zone->data;
+    now = ngx_http_mpns_outbox_now();
+
+    ngx_memzero(st, sizeof(ngx_http_mpns_outbox_stat_t));
+
+    st->state = ctx->file.path;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    st->entries = ctx->sh->count;
+    st->full = ctx->sh->full;
+
+    sentinel = ctx->sh->ids.sentinel;
+
+    node = (!walk || ctx->sh->ids.root == sentinel)
+           ? NULL : ngx_rbtree_min(ctx->sh->ids.root, sentinel);
+
+    for ( /* void */ ; node; node = ngx_rbtree_next(&ctx->sh->ids, node)) {
+        on = (ngx_http_mpns_outbox_node_t *) node;
+
+        if (on->state == NGX_HTTP_MPNS_OB_PENDING) {
+            st->pending++;
+
+            if (now > on->created && now - on->created > st->oldest_pending)
+            {
+                st->oldest_pending = now - on->created;
+            }
+
+            if ((ngx_msec_t) on->due.key <= now) {
+                st->due++;
+                st->lag = ngx_max(st->lag, now - (ngx_msec_t) on->due.key);
+            }
+
+        } else if (on->state == NGX_HTTP_MPNS_OB_SENDING) {
+            st->sending++;
+
+        } else {
+            if (on->gave_up) {
+                st->expired++;
+
+            } else {
+                st->done++;
+            }
+
+            if (!on->reported) {
+                st->callbacks_pending++;
+
+                if (on->callbacks) {
+                    st->callbacks_failing++;
+                }
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
 }

@@ -9,14 +9,12 @@
 #include <ngx_http.h>
 #include "ngx_http_mpns_module.h"
 #include "ngx_http_mpns_json.h"
+#include "ngx_http_mpns_state.h"
 
 
 #define NGX_HTTP_MPNS_STATE_BUFFER      65536
 #define NGX_HTTP_MPNS_READER_BUFFER     16384
 #define NGX_HTTP_MPNS_READER_REFILL     64
-#define NGX_HTTP_MPNS_SAVE_DELAY        1000
-#define NGX_HTTP_MPNS_SAVE_RETRY        5000
-#define NGX_HTTP_MPNS_WRITER_STALE      60
 
 #define NGX_HTTP_MPNS_OWNER_NONE        0
 #define NGX_HTTP_MPNS_OWNER_DEVICE      1
@@ -55,12 +53,8 @@ typedef struct {
     ngx_http_mpns_registry_node_t **owners;   /* buckets of chains */
     ngx_uint_t                     owners_mask;
     ngx_uint_t                     count;
-    uint64_t                       version;   /* bumped by every change */
-    uint64_t                       saved;     /* the one in the state file */
-    ngx_pid_t                      writer;    /* saving it now, 0: none */
-    time_t                         writing;   /* since */
     ngx_uint_t                     full;      /* "is full" was logged */
-    ngx_uint_t                     retired;   /* migrated to a new zone */
+    ngx_http_mpns_state_sh_t       file;
 } ngx_http_mpns_registry_shctx_t;
 
 
@@ -68,28 +62,8 @@ struct ngx_http_mpns_registry_s {
     ngx_http_mpns_registry_shctx_t  *sh;
     ngx_slab_pool_t                 *shpool;
     ngx_shm_zone_t                  *shm_zone;
-    ngx_str_t                        state;    /* null-terminated or empty */
-
-    /* per worker, set in init_process */
-    u_char                          *temp;     /* "<state>.<pid>.tmp" */
-    ngx_event_t                      save;
-
-    /* a save under way, a slice per turn of the event loop */
-    ngx_fd_t                         fd;
-    u_char                          *buf;
-    ngx_http_mpns_cursor_t          *cursor;
-    uint64_t                         version;
-    unsigned                         saving:1;
+    ngx_http_mpns_state_t            file;
 };
-
-
-/* where a state file is rendered, a chunk at a time */
-typedef struct {
-    u_char                        *start;
-    u_char                        *last;
-    u_char                        *end;
-    ngx_log_t                     *log;
-} ngx_http_mpns_registry_out_t;
 
 
 static ngx_int_t ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone,
@@ -98,25 +72,12 @@ static ngx_int_t ngx_http_mpns_registry_migrate(ngx_http_mpns_registry_t *reg,
     ngx_log_t *log);
 static ngx_int_t ngx_http_mpns_registry_copy(ngx_http_mpns_entry_t *entry,
     void *data);
-static ngx_int_t ngx_http_mpns_registry_load(ngx_http_mpns_registry_t *reg,
-    ngx_log_t *log);
-static ngx_int_t ngx_http_mpns_registry_load_line(
-    ngx_http_mpns_registry_t *reg, ngx_pool_t *pool, ngx_str_t *text,
-    ngx_uint_t line, ngx_log_t *log);
-static ngx_int_t ngx_http_mpns_registry_save(ngx_http_mpns_registry_t *reg,
-    ngx_log_t *log, ngx_uint_t slices);
-static ngx_int_t ngx_http_mpns_registry_save_start(
-    ngx_http_mpns_registry_t *reg, ngx_log_t *log);
-static ngx_int_t ngx_http_mpns_registry_save_slice(
-    ngx_http_mpns_registry_t *reg, ngx_log_t *log);
-static ngx_int_t ngx_http_mpns_registry_save_finish(
-    ngx_http_mpns_registry_t *reg, ngx_log_t *log);
-static void ngx_http_mpns_registry_save_end(ngx_http_mpns_registry_t *reg,
-    ngx_int_t rc, ngx_log_t *log);
-static ngx_int_t ngx_http_mpns_registry_render(ngx_http_mpns_entry_t *entry,
+static ngx_int_t ngx_http_mpns_registry_load(ngx_http_mpns_state_t *st,
+    ngx_pool_t *pool, ngx_str_t *text, ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_registry_render(ngx_http_mpns_state_t *st,
+    void *cursor, ngx_buf_t *b);
+static ngx_int_t ngx_http_mpns_registry_record(ngx_http_mpns_entry_t *entry,
     void *data);
-static void ngx_http_mpns_registry_save_handler(ngx_event_t *ev);
-static void ngx_http_mpns_registry_changed(ngx_http_mpns_registry_t *reg);
 
 static void ngx_http_mpns_registry_insert_channel(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
@@ -171,18 +132,24 @@ static ngx_str_t  ngx_http_mpns_registry_fields[] = {
 static ngx_str_t  ngx_http_mpns_registry_body_field = ngx_string("body");
 
 
+static ngx_http_mpns_state_format_t  ngx_http_mpns_registry_format = {
+    ngx_string("registry"),
+    ngx_http_mpns_registry_load,
+    ngx_http_mpns_registry_render,
+    sizeof(ngx_http_mpns_cursor_t),
+    NGX_HTTP_MPNS_STATE_BUFFER
+};
+
+
 char *
 ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mpns_main_conf_t *mmcf = conf;
 
-    u_char                    *p, *dir;
     ssize_t                    size;
-    ngx_err_t                  err;
     ngx_str_t                 *value, name, state;
     ngx_uint_t                 i;
     ngx_shm_zone_t            *shm_zone, **zones;
-    ngx_file_info_t            fi;
     ngx_http_mpns_registry_t  *reg;
 
     value = cf->args->elts;
@@ -209,10 +176,6 @@ ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         {
             state.data = value[i].data + 6;
             state.len = value[i].len - 6;
-
-            if (ngx_conf_full_name(cf->cycle, &state, 0) != NGX_OK) {
-                return NGX_CONF_ERROR;
-            }
 
             continue;
         }
@@ -242,49 +205,15 @@ ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    if (state.len) {
+    reg = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_registry_t));
+    if (reg == NULL) {
+        return NGX_CONF_ERROR;
+    }
 
-        /* the workers write next to the file, so its directory must exist */
-
-        p = state.data + state.len;
-
-        while (p > state.data && p[-1] != '/') {
-            p--;
-        }
-
-        if (p > state.data + 1) {
-            p--;
-        }
-
-        dir = ngx_pnalloc(cf->pool, p - state.data + 1);
-        if (dir == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_cpystrn(dir, state.data, p - state.data + 1);
-
-        if (ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
-            err = ngx_errno;
-
-            if (err == NGX_ENOENT) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "state directory \"%s\" does not exist",
-                                   dir);
-
-            } else {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, err,
-                                   ngx_file_info_n " \"%s\" failed", dir);
-            }
-
-            return NGX_CONF_ERROR;
-        }
-
-        if (!ngx_is_dir(&fi)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "state directory \"%s\" is not a directory",
-                               dir);
-            return NGX_CONF_ERROR;
-        }
+    if (state.len
+        && ngx_http_mpns_state_path(cf, &reg->file, &state) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     shm_zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_mpns_module);
@@ -298,13 +227,10 @@ ngx_http_mpns_registry_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    reg = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_registry_t));
-    if (reg == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
     reg->shm_zone = shm_zone;
-    reg->state = state;
+    reg->file.format = &ngx_http_mpns_registry_format;
+    reg->file.data = reg;
+    reg->file.shm_zone = shm_zone;
 
     shm_zone->init = ngx_http_mpns_registry_init_zone;
     shm_zone->data = reg;
@@ -414,6 +340,8 @@ ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* a reload with the same size: the entries stay where they are */
         reg->sh = oreg->sh;
         reg->shpool = oreg->shpool;
+        reg->file.sh = &reg->sh->file;
+        reg->file.shpool = reg->shpool;
         return NGX_OK;
     }
 
@@ -428,6 +356,8 @@ ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     reg->sh = sh;
     reg->shpool = shpool;
+    reg->file.sh = &sh->file;
+    reg->file.shpool = shpool;
 
     ngx_rbtree_init(&sh->channels, &sh->channels_sentinel,
                     ngx_http_mpns_registry_insert_channel);
@@ -463,11 +393,7 @@ ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    if (reg->state.len == 0 || ngx_test_config) {
-        return NGX_OK;
-    }
-
-    return ngx_http_mpns_registry_load(reg, shm_zone->shm.log);
+    return ngx_http_mpns_state_load(&reg->file, shm_zone->shm.log);
 }
 
 
@@ -550,11 +476,11 @@ ngx_http_mpns_registry_migrate(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
      */
 
     ngx_shmtx_lock(&oreg->shpool->mutex);
-    oreg->sh->retired = 1;
+    oreg->sh->file.retired = 1;
     ngx_shmtx_unlock(&oreg->shpool->mutex);
 
-    reg->sh->saved = 0;
-    reg->sh->version = 1;
+    reg->sh->file.saved = 0;
+    reg->sh->file.version = 1;
 
     return NGX_OK;
 }
@@ -570,7 +496,7 @@ ngx_http_mpns_registry_copy(ngx_http_mpns_entry_t *entry, void *data)
     ngx_int_t  rc;
 
     rc = ngx_http_mpns_registry_set(reg, entry, NULL,
-                                    reg->shm_zone->shm.log);
+                                    reg->shm_zone->shm.log, NULL);
 
     if (rc == NGX_OK || rc == NGX_DONE) {
         return NGX_OK;
@@ -580,230 +506,43 @@ ngx_http_mpns_registry_copy(ngx_http_mpns_entry_t *entry, void *data)
 }
 
 
-static ngx_int_t
-ngx_http_mpns_registry_load(ngx_http_mpns_registry_t *reg, ngx_log_t *log)
-{
-    u_char      *buf, *pos, *last, *lf;
-    ssize_t      n;
-    ngx_fd_t     fd;
-    ngx_err_t    err;
-    ngx_int_t    rc;
-    ngx_str_t    text;
-    ngx_uint_t   line, loaded, eof, skip;
-    ngx_file_t   file;
-    ngx_pool_t  *pool;
-
-    fd = ngx_open_file(reg->state.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        err = ngx_errno;
-
-        if (err == NGX_ENOENT) {
-            return NGX_OK;
-        }
-
-        /* starting empty would overwrite the file with nothing */
-
-        ngx_log_error(NGX_LOG_EMERG, log, err,
-                      ngx_open_file_n " \"%s\" failed", reg->state.data);
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-
-    file.fd = fd;
-    file.name = reg->state;
-    file.log = log;
-
-    rc = NGX_ERROR;
-    buf = NULL;
-
-    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
-    if (pool == NULL) {
-        goto done;
-    }
-
-    buf = ngx_alloc(NGX_HTTP_MPNS_STATE_BUFFER, log);
-    if (buf == NULL) {
-        goto done;
-    }
-
-    pos = buf;
-    last = buf;
-    line = 0;
-    loaded = 0;
-    eof = 0;
-    skip = 0;
-
-    for ( ;; ) {
-
-        lf = ngx_strlchr(pos, last, LF);
-
-        if (lf == NULL) {
-
-            if (eof) {
-                if (pos < last && !skip) {
-                    text.data = pos;
-                    text.len = last - pos;
-
-                    if (ngx_http_mpns_registry_load_line(reg, pool, &text,
-                                                         ++line, log)
-                        == NGX_OK)
-                    {
-                        loaded++;
-                    }
-                }
-
-                break;
-            }
-
-            if (pos == buf && last == buf + NGX_HTTP_MPNS_STATE_BUFFER) {
-                if (!skip) {
-                    ngx_log_error(NGX_LOG_WARN, log, 0,
-                                  "mpns registry zone \"%V\": line %ui of "
-                                  "\"%s\" is too long, skipped",
-                                  &reg->shm_zone->shm.name, line + 1,
-                                  reg->state.data);
-                    skip = 1;
-                }
-
-                last = buf;
-            }
-
-            last = ngx_movemem(buf, pos, last - pos);
-            pos = buf;
-
-            n = ngx_read_file(&file, last, buf + NGX_HTTP_MPNS_STATE_BUFFER
-                                           - last, file.offset);
-
-            if (n == NGX_ERROR) {
-                goto done;
-            }
-
-            if (n == 0) {
-                eof = 1;
-            }
-
-            last += n;
-            continue;
-        }
-
-        text.data = pos;
-        text.len = lf - pos;
-        pos = lf + 1;
-        line++;
-
-        if (skip) {
-            skip = 0;
-            continue;
-        }
-
-        if (text.len && text.data[text.len - 1] == CR) {
-            text.len--;
-        }
-
-        if (text.len == 0) {
-            continue;
-        }
-
-        rc = ngx_http_mpns_registry_load_line(reg, pool, &text, line, log);
-
-        if (rc == NGX_OK) {
-            loaded++;
-
-        } else if (rc == NGX_BUSY) {
-            break;
-
-        } else if (rc == NGX_ERROR) {
-            goto done;
-        }
-
-        ngx_reset_pool(pool);
-    }
-
-    reg->sh->saved = reg->sh->version;
-
-    ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "mpns registry zone \"%V\": loaded %ui entries from \"%s\"",
-                  &reg->shm_zone->shm.name, loaded, reg->state.data);
-
-    rc = NGX_OK;
-
-done:
-
-    if (buf) {
-        ngx_free(buf);
-    }
-
-    if (pool) {
-        ngx_destroy_pool(pool);
-    }
-
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                      ngx_close_file_n " \"%s\" failed", reg->state.data);
-    }
-
-    return rc;
-}
-
-
-/* NGX_OK: loaded, NGX_DECLINED: skipped, NGX_BUSY: the zone is full */
+/* a line of the state file; see ngx_http_mpns_state_load_pt */
 
 static ngx_int_t
-ngx_http_mpns_registry_load_line(ngx_http_mpns_registry_t *reg,
-    ngx_pool_t *pool, ngx_str_t *text, ngx_uint_t line, ngx_log_t *log)
+ngx_http_mpns_registry_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
+    ngx_str_t *text, ngx_http_mpns_error_t *err)
 {
     u_char                 *p, *last;
     ngx_int_t               rc;
     ngx_http_mpns_entry_t   entry;
-    ngx_http_mpns_error_t   err;
 
-    rc = ngx_http_mpns_registry_parse(pool, text, 1, &entry, &err);
+    rc = ngx_http_mpns_registry_parse(pool, text, 1, &entry, err);
 
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    if (rc == NGX_OK) {
+    /* sends check channels in full; this is what the zone relies on */
 
-        /* sends check channels in full; this is what the zone relies on */
+    last = entry.channel.data + entry.channel.len;
 
-        last = entry.channel.data + entry.channel.len;
-
-        for (p = entry.channel.data; p < last; p++) {
-            if (*p <= ' ' || *p >= 0x7f) {
-                break;
-            }
-        }
-
-        if (p < last || entry.channel.len > NGX_HTTP_MPNS_MAX_CHANNEL) {
-            rc = ngx_http_mpns_registry_mistake(&err, NGX_HTTP_BAD_REQUEST,
-                                                "invalid value",
-                                        &ngx_http_mpns_registry_fields[0]);
+    for (p = entry.channel.data; p < last; p++) {
+        if (*p <= ' ' || *p >= 0x7f) {
+            break;
         }
     }
 
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "mpns registry zone \"%V\": line %ui of \"%s\" "
-                      "skipped: %s, field \"%V\"",
-                      &reg->shm_zone->shm.name, line, reg->state.data,
-                      err.text, &err.field);
-        return NGX_DECLINED;
+    if (p < last || entry.channel.len > NGX_HTTP_MPNS_MAX_CHANNEL) {
+        return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                              "invalid value",
+                                          &ngx_http_mpns_registry_fields[0]);
     }
 
-    rc = ngx_http_mpns_registry_set(reg, &entry, NULL, log);
+    rc = ngx_http_mpns_registry_set(st->data, &entry, NULL,
+                                    st->shm_zone->shm.log, NULL);
 
     if (rc == NGX_OK || rc == NGX_DONE) {
         return NGX_OK;
-    }
-
-    if (rc == NGX_BUSY) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "mpns registry zone \"%V\": \"%s\" is loaded up to "
-                      "line %ui only", &reg->shm_zone->shm.name,
-                      reg->state.data, line - 1);
     }
 
     return rc;
@@ -812,7 +551,8 @@ ngx_http_mpns_registry_load_line(ngx_http_mpns_registry_t *reg,
 
 ngx_int_t
 ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
-    ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log)
+    ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log,
+    ngx_http_mpns_store_op_t *op)
 {
     u_char                          *p;
     size_t                           size, tags;
@@ -926,11 +666,11 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     }
 
     sh->count++;
-    sh->version++;
+    sh->file.version++;
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    ngx_http_mpns_registry_changed(reg);
+    ngx_http_mpns_state_changed(&reg->file);
 
     return rc;
 }
@@ -938,7 +678,7 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
 
 ngx_int_t
 ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
-    ngx_str_t *value, ngx_uint_t *deleted)
+    ngx_str_t *value, ngx_uint_t *deleted, ngx_http_mpns_store_op_t *op)
 {
     ngx_uint_t                       n;
     ngx_slab_pool_t                 *shpool;
@@ -975,7 +715,7 @@ ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
         ngx_shmtx_unlock(&shpool->mutex);
 
         if (*deleted) {
-            ngx_http_mpns_registry_changed(reg);
+            ngx_http_mpns_state_changed(&reg->file);
         }
 
         return NGX_OK;
@@ -1026,7 +766,7 @@ ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg, ngx_uint_t by,
     }
 
     if (*deleted) {
-        ngx_http_mpns_registry_changed(reg);
+        ngx_http_mpns_state_changed(&reg->file);
     }
 
     return NGX_OK;
@@ -1489,9 +1229,6 @@ ngx_http_mpns_registry_mistake(ngx_http_mpns_error_t *err, ngx_uint_t status,
 ngx_int_t
 ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle)
 {
-    u_char                     *p;
-    ngx_fd_t                    fd;
-    ngx_str_t                   dir;
     ngx_uint_t                  i;
     ngx_shm_zone_t            **zones;
     ngx_http_mpns_registry_t   *reg;
@@ -1508,77 +1245,8 @@ ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle)
     for (i = 0; i < mmcf->registries.nelts; i++) {
         reg = zones[i]->data;
 
-        if (reg->state.len == 0) {
-            continue;
-        }
-
-        reg->temp = ngx_pnalloc(cycle->pool, reg->state.len
-                                + sizeof(".") - 1 + NGX_INT64_LEN
-                                + sizeof(".tmp"));
-        if (reg->temp == NULL) {
+        if (ngx_http_mpns_state_init_process(&reg->file, cycle) != NGX_OK) {
             return NGX_ERROR;
-        }
-
-        ngx_sprintf(reg->temp, "%V.%P.tmp%Z", &reg->state, ngx_pid);
-
-        reg->fd = NGX_INVALID_FILE;
-
-        reg->buf = ngx_palloc(cycle->pool, NGX_HTTP_MPNS_STATE_BUFFER);
-        reg->cursor = ngx_palloc(cycle->pool, sizeof(ngx_http_mpns_cursor_t));
-
-        if (reg->buf == NULL || reg->cursor == NULL) {
-            return NGX_ERROR;
-        }
-
-        reg->save.handler = ngx_http_mpns_registry_save_handler;
-        reg->save.data = reg;
-        reg->save.log = cycle->log;
-
-        if (ngx_worker != 0) {
-            continue;
-        }
-
-        /*
-         * the master (often root) reads the file, the workers write it:
-         * tell now, not at the first change, when they cannot
-         */
-
-        fd = ngx_open_file(reg->temp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
-                           NGX_FILE_DEFAULT_ACCESS);
-
-        if (fd == NGX_INVALID_FILE) {
-            p = reg->state.data + reg->state.len;
-
-            while (p > reg->state.data && p[-1] != '/') {
-                p--;
-            }
-
-            dir.data = reg->state.data;
-            dir.len = (p > reg->state.data + 1) ? p - 1 - dir.data
-                                                : p - dir.data;
-
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                          "mpns registry zone \"%V\": state directory \"%V\" "
-                          "is not writable by worker processes: "
-                          ngx_open_file_n " \"%s\" failed",
-                          &zones[i]->shm.name, &dir, reg->temp);
-
-        } else {
-            if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-                ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
-                              ngx_close_file_n " \"%s\" failed", reg->temp);
-            }
-
-            if (ngx_delete_file(reg->temp) == NGX_FILE_ERROR) {
-                ngx_log_error(NGX_LOG_CRIT, cycle->log, ngx_errno,
-                              ngx_delete_file_n " \"%s\" failed", reg->temp);
-            }
-        }
-
-        /* entries migrated on reload are not in the file yet */
-
-        if (reg->sh->version != reg->sh->saved) {
-            ngx_add_timer(&reg->save, NGX_HTTP_MPNS_SAVE_DELAY);
         }
     }
 
@@ -1589,8 +1257,7 @@ ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_mpns_registry_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_int_t                   rc;
-    ngx_uint_t                  i, n;
+    ngx_uint_t                  i;
     ngx_shm_zone_t            **zones;
     ngx_http_mpns_registry_t   *reg;
     ngx_http_mpns_main_conf_t  *mmcf;
@@ -1605,341 +1272,56 @@ ngx_http_mpns_registry_exit_process(ngx_cycle_t *cycle)
 
     for (i = 0; i < mmcf->registries.nelts; i++) {
         reg = zones[i]->data;
-
-        if (reg->save.handler == NULL) {
-            continue;
-        }
-
-        /* all at once now; another worker may be writing: wait a little */
-
-        for (n = 0; n < 100; n++) {
-            rc = ngx_http_mpns_registry_save(reg, cycle->log,
-                                             NGX_MAX_UINT32_VALUE);
-
-            if (rc != NGX_BUSY) {
-                break;
-            }
-
-            ngx_msleep(10);
-        }
+        ngx_http_mpns_state_exit_process(&reg->file, cycle);
     }
 }
 
 
-static void
-ngx_http_mpns_registry_changed(ngx_http_mpns_registry_t *reg)
-{
-    /* in the master (loading, migrating) there is no timer */
-
-    if (reg->save.handler && !reg->save.timer_set) {
-        ngx_add_timer(&reg->save, NGX_HTTP_MPNS_SAVE_DELAY);
-    }
-}
-
-
-static void
-ngx_http_mpns_registry_save_handler(ngx_event_t *ev)
-{
-    ngx_http_mpns_registry_t *reg = ev->data;
-
-    ngx_int_t  rc;
-
-    rc = ngx_http_mpns_registry_save(reg, ev->log, 1);
-
-    if (rc == NGX_OK) {
-        return;
-    }
-
-    if (rc == NGX_AGAIN) {
-        /* the next slice after the events already waiting */
-        ngx_post_event(ev, &ngx_posted_next_events);
-        return;
-    }
-
-    if (rc == NGX_ERROR && (ngx_exiting || ngx_terminate)) {
-        /* exit_process tries once more; the timer must not keep us */
-        return;
-    }
-
-    if (!ev->timer_set) {
-        ngx_add_timer(ev, rc == NGX_BUSY ? NGX_HTTP_MPNS_SAVE_DELAY
-                                         : NGX_HTTP_MPNS_SAVE_RETRY);
-    }
-}
-
-
-/*
- * A save renders the entries a buffer at a time, each buffer under one
- * hold of the lock, and writes it; "slices" bounds the buffers written in
- * this call, so that a large registry does not stall the worker: the rest
- * follows on later turns of the event loop.  Entries changed meanwhile
- * are saved again next time: the version the save started from is what
- * it records as saved.
- *
- * NGX_OK: saved or nothing to save; NGX_AGAIN: more slices to write;
- * NGX_BUSY: another process is saving; NGX_ERROR: logged, still dirty.
- */
+/* the state file, a buffer at a time; see ngx_http_mpns_state_render_pt */
 
 static ngx_int_t
-ngx_http_mpns_registry_save(ngx_http_mpns_registry_t *reg, ngx_log_t *log,
-    ngx_uint_t slices)
+ngx_http_mpns_registry_render(ngx_http_mpns_state_t *st, void *cursor,
+    ngx_buf_t *b)
 {
-    ngx_int_t   rc;
-    ngx_uint_t  n;
+    ngx_http_mpns_cursor_t *c = cursor;
 
-    if (!reg->saving) {
-        rc = ngx_http_mpns_registry_save_start(reg, log);
-
-        if (rc != NGX_OK) {
-            return (rc == NGX_DONE) ? NGX_OK : rc;
-        }
-    }
-
-    for (n = 0; n < slices; n++) {
-        rc = ngx_http_mpns_registry_save_slice(reg, log);
-
-        if (rc == NGX_AGAIN) {
-            continue;
-        }
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_mpns_registry_save_finish(reg, log);
-        }
-
-        ngx_http_mpns_registry_save_end(reg, rc, log);
-
-        return rc;
-    }
-
-    return NGX_AGAIN;
-}
-
-
-/* NGX_OK: started, NGX_DONE: nothing to save, NGX_BUSY, NGX_ERROR */
-
-static ngx_int_t
-ngx_http_mpns_registry_save_start(ngx_http_mpns_registry_t *reg,
-    ngx_log_t *log)
-{
-    ngx_slab_pool_t                 *shpool;
-    ngx_http_mpns_registry_shctx_t  *sh;
-
-    sh = reg->sh;
-    shpool = reg->shpool;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    if (sh->version == sh->saved || sh->retired) {
-        ngx_shmtx_unlock(&shpool->mutex);
-        return NGX_DONE;
-    }
-
-    /* a writer that died holding the mark loses it after a while */
-
-    if (sh->writer && sh->writer != ngx_pid
-        && ngx_time() - sh->writing < NGX_HTTP_MPNS_WRITER_STALE)
-    {
-        ngx_shmtx_unlock(&shpool->mutex);
-        return NGX_BUSY;
-    }
-
-    sh->writer = ngx_pid;
-    sh->writing = ngx_time();
-    reg->version = sh->version;
-
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    reg->fd = ngx_open_file(reg->temp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
-                            NGX_FILE_DEFAULT_ACCESS);
-
-    if (reg->fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_open_file_n " \"%s\" failed", reg->temp);
-        ngx_http_mpns_registry_save_end(reg, NGX_ERROR, log);
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(reg->cursor, sizeof(ngx_http_mpns_cursor_t));
-    reg->saving = 1;
-
-    return NGX_OK;
-}
-
-
-/* one buffer of entries; NGX_AGAIN: more to come, NGX_OK: all written */
-
-static ngx_int_t
-ngx_http_mpns_registry_save_slice(ngx_http_mpns_registry_t *reg,
-    ngx_log_t *log)
-{
-    u_char                        *p;
-    ssize_t                        n;
-    ngx_http_mpns_registry_out_t   out;
-
-    out.start = reg->buf;
-    out.last = reg->buf;
-    out.end = reg->buf + NGX_HTTP_MPNS_STATE_BUFFER;
-    out.log = log;
-
-    if (ngx_http_mpns_registry_next(reg, NULL, reg->cursor,
-                                    NGX_MAX_UINT32_VALUE,
-                                    ngx_http_mpns_registry_render, &out)
+    if (ngx_http_mpns_registry_next(st->data, NULL, c, NGX_MAX_UINT32_VALUE,
+                                    ngx_http_mpns_registry_record, b)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (out.last == reg->buf && !reg->cursor->done) {
-        ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "mpns registry entry does not fit the buffer");
-        return NGX_ERROR;
-    }
-
-    for (p = reg->buf; p < out.last; p += n) {
-        n = ngx_write_fd(reg->fd, p, out.last - p);
-
-        if (n == -1) {
-            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                          ngx_write_fd_n " \"%s\" failed", reg->temp);
-            return NGX_ERROR;
-        }
-    }
-
-    if (!reg->cursor->done) {
-
-        /* still writing: not a writer that died */
-
-        ngx_shmtx_lock(&reg->shpool->mutex);
-        reg->sh->writing = ngx_time();
-        ngx_shmtx_unlock(&reg->shpool->mutex);
-
-        return NGX_AGAIN;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_mpns_registry_save_finish(ngx_http_mpns_registry_t *reg,
-    ngx_log_t *log)
-{
-    ngx_fd_t  fd;
-
-    fd = reg->fd;
-    reg->fd = NGX_INVALID_FILE;
-
-    if (ngx_http_mpns_state_commit(fd, reg->temp, reg->state.data, log)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "mpns registry saved version %uL to \"%s\"",
-                   reg->version, reg->state.data);
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_mpns_state_commit(ngx_fd_t fd, u_char *temp, u_char *state,
-    ngx_log_t *log)
-{
-    if (fsync(fd) == -1) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      "fsync() \"%s\" failed", temp);
-        (void) ngx_close_file(fd);
-        goto failed;
-    }
-
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_close_file_n " \"%s\" failed", temp);
-        goto failed;
-    }
-
-    if (ngx_rename_file(temp, state) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
-                      temp, state);
-        goto failed;
-    }
-
-    return NGX_OK;
-
-failed:
-
-    if (ngx_delete_file(temp) == NGX_FILE_ERROR && ngx_errno != NGX_ENOENT) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_delete_file_n " \"%s\" failed", temp);
-    }
-
-    return NGX_ERROR;
-}
-
-
-static void
-ngx_http_mpns_registry_save_end(ngx_http_mpns_registry_t *reg, ngx_int_t rc,
-    ngx_log_t *log)
-{
-    if (rc != NGX_OK) {
-        if (reg->fd != NGX_INVALID_FILE) {
-            (void) ngx_close_file(reg->fd);
-        }
-
-        if (ngx_delete_file(reg->temp) == NGX_FILE_ERROR
-            && ngx_errno != NGX_ENOENT)
-        {
-            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                          ngx_delete_file_n " \"%s\" failed", reg->temp);
-        }
-    }
-
-    reg->fd = NGX_INVALID_FILE;
-    reg->saving = 0;
-
-    ngx_shmtx_lock(&reg->shpool->mutex);
-
-    if (rc == NGX_OK) {
-        reg->sh->saved = reg->version;
-    }
-
-    if (reg->sh->writer == ngx_pid) {
-        reg->sh->writer = 0;
-    }
-
-    ngx_shmtx_unlock(&reg->shpool->mutex);
+    return c->done ? NGX_OK : NGX_AGAIN;
 }
 
 
 /* called with the zone locked */
 
 static ngx_int_t
-ngx_http_mpns_registry_render(ngx_http_mpns_entry_t *entry, void *data)
+ngx_http_mpns_registry_record(ngx_http_mpns_entry_t *entry, void *data)
 {
-    ngx_http_mpns_registry_out_t *out = data;
+    ngx_buf_t *b = data;
 
     u_char  *p;
     size_t   len;
 
     len = ngx_http_mpns_registry_json_len(entry) + 1;
 
-    if (len > (size_t) (out->end - out->last)) {
+    if (len > (size_t) (b->end - b->last)) {
         return NGX_DECLINED;
     }
 
-    p = ngx_http_mpns_registry_json(out->last, entry);
+    p = ngx_http_mpns_registry_json(b->last, entry);
     *p++ = LF;
 
-    if ((size_t) (p - out->last) > len) {
-        ngx_log_error(NGX_LOG_ALERT, out->log, 0,
+    if ((size_t) (p - b->last) > len) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
                       "mpns registry state: buffer overflow");
         return NGX_ERROR;
     }
 
-    out->last = p;
+    b->last = p;
 
     return NGX_OK;
 }
@@ -2145,7 +1527,7 @@ ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
     ngx_slab_free_locked(reg->shpool, rn);
 
     sh->count--;
-    sh->version++;
+    sh->file.version++;
     sh->full = 0;
 }
 
@@ -2246,4 +1628,18 @@ ngx_http_mpns_registry_mark(ngx_http_mpns_cursor_t *cursor,
     cursor->len = rn->len;
     ngx_memcpy(cursor->channel, rn->data, rn->len);
     cursor->started = 1;
+}
+
+
+ngx_uint_t
+ngx_http_mpns_registry_full(ngx_http_mpns_registry_t *reg)
+{
+    return reg->sh->full;
+}
+
+
+ngx_str_t *
+ngx_http_mpns_registry_state(ngx_http_mpns_registry_t *reg)
+{
+    return &reg->file.path;
 }

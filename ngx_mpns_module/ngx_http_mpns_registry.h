@@ -11,6 +11,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include "ngx_http_mpns.h"
+#include "ngx_http_mpns_message.h"
+#include "ngx_http_mpns_store.h"
 
 
 #define NGX_HTTP_MPNS_MAX_TAGS          16
@@ -23,9 +26,6 @@
 #define NGX_HTTP_MPNS_BY_CHANNEL        0
 #define NGX_HTTP_MPNS_BY_DEVICE         1
 #define NGX_HTTP_MPNS_BY_USER           2
-
-
-typedef struct ngx_http_mpns_registry_s  ngx_http_mpns_registry_t;
 
 
 /* one registration; when read from the zone, strings point into it */
@@ -41,11 +41,11 @@ typedef struct {
 
 
 /* which entries a listing or a broadcast wants; an empty string: any */
-typedef struct {
+struct ngx_http_mpns_filter_s {
     ngx_str_t                      user;
     ngx_str_t                      tag;
     ngx_str_t                      os;
-} ngx_http_mpns_filter_t;
+};
 
 
 /*
@@ -66,7 +66,7 @@ typedef struct {
  * A broadcast's recipients: channels copied ahead from the registry, a few
  * dozen per hold of the zone lock, [len:2][bytes] each.
  */
-typedef struct {
+struct ngx_http_mpns_reader_s {
     ngx_http_mpns_registry_t      *registry;
     ngx_http_mpns_filter_t         filter;
     ngx_http_mpns_cursor_t         cursor;
@@ -74,7 +74,8 @@ typedef struct {
     u_char                        *pos;
     u_char                        *last;
     u_char                        *end;
-} ngx_http_mpns_reader_t;
+    ngx_http_mpns_store_op_t       op;
+};
 
 
 /*
@@ -103,15 +104,20 @@ ngx_str_t *ngx_http_mpns_registry_name(ngx_http_mpns_registry_t *reg);
 ngx_uint_t ngx_http_mpns_registry_count(ngx_http_mpns_registry_t *reg);
 
 /*
+ * The registry's operations; each may answer NGX_AGAIN and complete
+ * through "op" later (ngx_http_mpns_store.h).
+ *
  * Stores "entry" (created 0: now, or kept from the same channel's entry;
  * set to what was stored).  NGX_OK: a new channel, NGX_DONE: the channel
  * was there, NGX_BUSY: the zone is full and nothing changed.  A channel
  * of the same device (or of the same user, without a device) is dropped
  * and copied to "replaced" (room for NGX_HTTP_MPNS_MAX_CHANNEL bytes;
- * may be NULL).
+ * may be NULL).  "entry" and "replaced" stay the caller's until "op"
+ * completes.
  */
 ngx_int_t ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
-    ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log);
+    ngx_http_mpns_entry_t *entry, ngx_str_t *replaced, ngx_log_t *log,
+    ngx_http_mpns_store_op_t *op);
 
 /*
  * Entries after "cursor" that match "filter", at most "limit" of them and
@@ -127,14 +133,17 @@ ngx_http_mpns_reader_t *ngx_http_mpns_reader_create(ngx_pool_t *pool,
 
 /*
  * NGX_OK with the next channel (valid until the next call; "refilled" tells
- * that the cursor moved), NGX_DONE at the end, NGX_ERROR
+ * that the cursor moved), NGX_DONE at the end, NGX_ERROR; NGX_AGAIN while
+ * the next channels are being fetched: rd->op.handler is called when they
+ * are there
  */
 ngx_int_t ngx_http_mpns_reader_next(ngx_http_mpns_reader_t *rd,
     ngx_str_t *channel, ngx_uint_t *refilled);
 
 /* removes entries by channel, device or user; "deleted" counts them */
 ngx_int_t ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg,
-    ngx_uint_t by, ngx_str_t *value, ngx_uint_t *deleted);
+    ngx_uint_t by, ngx_str_t *value, ngx_uint_t *deleted,
+    ngx_http_mpns_store_op_t *op);
 
 /* an entry as JSON, the same in answers and in the state file */
 size_t ngx_http_mpns_registry_json_len(ngx_http_mpns_entry_t *entry);
@@ -151,16 +160,14 @@ ngx_int_t ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
 /* the location handler of mpns_registry */
 ngx_int_t ngx_http_mpns_registry_handler(ngx_http_request_t *r);
 
-/*
- * the last step of writing a state file: sync and close "fd" (always
- * closed), rename "temp" over "state"; on failure, logged and "temp" removed
- */
-ngx_int_t ngx_http_mpns_state_commit(ngx_fd_t fd, u_char *temp,
-    u_char *state, ngx_log_t *log);
-
 /* per worker: arm state saving; flush it when the worker exits */
 ngx_int_t ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle);
 void ngx_http_mpns_registry_exit_process(ngx_cycle_t *cycle);
+
+
+/* for the status page: an entry found no room since the last removal */
+ngx_uint_t ngx_http_mpns_registry_full(ngx_http_mpns_registry_t *reg);
+ngx_str_t *ngx_http_mpns_registry_state(ngx_http_mpns_registry_t *reg);
 
 
 #endif /* _NGX_HTTP_MPNS_REGISTRY_H_INCLUDED_ */

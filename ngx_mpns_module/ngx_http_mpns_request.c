@@ -16,6 +16,7 @@
 
 /* one source of field values: query, body or nginx.conf */
 typedef struct {
+    ngx_http_mpns_service_t       *service;
     ngx_http_mpns_spec_t          *spec;
     ngx_http_mpns_targets_t       *targets;   /* NULL: a single channel */
     ngx_http_mpns_error_t         *err;
@@ -44,6 +45,10 @@ static ngx_int_t ngx_http_mpns_clear(ngx_http_mpns_source_t *src,
     ngx_str_t *name);
 static ngx_int_t ngx_http_mpns_clear_list(ngx_http_mpns_source_t *src,
     ngx_str_t *list);
+static ngx_int_t ngx_http_mpns_authority(ngx_str_t *authority,
+    in_port_t default_port, ngx_str_t *host, in_port_t *port);
+static ngx_int_t ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf,
+    ngx_str_t *host, ngx_log_t *log);
 static ngx_int_t ngx_http_mpns_mistake(ngx_http_mpns_error_t *err,
     ngx_uint_t status, const char *text, ngx_str_t *field);
 
@@ -83,8 +88,8 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
 
     if (r->args.len) {
         rc = ngx_http_mpns_request_parse(r->pool, &r->args,
-                                         NGX_HTTP_MPNS_QUERY_STRING, spec,
-                                         targets, err);
+                                         NGX_HTTP_MPNS_QUERY_STRING,
+                                         mlcf->service, spec, targets, err);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -118,7 +123,7 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
            : &spec->values[NGX_HTTP_MPNS_F_TYPE];
 
     passthrough = body.len
-                  && ngx_http_mpns_type(type) == NGX_HTTP_MPNS_RAW
+                  && mlcf->service->type(type) == NGX_HTTP_MPNS_RAW
                   && (conf.values[NGX_HTTP_MPNS_F_CHANNEL].data
                       || spec->values[NGX_HTTP_MPNS_F_CHANNEL].data);
 
@@ -150,8 +155,8 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
                                          &ngx_http_mpns_body_field);
         }
 
-        rc = ngx_http_mpns_request_parse(r->pool, &body, format, spec,
-                                         targets, err);
+        rc = ngx_http_mpns_request_parse(r->pool, &body, format,
+                                         mlcf->service, spec, targets, err);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -201,11 +206,13 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
 
 ngx_int_t
 ngx_http_mpns_request_parse(ngx_pool_t *pool, ngx_str_t *text,
-    ngx_uint_t format, ngx_http_mpns_spec_t *spec,
-    ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err)
+    ngx_uint_t format, ngx_http_mpns_service_t *service,
+    ngx_http_mpns_spec_t *spec, ngx_http_mpns_targets_t *targets,
+    ngx_http_mpns_error_t *err)
 {
     ngx_http_mpns_source_t  src;
 
+    src.service = service;
     src.spec = spec;
     src.targets = targets;
     src.err = err;
@@ -235,6 +242,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
 
     ngx_memzero(conf, sizeof(ngx_http_mpns_spec_t));
 
+    src.service = mlcf->service;
     src.spec = conf;
     src.targets = NULL;
     src.err = err;
@@ -245,7 +253,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
 
     if (mlcf->type) {
         conf->values[NGX_HTTP_MPNS_F_TYPE] =
-                                        *ngx_http_mpns_type_name(mlcf->type);
+                                        *mlcf->service->type_name(mlcf->type);
     }
 
     if (mlcf->channel) {
@@ -312,12 +320,12 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
     ngx_http_mpns_error_t *err)
 {
-    u_char     *p, *last, *authority;
-    size_t      skip;
-    in_port_t   default_port;
-    ngx_str_t   uri;
-    ngx_url_t   u;
-    ngx_int_t   rc;
+    u_char      *p, *last, *authority;
+    size_t       skip;
+    in_port_t    default_port, port;
+    ngx_str_t    uri, host;
+    ngx_int_t    rc;
+    ngx_addr_t   addr;
 
     if (channel->len > NGX_HTTP_MPNS_MAX_CHANNEL) {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
@@ -391,19 +399,15 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
         target->uri.len = last - p;
     }
 
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url = target->host;
-    u.default_port = default_port;
-    u.no_resolve = 1;
-
-    if (ngx_parse_url(pool, &u) != NGX_OK || u.host.len == 0) {
+    if (ngx_http_mpns_authority(&target->host, default_port, &host, &port)
+        != NGX_OK)
+    {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                      "invalid channel",
                                      &ngx_http_mpns_channel_field);
     }
 
-    rc = ngx_regex_exec_array(mlcf->allowed_hosts, &u.host, log);
+    rc = ngx_http_mpns_allowed(mlcf, &host, log);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -420,22 +424,37 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
         return NGX_OK;
     }
 
-    job->port = u.port;
+    job->port = port;
     job->name = target->host;
+
+    /* an address, or a name to resolve */
+
+    p = host.data;
+    last = host.data + host.len;
+
+    if (p < last && *p == '[') {
+        p++;
+        last--;
+    }
+
+    ngx_memzero(&addr, sizeof(ngx_addr_t));
+
+    rc = ngx_parse_addr(pool, &addr, p, last - p);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        ngx_inet_set_port(addr.sockaddr, port);
+        addr.name = target->host;
+    }
 
     if (default_port == 443) {
         job->ssl = mlcf->ssl.profile;
-        job->ip_literal = (u.naddrs != 0);
+        job->ip_literal = (rc == NGX_OK);
 
         /* for SNI and the certificate check: no port, no brackets */
-
-        p = u.host.data;
-        last = u.host.data + u.host.len;
-
-        if (p < last && *p == '[') {
-            p++;
-            last--;
-        }
 
         job->ssl_name.len = last - p;
         job->ssl_name.data = ngx_pnalloc(pool, job->ssl_name.len + 1);
@@ -479,17 +498,112 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
         return NGX_OK;
     }
 
-    if (u.naddrs) {
-        job->addrs = u.addrs;
-        job->naddrs = u.naddrs;
+    if (addr.sockaddr) {
+        job->addrs = ngx_palloc(pool, sizeof(ngx_addr_t));
+        if (job->addrs == NULL) {
+            return NGX_ERROR;
+        }
+
+        *job->addrs = addr;
+        job->naddrs = 1;
+
         return NGX_OK;
     }
 
-    job->host = u.host;
+    job->host = host;
     job->resolver = clcf->resolver;
     job->resolver_timeout = clcf->resolver_timeout;
 
     return NGX_OK;
+}
+
+
+/* "host", "host:port", "[v6]" or "[v6]:port" */
+
+static ngx_int_t
+ngx_http_mpns_authority(ngx_str_t *authority, in_port_t default_port,
+    ngx_str_t *host, in_port_t *port)
+{
+    u_char     *p, *last;
+    ngx_int_t   n;
+
+    p = authority->data;
+    last = p + authority->len;
+
+    host->data = p;
+
+    if (*p == '[') {
+        p = ngx_strlchr(p, last, ']');
+
+        if (p == NULL || p == host->data + 1) {
+            return NGX_ERROR;
+        }
+
+        p++;
+
+    } else {
+        p = ngx_strlchr(p, last, ':');
+
+        if (p == NULL) {
+            p = last;
+        }
+    }
+
+    host->len = p - host->data;
+
+    if (host->len == 0) {
+        return NGX_ERROR;
+    }
+
+    if (p == last) {
+        *port = default_port;
+        return NGX_OK;
+    }
+
+    if (*p != ':') {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atoi(p + 1, last - p - 1);
+
+    if (n < 1 || n > 65535) {
+        return NGX_ERROR;
+    }
+
+    *port = (in_port_t) n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * mpns_allowed_hosts; the last host a worker found allowed for a location
+ * is remembered, as fan-outs and busy senders repeat the same few hosts
+ */
+
+static ngx_int_t
+ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *host,
+    ngx_log_t *log)
+{
+    ngx_int_t                   rc;
+    ngx_http_mpns_allowed_t    *last;
+
+    last = mlcf->allowed;
+
+    if (last && last->len == host->len
+        && ngx_strncmp(last->host, host->data, host->len) == 0)
+    {
+        return NGX_OK;
+    }
+
+    rc = ngx_regex_exec_array(mlcf->allowed_hosts, host, log);
+
+    if (rc == NGX_OK && last && host->len <= NGX_HTTP_MPNS_MAX_HOST) {
+        last->len = host->len;
+        ngx_memcpy(last->host, host->data, host->len);
+    }
+
+    return rc;
 }
 
 
@@ -711,14 +825,14 @@ ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
             continue;
         }
 
-        index = ngx_http_mpns_field_index(&name);
+        index = src->service->field_index(&name);
 
         if (index == NGX_ERROR) {
             return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
                                          "unknown field", &name);
         }
 
-        name = ngx_http_mpns_field(index)->name;
+        name = src->service->field(index)->name;
 
         /* a key given twice, whatever its values (null included) */
 
@@ -825,7 +939,7 @@ ngx_http_mpns_set(ngx_http_mpns_source_t *src, ngx_str_t *name,
         }
     }
 
-    index = ngx_http_mpns_field_index(name);
+    index = src->service->field_index(name);
 
     if (index == NGX_ERROR) {
         if (!src->strict) {
@@ -992,7 +1106,7 @@ ngx_http_mpns_set_index(ngx_http_mpns_source_t *src, ngx_uint_t index,
                                      (src->spec->clear & bit)
                                      ? "field both set and cleared"
                                      : "duplicate field",
-                                     &ngx_http_mpns_field(index)->name);
+                                     &src->service->field(index)->name);
     }
 
     src->seen |= bit;
@@ -1015,7 +1129,7 @@ ngx_http_mpns_clear(ngx_http_mpns_source_t *src, ngx_str_t *name)
     ngx_int_t               index;
     ngx_http_mpns_field_t  *f;
 
-    index = ngx_http_mpns_field_index(name);
+    index = src->service->field_index(name);
 
     if (index == NGX_ERROR) {
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
@@ -1023,7 +1137,7 @@ ngx_http_mpns_clear(ngx_http_mpns_source_t *src, ngx_str_t *name)
                                      &ngx_http_mpns_clear_field);
     }
 
-    f = ngx_http_mpns_field(index);
+    f = src->service->field(index);
 
     if (f->element.len == 0 || !(f->types & NGX_HTTP_MPNS_ANY_TILE)) {
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,

@@ -8,7 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_mpns_ssl.h"
-#include "ngx_http_mpns_engine.h"
+#include "ngx_http_mpns_peer.h"
 
 
 #define NGX_HTTP_MPNS_SSL_DEPTH         100

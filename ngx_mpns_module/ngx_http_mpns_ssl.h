@@ -11,6 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
+#include "ngx_http_mpns.h"
 
 
 /*
@@ -18,12 +19,12 @@
  * the client certificate a location sends with, and how it checks MPNS.
  * Connections and TLS sessions are cached per profile, never across.
  */
-typedef struct {
+struct ngx_http_mpns_ssl_s {
     ngx_ssl_t                      ssl;
     ngx_flag_t                     verify;
     ngx_flag_t                     server_name;
     ngx_str_t                      certificate;   /* empty: none */
-} ngx_http_mpns_ssl_t;
+};
 
 
 /* what a location configures with the mpns_ssl_* directives */

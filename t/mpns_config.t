@@ -139,6 +139,10 @@ refused(location => 'mpns_concurrency x;',
         '"mpns_concurrency" directive invalid number', 'mpns_concurrency x');
 refused(http => 'mpns_worker_concurrency 0;',
         'value must be between 1 and 65535', 'mpns_worker_concurrency 0');
+refused(location => 'mpns_rate 1000001;',
+        'value must be between 0 and 1000000', 'mpns_rate too high');
+refused(location => 'mpns_rate fast;', '"mpns_rate" directive invalid number',
+        'mpns_rate fast');
 refused(location => 'mpns_worker_concurrency 10;',
         '"mpns_worker_concurrency" directive is not allowed here',
         'mpns_worker_concurrency in a location');
@@ -406,11 +410,13 @@ is(join("\n", $t->error_log_lines('error')), '', 'no [error] lines');
 ###############################################################################
 
 # the documentation keeps up with the code: every directive of the command
-# table has its section with Syntax, Default and Context, and every
+# tables has its section with Syntax, Default and Context, and every
 # variable is described
 
 {
-    my $src = MpnsTest::slurp('ngx_mpns_module/ngx_http_mpns_module.c');
+    # the command tables: the sender's and the tile module's
+    my $src = join('', map { MpnsTest::slurp($_) }
+                           glob 'ngx_mpns_module/ngx_http_mpns*_module.c');
     my $vars = MpnsTest::slurp('ngx_mpns_module/ngx_http_mpns_variables.c');
     my $doc = MpnsTest::slurp('docs/directives.md');
 

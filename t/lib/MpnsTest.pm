@@ -36,6 +36,8 @@ my @objects;                    # weak refs, for the END block
 
 # MpnsTest->new(%opts): fresh temp dir under t/tmp/, module and binary
 # from TEST_NGINX_MODULE / TEST_NGINX_BINARY; a missing module bails out.
+# tile => 1 loads ngx_http_mpns_tile_module too (TEST_NGINX_TILE_MODULE,
+# else the file of that name next to the module), tile => 'only' alone.
 sub new {
     my ($class, %opts) = @_;
 
@@ -43,7 +45,16 @@ sub new {
                  // "$ROOT/build/ngx_http_mpns_module.so";
     $module = File::Spec->rel2abs($module);
 
-    BAIL_OUT("module $module not found: run \"make\" first") if !-f $module;
+    my @load = ($opts{tile} // '') eq 'only' ? () : ($module);
+
+    if ($opts{tile}) {
+        push @load, File::Spec->rel2abs($ENV{TEST_NGINX_TILE_MODULE}
+            // dirname($module) . '/ngx_http_mpns_tile_module.so');
+    }
+
+    for my $so (@load) {
+        BAIL_OUT("module $so not found: run \"make\" first") if !-f $so;
+    }
 
     make_path("$ROOT/t/tmp");
 
@@ -57,6 +68,7 @@ sub new {
         dir => tempdir('mpns-XXXXXX', DIR => "$ROOT/t/tmp",
                        CLEANUP => !$ENV{TEST_NGINX_LEAVE}),
         module => $module,
+        load => \@load,
         binary => $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx',
         valgrind => $ENV{TEST_NGINX_VALGRIND} ? 1 : 0,
         ports => {},
@@ -73,6 +85,9 @@ sub new {
 
 # $t->testdir: the temp dir (absolute).
 sub testdir { $_[0]{dir} }
+
+# $t->modules: the .so files nginx.conf loads (absolute).
+sub modules { @{$_[0]{load}} }
 
 # $t->timeout_factor: 10 under valgrind, else 1; scales every wait.
 sub timeout_factor { $_[0]{valgrind} ? 10 : 1 }
@@ -422,8 +437,8 @@ sub _expand {
 
     my $d = $self->{dir};
 
-    my $g = "load_module $self->{module};\npid $d/nginx.pid;\n"
-            . "error_log $log debug;\n";
+    my $g = join('', map { "load_module $_;\n" } @{$self->{load}})
+            . "pid $d/nginx.pid;\nerror_log $log debug;\n";
     $g .= $self->{valgrind} ? "daemon off;\n" : "daemon on;\n";
     $g .= "master_process on;\n";
     $g .= "worker_processes 1;\n" if $text !~ /^\s*worker_processes\b/m;

@@ -4,27 +4,26 @@
  */
 
 
-#ifndef _NGX_HTTP_MPNS_ENGINE_H_INCLUDED_
-#define _NGX_HTTP_MPNS_ENGINE_H_INCLUDED_
+#ifndef _NGX_HTTP_MPNS_PEER_H_INCLUDED_
+#define _NGX_HTTP_MPNS_PEER_H_INCLUDED_
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
 #include <ngx_event_connect.h>
+#include "ngx_http_mpns.h"
 #include "ngx_http_mpns_message.h"
 #include "ngx_http_mpns_ssl.h"
-
-
-typedef struct ngx_http_mpns_job_s  ngx_http_mpns_job_t;
+#include "ngx_http_mpns_status.h"
 
 
 /* mpns_proxy: a forward proxy all of a location's sends go through */
-typedef struct {
+struct ngx_http_mpns_proxy_s {
     ngx_addr_t                    *addrs;
     ngx_uint_t                     naddrs;
     ngx_str_t                      name;      /* "host:port", for logs */
-} ngx_http_mpns_proxy_t;
+};
 
 typedef void (*ngx_http_mpns_job_handler_pt)(ngx_http_mpns_job_t *job);
 
@@ -37,7 +36,7 @@ typedef void (*ngx_http_mpns_job_handler_pt)(ngx_http_mpns_job_t *job);
 #define NGX_HTTP_MPNS_NAME_LEN         (255 + sizeof(":65535") - 1)
 
 
-typedef struct {
+struct ngx_http_mpns_engine_s {
     ngx_queue_t                    cache;    /* idle connections, MRU first */
     ngx_queue_t                    free;
     ngx_msec_t                     keepalive_timeout;
@@ -52,7 +51,7 @@ typedef struct {
 
     u_char                        *random;   /* next unused random bytes */
     u_char                         randoms[NGX_HTTP_MPNS_RANDOM_SIZE];
-} ngx_http_mpns_engine_t;
+};
 
 
 /*
@@ -92,6 +91,9 @@ struct ngx_http_mpns_job_s {
     ngx_msec_t                     retry_timeout;  /* from the start */
     ngx_msec_t                     retry_delay;    /* doubled each time */
 
+    ngx_http_mpns_service_t       *service;
+    ngx_http_mpns_status_slot_t   *status;    /* the sending location's */
+
     ngx_http_mpns_job_handler_pt   handler;
     void                          *data;
     ngx_queue_t                    queue;     /* the owner's, if it wants */
@@ -114,8 +116,9 @@ struct ngx_http_mpns_job_s {
     ngx_uint_t                     http_minor;
     ngx_uint_t                     tls_alert; /* the last one received */
     ngx_event_t                    retry;
-    ngx_str_t                      connect;   /* the CONNECT request */
-    u_char                        *connect_sent;
+    ngx_str_t                      out;       /* the step's request */
+    ngx_int_t                    (*process)(ngx_http_mpns_job_t *job);
+    const char                    *who;       /* "server" or "proxy" */
 
     unsigned                       reused:1;
     unsigned                       fresh:1;
@@ -134,10 +137,11 @@ u_char *ngx_http_mpns_engine_random(ngx_http_mpns_engine_t *engine);
 ngx_http_mpns_job_t *ngx_http_mpns_job_create(ngx_http_mpns_engine_t *engine,
     ngx_log_t *log);
 void ngx_http_mpns_job_start(ngx_http_mpns_job_t *job);
+void ngx_http_mpns_job_resume(ngx_http_mpns_job_t *job);
 void ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job);
 
 void ngx_http_mpns_ssl_info_callback(const ngx_ssl_conn_t *ssl_conn,
     int where, int ret);
 
 
-#endif /* _NGX_HTTP_MPNS_ENGINE_H_INCLUDED_ */
+#endif /* _NGX_HTTP_MPNS_PEER_H_INCLUDED_ */

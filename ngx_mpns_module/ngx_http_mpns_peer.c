@@ -8,7 +8,17 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 #include <ngx_event_connect.h>
-#include "ngx_http_mpns_engine.h"
+#include "ngx_http_mpns_peer.h"
+#include "ngx_http_mpns_service.h"
+
+
+/*
+ * The peer layer: one HTTP/1.1 exchange with a push service's server
+ * for one job - resolve, connect (or reuse an idle connection), a CONNECT
+ * tunnel through mpns_proxy, TLS, the request, the response's framing -
+ * with one pair of I/O handlers and a chain of processing steps.  What
+ * the request says and what the answer means belong to job->service.
+ */
 
 #include <openssl/rand.h>
 
@@ -58,9 +68,8 @@ static void ngx_http_mpns_engine_cleanup(void *data);
 static ngx_int_t ngx_http_mpns_retry(ngx_http_mpns_job_t *job,
     ngx_uint_t outcome);
 static void ngx_http_mpns_retry_handler(ngx_event_t *ev);
-static void ngx_http_mpns_tunnel(ngx_http_mpns_job_t *job);
-static void ngx_http_mpns_tunnel_write_handler(ngx_event_t *wev);
-static void ngx_http_mpns_tunnel_read_handler(ngx_event_t *rev);
+static ngx_int_t ngx_http_mpns_tunnel(ngx_http_mpns_job_t *job);
+static ngx_int_t ngx_http_mpns_process_tunnel(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_ssl_init(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_ssl_handshake(ngx_connection_t *c);
 static ngx_uint_t ngx_http_mpns_ssl_failure(ngx_http_mpns_job_t *job);
@@ -88,6 +97,47 @@ static void ngx_http_mpns_keepalive_close_handler(ngx_event_t *ev);
 static void ngx_http_mpns_keepalive_dummy_handler(ngx_event_t *ev);
 static u_char *ngx_http_mpns_log_error(ngx_log_t *log, u_char *buf,
     size_t len);
+
+
+/* the bytes of a header name: visible, but ":" */
+static u_char  ngx_http_mpns_name_byte[256] = {
+    /* 0x00 - 0x1f */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 0x20 - 0x3f: " " and ":" are not */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1,
+    /* 0x40 - 0x7f: DEL is not */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    /* 0x80 - 0xff */
+};
+
+
+/* the bytes of a header value: all but control bytes, HT allowed */
+static u_char  ngx_http_mpns_value_byte[256] = {
+    /* 0x00 - 0x1f: HT only */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 0x20 - 0x7f: DEL is not */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    /* 0x80 - 0xff */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+};
 
 
 ngx_http_mpns_engine_t *
@@ -241,6 +291,7 @@ ngx_http_mpns_job_create(ngx_http_mpns_engine_t *engine, ngx_log_t *log)
     pool->log = &job->log;
 
     job->content_length = -1;
+    job->who = "server";
 
     return job;
 }
@@ -249,8 +300,12 @@ ngx_http_mpns_job_create(ngx_http_mpns_engine_t *engine, ngx_log_t *log)
 void
 ngx_http_mpns_job_start(ngx_http_mpns_job_t *job)
 {
+    ngx_int_t  rc;
+
     job->start = ngx_current_msec;
     job->attempts = 1;
+
+    ngx_http_mpns_status_start(job->status);
 
     job->buffer = ngx_create_temp_buf(job->pool, NGX_HTTP_MPNS_BUFFER_SIZE);
     if (job->buffer == NULL) {
@@ -258,6 +313,27 @@ ngx_http_mpns_job_start(ngx_http_mpns_job_t *job)
         return;
     }
 
+    if (job->service->authorize) {
+        rc = job->service->authorize(job);
+
+        if (rc == NGX_AGAIN) {
+            /* the service calls ngx_http_mpns_job_resume() */
+            return;
+        }
+
+        if (rc != NGX_OK) {
+            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+            return;
+        }
+    }
+
+    ngx_http_mpns_job_resume(job);
+}
+
+
+void
+ngx_http_mpns_job_resume(ngx_http_mpns_job_t *job)
+{
     if (job->addrs) {
         ngx_http_mpns_connect(job);
         return;
@@ -272,6 +348,8 @@ ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job)
 {
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns job cancel %V", &job->name);
+
+    ngx_http_mpns_status_cancel(job->status, job->attempts);
 
     if (job->resolving) {
         ngx_resolve_name_done(job->resolving);
@@ -407,6 +485,7 @@ ngx_http_mpns_connect(ngx_http_mpns_job_t *job)
     job->peer.log_error = NGX_ERROR_ERR;
 
     if (!job->fresh && ngx_http_mpns_keepalive_get(job) == NGX_OK) {
+        ngx_http_mpns_status_connection(job->status, 1);
         ngx_http_mpns_write_handler(job->peer.connection->write);
         return;
     }
@@ -429,6 +508,8 @@ ngx_http_mpns_connect(ngx_http_mpns_job_t *job)
     }
 
     c = job->peer.connection;
+
+    ngx_http_mpns_status_connection(job->status, 0);
 
     c->data = job;
     c->read->handler = ngx_http_mpns_read_handler;
@@ -487,6 +568,7 @@ ngx_http_mpns_reconnect(ngx_http_mpns_job_t *job)
     job->sent = NULL;
     job->tls_alert = 0;
     job->tunnel = 0;
+    job->who = "server";
     job->buffer->pos = job->buffer->start;
     job->buffer->last = job->buffer->start;
 
@@ -516,16 +598,16 @@ ngx_http_mpns_test_connect(ngx_connection_t *c)
 }
 
 
-/* https through mpns_proxy: a CONNECT tunnel, then TLS inside it */
+/*
+ * https through mpns_proxy: a CONNECT request is the first step on the
+ * connection, its answer is processed like any other, then TLS inside.
+ */
 
-static void
+static ngx_int_t
 ngx_http_mpns_tunnel(ngx_http_mpns_job_t *job)
 {
-    u_char            *p, *colon;
-    size_t             len;
-    ngx_connection_t  *c;
-
-    c = job->peer.connection;
+    u_char  *p, *colon;
+    size_t   len;
 
     /* the authority as in the channel, with the port made explicit */
 
@@ -545,11 +627,10 @@ ngx_http_mpns_tunnel(ngx_http_mpns_job_t *job)
 
     p = ngx_pnalloc(job->pool, len);
     if (p == NULL) {
-        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
-        return;
+        return NGX_ERROR;
     }
 
-    job->connect.data = p;
+    job->out.data = p;
 
     p = ngx_cpymem(p, "CONNECT ", sizeof("CONNECT ") - 1);
     p = ngx_cpymem(p, job->name.data, job->name.len);
@@ -568,153 +649,37 @@ ngx_http_mpns_tunnel(ngx_http_mpns_job_t *job)
 
     p = ngx_cpymem(p, CRLF CRLF, sizeof(CRLF CRLF) - 1);
 
-    job->connect.len = p - job->connect.data;
-    job->connect_sent = job->connect.data;
+    job->out.len = p - job->out.data;
+    job->process = ngx_http_mpns_process_tunnel;
+    job->who = "proxy";
 
     job->log.action = "opening a tunnel through mpns proxy";
 
-    c->write->handler = ngx_http_mpns_tunnel_write_handler;
-    c->read->handler = ngx_http_mpns_tunnel_read_handler;
-
-    ngx_http_mpns_tunnel_write_handler(c->write);
+    return NGX_OK;
 }
 
 
-static void
-ngx_http_mpns_tunnel_write_handler(ngx_event_t *wev)
+/* a TLS server speaks only after our hello: nothing follows the answer */
+
+static ngx_int_t
+ngx_http_mpns_process_tunnel(ngx_http_mpns_job_t *job)
 {
-    ssize_t               n;
-    ngx_connection_t     *c;
-    ngx_http_mpns_job_t  *job;
+    u_char      *p;
+    ngx_buf_t   *b;
+    ngx_uint_t   status;
 
-    c = wev->data;
-    job = c->data;
-
-    if (c->close) {
-        ngx_http_mpns_abort(job);
-        return;
-    }
-
-    if (wev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, wev->log, NGX_ETIMEDOUT,
-                      "mpns proxy timed out");
-        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
-        return;
-    }
-
-    while (job->connect_sent < job->connect.data + job->connect.len) {
-
-        n = c->send(c, job->connect_sent,
-                    job->connect.data + job->connect.len - job->connect_sent);
-
-        if (n == NGX_ERROR) {
-            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
-            return;
-        }
-
-        if (n == NGX_AGAIN) {
-            ngx_add_timer(wev, job->send_timeout);
-
-            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
-                ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
-            }
-
-            return;
-        }
-
-        job->connect_sent += n;
-    }
-
-    if (wev->timer_set) {
-        ngx_del_timer(wev);
-    }
-
-    wev->handler = ngx_http_mpns_keepalive_dummy_handler;
-
-    ngx_add_timer(c->read, job->read_timeout);
-
-    if (c->read->ready) {
-        ngx_http_mpns_tunnel_read_handler(c->read);
-        return;
-    }
-
-    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
-    }
-}
-
-
-static void
-ngx_http_mpns_tunnel_read_handler(ngx_event_t *rev)
-{
-    u_char               *p;
-    ssize_t               n;
-    ngx_uint_t            status;
-    ngx_buf_t            *b;
-    ngx_connection_t     *c;
-    ngx_http_mpns_job_t  *job;
-
-    c = rev->data;
-    job = c->data;
     b = job->buffer;
 
-    if (c->close) {
-        ngx_http_mpns_abort(job);
-        return;
-    }
+    p = ngx_strlcasestrn(b->start, b->last, (u_char *) CRLF CRLF, 3);
 
-    if (rev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, rev->log, NGX_ETIMEDOUT,
-                      "mpns proxy timed out");
-        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
-        return;
-    }
-
-    if (job->connect_sent != job->connect.data + job->connect.len) {
-        return;
-    }
-
-    /* a TLS server speaks only after our hello: nothing follows the answer */
-
-    for ( ;; ) {
-
-        p = ngx_strlcasestrn(b->start, b->last, (u_char *) CRLF CRLF, 3);
-
-        if (p) {
-            break;
-        }
-
+    if (p == NULL) {
         if (b->last == b->end) {
-            ngx_log_error(NGX_LOG_ERR, rev->log, 0,
+            ngx_log_error(NGX_LOG_ERR, &job->log, 0,
                           "mpns proxy sent too big an answer to CONNECT");
-            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
-            return;
+            return NGX_ERROR;
         }
 
-        n = c->recv(c, b->last, b->end - b->last);
-
-        if (n == NGX_AGAIN) {
-            ngx_add_timer(rev, job->read_timeout);
-
-            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-                ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
-            }
-
-            return;
-        }
-
-        if (n == NGX_ERROR || n == 0) {
-            ngx_log_error(NGX_LOG_ERR, rev->log, 0,
-                          "mpns proxy closed the connection");
-            ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
-            return;
-        }
-
-        b->last += n;
-    }
-
-    if (rev->timer_set) {
-        ngx_del_timer(rev);
+        return NGX_AGAIN;
     }
 
     status = 0;
@@ -731,29 +696,32 @@ ngx_http_mpns_tunnel_read_handler(ngx_event_t *rev)
     }
 
     if (status < 200 || status > 299) {
-        ngx_log_error(NGX_LOG_ERR, rev->log, 0,
+        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
                       "mpns proxy refused CONNECT to \"%V\" with %ui",
                       &job->name, status);
-        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
-        return;
+        return NGX_ERROR;
     }
 
     if (p + 4 != b->last) {
-        ngx_log_error(NGX_LOG_ERR, rev->log, 0,
+        ngx_log_error(NGX_LOG_ERR, &job->log, 0,
                       "mpns proxy sent data after its answer to CONNECT");
-        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
-        return;
+        return NGX_ERROR;
     }
 
     b->pos = b->start;
     b->last = b->start;
 
     job->tunnel = 1;
+    job->sent = NULL;
+    job->who = "server";
 
-    c->read->handler = ngx_http_mpns_read_handler;
-    c->write->handler = ngx_http_mpns_write_handler;
+    if (job->peer.connection->read->timer_set) {
+        ngx_del_timer(job->peer.connection->read);
+    }
 
     ngx_http_mpns_ssl_init(job);
+
+    return NGX_DONE;
 }
 
 
@@ -892,6 +860,9 @@ ngx_http_mpns_ssl_handshake(ngx_connection_t *c)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns ssl handshake done, session reused: %d",
                    SSL_session_reused(c->ssl->connection));
+
+    ngx_http_mpns_status_handshake(job->status,
+                                   SSL_session_reused(c->ssl->connection));
 
     c->read->handler = ngx_http_mpns_read_handler;
     c->write->handler = ngx_http_mpns_write_handler;
@@ -1130,14 +1101,16 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
 
     if (wev->timedout) {
         ngx_log_error(NGX_LOG_ERR, wev->log, NGX_ETIMEDOUT,
-                      "mpns server timed out");
+                      "mpns %s timed out", job->who);
         ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
         return;
     }
 
     if (job->sent == NULL) {
 
-        if (!job->reused && c->ssl == NULL
+        /* the connection is ready for the next step */
+
+        if (!job->reused && c->ssl == NULL && !job->tunnel
             && ngx_http_mpns_test_connect(c) != NGX_OK)
         {
             ngx_http_mpns_next(job);
@@ -1146,23 +1119,28 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
 
         if (job->ssl && c->ssl == NULL) {
 
-            if (job->proxy && !job->tunnel) {
-                ngx_http_mpns_tunnel(job);
+            if (!job->proxy || job->tunnel) {
+                ngx_http_mpns_ssl_init(job);
                 return;
             }
 
-            ngx_http_mpns_ssl_init(job);
-            return;
+            if (ngx_http_mpns_tunnel(job) != NGX_OK) {
+                ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+                return;
+            }
+
+        } else {
+            job->out = job->request;
+            job->process = ngx_http_mpns_process;
+            job->log.action = "sending request to mpns server";
         }
 
-        job->sent = job->request.data;
-        job->log.action = "sending request to mpns server";
+        job->sent = job->out.data;
     }
 
-    while (job->sent < job->request.data + job->request.len) {
+    while (job->sent < job->out.data + job->out.len) {
 
-        n = c->send(c, job->sent,
-                    job->request.data + job->request.len - job->sent);
+        n = c->send(c, job->sent, job->out.data + job->out.len - job->sent);
 
         if (n == NGX_ERROR) {
 
@@ -1171,7 +1149,7 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
                 return;
             }
 
-            if (job->ssl && ngx_http_mpns_ssl_alert(job) != NGX_OK) {
+            if (c->ssl && ngx_http_mpns_ssl_alert(job) != NGX_OK) {
                 ngx_http_mpns_finish(job, ngx_http_mpns_ssl_failure(job), 0);
                 return;
             }
@@ -1199,7 +1177,9 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
 
     wev->handler = ngx_http_mpns_keepalive_dummy_handler;
 
-    job->log.action = "reading response from mpns server";
+    if (job->process == ngx_http_mpns_process) {
+        job->log.action = "reading response from mpns server";
+    }
 
     ngx_add_timer(c->read, job->read_timeout);
 
@@ -1213,6 +1193,8 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
     }
 }
 
+
+/* one read handler for every step: job->process takes what arrived */
 
 static void
 ngx_http_mpns_read_handler(ngx_event_t *rev)
@@ -1236,13 +1218,13 @@ ngx_http_mpns_read_handler(ngx_event_t *rev)
 
     if (rev->timedout) {
         ngx_log_error(NGX_LOG_ERR, rev->log, NGX_ETIMEDOUT,
-                      "mpns server timed out");
+                      "mpns %s timed out", job->who);
         ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
         return;
     }
 
-    if (job->sent != job->request.data + job->request.len) {
-        /* the request is not sent yet: the write handler reads later */
+    if (job->sent == NULL || job->sent != job->out.data + job->out.len) {
+        /* the step's request is not sent yet: the write handler reads */
         return;
     }
 
@@ -1269,24 +1251,29 @@ ngx_http_mpns_read_handler(ngx_event_t *rev)
                 return;
             }
 
-            if (job->ssl && job->tls_alert) {
+            if (c->ssl && job->tls_alert) {
                 /* TLS 1.3 servers refuse a client certificate late */
                 ngx_http_mpns_finish(job, ngx_http_mpns_ssl_failure(job), 0);
                 return;
             }
 
             ngx_log_error(NGX_LOG_ERR, rev->log, 0,
-                          "mpns server prematurely closed connection");
+                          "mpns %s prematurely closed connection", job->who);
             ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
             return;
         }
 
         b->last += n;
 
-        rc = ngx_http_mpns_process(job);
+        rc = job->process(job);
 
         if (rc == NGX_AGAIN) {
             continue;
+        }
+
+        if (rc == NGX_DONE) {
+            /* the next step has the connection (and maybe ended the job) */
+            return;
         }
 
         if (rc == NGX_ERROR) {
@@ -1294,7 +1281,7 @@ ngx_http_mpns_read_handler(ngx_event_t *rev)
             return;
         }
 
-        ngx_http_mpns_finish(job, ngx_http_mpns_classify(&job->response),
+        ngx_http_mpns_finish(job, job->service->classify(&job->response),
                              !job->close);
         return;
     }
@@ -1419,9 +1406,11 @@ ngx_http_mpns_process_status_line(ngx_http_mpns_job_t *job, u_char *lf)
 static ngx_int_t
 ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
 {
-    u_char      ch, *p, *last;
-    ngx_str_t   name, value, *dst;
-    ngx_buf_t  *b;
+    u_char                  *p, *last;
+    ngx_str_t               name, value, *dst;
+    ngx_buf_t              *b;
+    ngx_uint_t              i;
+    ngx_http_mpns_header_t *h;
 
     b = job->buffer;
     p = b->pos;
@@ -1444,22 +1433,20 @@ ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
         return NGX_DONE;
     }
 
+    /* a name of visible bytes, ":", a value without control bytes */
+
     name.data = p;
 
-    for ( /* void */ ; p < last; p++) {
-        ch = *p;
-
-        if (ch == ':') {
-            break;
-        }
-
-        if (ch <= ' ' || ch >= 0x7f) {
-            goto invalid;
-        }
+    while (p < last && ngx_http_mpns_name_byte[*p]) {
+        p++;
     }
 
     if (p == last) {
         return NGX_AGAIN;
+    }
+
+    if (*p != ':') {
+        goto invalid;
     }
 
     name.len = p - name.data;
@@ -1474,34 +1461,36 @@ ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
 
     value.data = p;
 
-    for ( /* void */ ; p < last; p++) {
-        ch = *p;
+    for ( ;; ) {
 
-        if (ch >= ' ' && ch != 0x7f) {
-            continue;
+        while (p < last && ngx_http_mpns_value_byte[*p]) {
+            p++;
         }
 
-        if (ch == LF) {
+        if (p == last) {
+            return NGX_AGAIN;
+        }
+
+        if (*p == LF) {
             break;
         }
 
-        if (ch == CR) {
-            if (p + 1 == last) {
-                return NGX_AGAIN;
-            }
+        /* CR only before LF */
 
-            if (p[1] == LF) {
-                continue;
-            }
-        }
-
-        if (ch != '\t') {
+        if (*p != CR) {
             goto invalid;
         }
-    }
 
-    if (p == last) {
-        return NGX_AGAIN;
+        if (p + 1 == last) {
+            return NGX_AGAIN;
+        }
+
+        if (p[1] != LF) {
+            goto invalid;
+        }
+
+        p++;
+        break;
     }
 
     b->pos = p + 1;
@@ -1519,36 +1508,7 @@ ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns header: \"%V: %V\"", &name, &value);
 
-    dst = NULL;
-
     switch (name.len) {
-
-    case sizeof("x-notificationstatus") - 1:
-
-        if (ngx_http_mpns_header_is(&name, "x-notificationstatus")) {
-            dst = &job->response.notification_status;
-
-        } else if (ngx_http_mpns_header_is(&name, "x-subscriptionstatus")) {
-            dst = &job->response.subscription_status;
-        }
-
-        break;
-
-    case sizeof("x-deviceconnectionstatus") - 1:
-
-        if (ngx_http_mpns_header_is(&name, "x-deviceconnectionstatus")) {
-            dst = &job->response.device_connection_status;
-        }
-
-        break;
-
-    case sizeof("x-messageid") - 1:
-
-        if (ngx_http_mpns_header_is(&name, "x-messageid")) {
-            dst = &job->response.message_id;
-        }
-
-        break;
 
     case sizeof("content-length") - 1:
 
@@ -1566,31 +1526,48 @@ ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
             goto invalid;
         }
 
-        break;
+        return NGX_OK;
 
     case sizeof("transfer-encoding") - 1:
 
         if (ngx_http_mpns_header_is(&name, "transfer-encoding")) {
             job->chunked = 1;
+            return NGX_OK;
         }
 
         break;
 
     case sizeof("connection") - 1:
 
-        if (ngx_http_mpns_header_is(&name, "connection")
-            && ngx_strlcasestrn(value.data, value.data + value.len,
-                                (u_char *) "close", 5 - 1)
-               != NULL)
-        {
-            job->close = 1;
+        if (ngx_http_mpns_header_is(&name, "connection")) {
+            if (ngx_strlcasestrn(value.data, value.data + value.len,
+                                 (u_char *) "close", 5 - 1)
+                != NULL)
+            {
+                job->close = 1;
+            }
+
+            return NGX_OK;
         }
 
         break;
     }
 
-    if (dst) {
+    /* the headers the service keeps */
+
+    h = job->service->headers;
+
+    for (i = 0; i < job->service->nheaders; i++) {
+
+        if (name.len != h[i].name.len
+            || !ngx_http_mpns_header_is(&name, (char *) h[i].name.data))
+        {
+            continue;
+        }
+
         /* the buffer is reused for the body, so values are copied */
+
+        dst = &job->response.headers[i];
 
         dst->data = ngx_pstrdup(job->pool, &value);
         if (dst->data == NULL) {
@@ -1598,6 +1575,8 @@ ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
         }
 
         dst->len = value.len;
+
+        break;
     }
 
     return NGX_OK;
@@ -1743,9 +1722,8 @@ ngx_http_mpns_finish(ngx_http_mpns_job_t *job, ngx_uint_t outcome,
 
 
 /*
- * MPNS asks for exponential backoff on 503, and a connection that failed
- * may work on the next try; anything else MPNS said stands.  The delay
- * doubles from mpns_retry_delay, and a random half of it is jitter.
+ * What the service takes as worth another try, after a delay that
+ * doubles from mpns_retry_delay, a random half of it jitter.
  */
 
 static ngx_int_t
@@ -1753,10 +1731,7 @@ ngx_http_mpns_retry(ngx_http_mpns_job_t *job, ngx_uint_t outcome)
 {
     ngx_msec_t  delay, elapsed;
 
-    if (outcome != NGX_HTTP_MPNS_UNAVAILABLE
-        && outcome != NGX_HTTP_MPNS_TRANSPORT_ERROR
-        && outcome != NGX_HTTP_MPNS_TIMEOUT)
-    {
+    if (!job->service->retryable(outcome)) {
         return NGX_DECLINED;
     }
 
@@ -1809,6 +1784,7 @@ ngx_http_mpns_retry_handler(ngx_event_t *ev)
     job->chunked = 0;
     job->close = 0;
     job->tunnel = 0;
+    job->who = "server";
     job->buffer->pos = job->buffer->start;
     job->buffer->last = job->buffer->start;
 
@@ -1945,6 +1921,7 @@ ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
 
         item = ngx_queue_data(q, ngx_http_mpns_cache_t, queue);
         ngx_http_mpns_close(item->connection);
+        ngx_http_mpns_status_idle(job->status, -1);
 
     } else {
         q = ngx_queue_head(&engine->free);
@@ -1954,6 +1931,7 @@ ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
     }
 
     ngx_queue_insert_head(&engine->cache, q);
+    ngx_http_mpns_status_idle(job->status, 1);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns put keepalive connection %p", c);
@@ -2021,6 +1999,7 @@ close:
     item = c->data;
 
     ngx_http_mpns_close(c);
+    ngx_http_mpns_status_idle(NULL, -1);
 
     ngx_queue_remove(&item->queue);
     ngx_queue_insert_head(&item->engine->free, &item->queue);
