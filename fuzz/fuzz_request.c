@@ -20,9 +20,8 @@
 #include "fuzz.h"
 
 
-/* MPNS's limits, as ngx_http_mpns_service_mpns.c has them */
-#define NGX_HTTP_MPNS_FUZZ_MAX_CALLBACK      1024
-#define NGX_HTTP_MPNS_FUZZ_MAX_CONTENT_TYPE  255
+/* what MPNS takes as a callback message, as its service has it */
+#define NGX_HTTP_MPNS_FUZZ_MAX_CALLBACK  1024
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -74,7 +73,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     service = &ngx_http_mpns_service_mpns;
 
-    rc = ngx_http_mpns_request_parse(pool, &text, format, service, &spec, tg,
+    rc = ngx_http_mpns_request_parse(pool, service, &text, format, &spec, tg,
                                      &err);
 
     ngx_http_mpns_fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
@@ -117,7 +116,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (msg.content_type.len) {
         ngx_http_mpns_fuzz_assert(msg.content_type.len
-                                  <= NGX_HTTP_MPNS_FUZZ_MAX_CONTENT_TYPE);
+                                  <= NGX_HTTP_MPNS_MAX_CONTENT_TYPE);
     }
 
     ngx_str_set(&target.host, "127.0.0.1");

@@ -605,6 +605,7 @@ ngx_http_mpns_background_report(ngx_http_mpns_runner_t *rn,
     job->connect_timeout = rn->mlcf->connect_timeout;
     job->send_timeout = rn->mlcf->send_timeout;
     job->read_timeout = rn->mlcf->read_timeout;
+    job->response_timeout = rn->mlcf->response_timeout;
     job->retries = 0;
 
     job->handler = ngx_http_mpns_background_reported;

@@ -391,6 +391,9 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
     } else if (ctx->outcome == NGX_HTTP_MPNS_TIMEOUT) {
         status = NGX_HTTP_GATEWAY_TIME_OUT;
 
+    } else if (ctx->outcome == NGX_HTTP_MPNS_REFUSED) {
+        status = NGX_HTTP_FORBIDDEN;
+
     } else {
         status = NGX_HTTP_BAD_GATEWAY;
     }

@@ -52,7 +52,8 @@ static void ngx_http_mpns_fanout_stop(ngx_http_mpns_fanout_t *fo);
 
 /*
  * The one step that readies a job for a channel, whatever the path:
- * the channel checked against the location (allow-list, scheme, length),
+ * the channel checked against the location (allow-lists of hosts, ports
+ * and addresses, scheme, length),
  * where to connect (address or name, TLS profile, proxy), the request
  * bytes from the service, the timeouts and the retries.  NGX_DECLINED
  * with "err" when the location does not take the channel.
@@ -92,6 +93,7 @@ ngx_http_mpns_job_ready(ngx_http_mpns_job_t *job,
     job->connect_timeout = mlcf->connect_timeout;
     job->send_timeout = mlcf->send_timeout;
     job->read_timeout = mlcf->read_timeout;
+    job->response_timeout = mlcf->response_timeout;
     job->retries = mlcf->retries;
     job->retry_timeout = mlcf->retry_timeout;
     job->retry_delay = mlcf->retry_delay;

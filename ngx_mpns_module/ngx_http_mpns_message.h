@@ -64,6 +64,10 @@
 #define NGX_HTTP_MPNS_F_CALLBACK_URI              37
 #define NGX_HTTP_MPNS_NFIELDS                     38
 
+/* a raw pass-through's Content-Type; an outbox entry keeps it in a byte */
+#define NGX_HTTP_MPNS_MAX_CONTENT_TYPE            255
+
+
 typedef struct {
     ngx_str_t                   name;      /* snake_case, as documented */
     ngx_str_t                   alias;     /* npm "mpns" camelCase, or empty */

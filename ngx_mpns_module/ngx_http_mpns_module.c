@@ -29,6 +29,10 @@ static char *ngx_http_mpns_allowed_hosts(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_mpns_add_host(ngx_conf_t *cf, ngx_array_t *hosts,
     ngx_str_t *pattern);
+static char *ngx_http_mpns_allowed_addresses(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_mpns_allowed_ports(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_mpns_broadcast(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mpns_proxy(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -94,6 +98,20 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mpns_allowed_addresses"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mpns_allowed_addresses,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_allowed_ports"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mpns_allowed_ports,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("mpns_max_payload_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -127,6 +145,13 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mpns_loc_conf_t, read_timeout),
+      NULL },
+
+    { ngx_string("mpns_response_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, response_timeout),
       NULL },
 
     { ngx_string("mpns_retries"),
@@ -419,7 +444,8 @@ ngx_http_mpns_preconfiguration(ngx_conf_t *cf)
 static void *
 ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
 {
-    ngx_http_mpns_main_conf_t  *mmcf;
+    ngx_http_mpns_main_conf_t   *mmcf;
+    ngx_http_mpns_port_range_t  *port;
 
     mmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_main_conf_t));
     if (mmcf == NULL) {
@@ -446,6 +472,32 @@ ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
     {
         return NULL;
     }
+
+    /* public addresses, and the ports of http and https channel URIs */
+
+    mmcf->addresses.special = ngx_http_mpns_special_addresses(cf);
+    if (mmcf->addresses.special == NULL) {
+        return NULL;
+    }
+
+    mmcf->addresses.public = 1;
+
+    if (ngx_array_init(&mmcf->ports, cf->pool, 2,
+                       sizeof(ngx_http_mpns_port_range_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    port = ngx_array_push_n(&mmcf->ports, 2);
+    if (port == NULL) {
+        return NULL;
+    }
+
+    port[0].low = 80;
+    port[0].high = 80;
+    port[1].low = 443;
+    port[1].high = 443;
 
     return mmcf;
 }
@@ -491,11 +543,14 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
     mlcf->proxy = NGX_CONF_UNSET_PTR;
     mlcf->fields = NGX_CONF_UNSET_PTR;
     mlcf->allowed_hosts = NGX_CONF_UNSET_PTR;
+    mlcf->allowed_addresses = NGX_CONF_UNSET_PTR;
+    mlcf->allowed_ports = NGX_CONF_UNSET_PTR;
     mlcf->max_payload_size = NGX_CONF_UNSET_SIZE;
     mlcf->max_body_size = NGX_CONF_UNSET_SIZE;
     mlcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->send_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->read_timeout = NGX_CONF_UNSET_MSEC;
+    mlcf->response_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->retries = NGX_CONF_UNSET_UINT;
     mlcf->retry_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->retry_delay = NGX_CONF_UNSET_MSEC;
@@ -518,7 +573,10 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_mpns_loc_conf_t *prev = parent;
     ngx_http_mpns_loc_conf_t *conf = child;
 
-    ngx_str_t  hosts = ngx_string(NGX_HTTP_MPNS_DEFAULT_HOSTS);
+    ngx_str_t                   hosts = ngx_string(NGX_HTTP_MPNS_DEFAULT_HOSTS);
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mpns_module);
 
     ngx_conf_merge_ptr_value(conf->channel, prev->channel, NULL);
     ngx_conf_merge_ptr_value(conf->proxy, prev->proxy, NULL);
@@ -548,6 +606,11 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->allowed_hosts = prev->allowed_hosts;
     }
 
+    ngx_conf_merge_ptr_value(conf->allowed_addresses,
+                             prev->allowed_addresses, &mmcf->addresses);
+    ngx_conf_merge_ptr_value(conf->allowed_ports, prev->allowed_ports,
+                             &mmcf->ports);
+
     if (conf->send || conf->broadcast) {
         conf->allowed = ngx_pcalloc(cf->pool,
                                     sizeof(ngx_http_mpns_allowed_t));
@@ -564,6 +627,8 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               15000);
     ngx_conf_merge_msec_value(conf->send_timeout, prev->send_timeout, 15000);
     ngx_conf_merge_msec_value(conf->read_timeout, prev->read_timeout, 15000);
+    ngx_conf_merge_msec_value(conf->response_timeout, prev->response_timeout,
+                              15000);
     ngx_conf_merge_uint_value(conf->retries, prev->retries, 2);
     ngx_conf_merge_msec_value(conf->retry_timeout, prev->retry_timeout,
                               10000);
@@ -878,6 +943,160 @@ ngx_http_mpns_add_host(ngx_conf_t *cf, ngx_array_t *hosts,
     re->name = pattern->data;
 
     return NGX_OK;
+}
+
+
+/* "public", "all", addresses and CIDR blocks, as in "allow" */
+
+static char *
+ngx_http_mpns_allowed_addresses(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    ngx_int_t                   rc;
+    ngx_str_t                  *value;
+    ngx_uint_t                  i;
+    ngx_cidr_t                 *cidr;
+    ngx_http_mpns_addresses_t  *addresses;
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    if (mlcf->allowed_addresses != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    addresses = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_addresses_t));
+    if (addresses == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mpns_module);
+
+    addresses->special = mmcf->addresses.special;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "public") == 0) {
+            addresses->public = 1;
+            continue;
+        }
+
+        if (addresses->cidrs == NULL) {
+            addresses->cidrs = ngx_array_create(cf->pool, 2,
+                                                sizeof(ngx_cidr_t));
+            if (addresses->cidrs == NULL) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        if (ngx_strcmp(value[i].data, "all") == 0) {
+
+            /* 0.0.0.0/0 and ::/0 */
+
+            cidr = ngx_array_push(addresses->cidrs);
+            if (cidr == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(cidr, sizeof(ngx_cidr_t));
+            cidr->family = AF_INET;
+
+#if (NGX_HAVE_INET6)
+            cidr = ngx_array_push(addresses->cidrs);
+            if (cidr == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(cidr, sizeof(ngx_cidr_t));
+            cidr->family = AF_INET6;
+#endif
+
+            continue;
+        }
+
+        cidr = ngx_array_push(addresses->cidrs);
+        if (cidr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rc = ngx_ptocidr(&value[i], cidr);
+
+        if (rc == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc == NGX_DONE) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "low address bits of %V are meaningless",
+                               &value[i]);
+        }
+    }
+
+    mlcf->allowed_addresses = addresses;
+
+    return NGX_CONF_OK;
+}
+
+
+/* ports and ranges of ports: "443", "8000-8999" */
+
+static char *
+ngx_http_mpns_allowed_ports(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    u_char                      *dash;
+    ngx_int_t                    low, high;
+    ngx_str_t                   *value;
+    ngx_uint_t                   i;
+    ngx_http_mpns_port_range_t  *range;
+
+    if (mlcf->allowed_ports != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    mlcf->allowed_ports = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                        sizeof(ngx_http_mpns_port_range_t));
+    if (mlcf->allowed_ports == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        dash = ngx_strlchr(value[i].data, value[i].data + value[i].len, '-');
+
+        if (dash == NULL) {
+            low = ngx_atoi(value[i].data, value[i].len);
+            high = low;
+
+        } else {
+            low = ngx_atoi(value[i].data, dash - value[i].data);
+            high = ngx_atoi(dash + 1,
+                            value[i].data + value[i].len - dash - 1);
+        }
+
+        if (low < 1 || high > 65535 || low > high) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        range = ngx_array_push(mlcf->allowed_ports);
+        if (range == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        range->low = (in_port_t) low;
+        range->high = (in_port_t) high;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

@@ -34,12 +34,23 @@
 #define NGX_HTTP_MPNS_JSON_BODY         2
 
 
+/* mpns_allowed_ports: "low" to "high" */
+typedef struct {
+    in_port_t                      low;
+    in_port_t                      high;
+} ngx_http_mpns_port_range_t;
+
+
 struct ngx_http_mpns_main_conf_s {
     ngx_uint_t                     keepalive;
     ngx_msec_t                     keepalive_timeout;
     ngx_uint_t                     worker_concurrency;
     ngx_array_t                    registries;  /* ngx_shm_zone_t * */
     ngx_array_t                    outboxes;    /* ngx_shm_zone_t * */
+
+    /* the defaults of mpns_allowed_addresses and mpns_allowed_ports */
+    ngx_http_mpns_addresses_t      addresses;
+    ngx_array_t                    ports;       /* port ranges */
 
     /* per worker, set in init_process */
     ngx_http_mpns_engine_t        *engine;
@@ -71,11 +82,14 @@ struct ngx_http_mpns_loc_conf_s {
     ngx_array_t                   *fields;    /* ngx_http_mpns_conf_field_t */
     ngx_array_t                   *allowed_hosts;  /* ngx_regex_elt_t */
     ngx_http_mpns_allowed_t       *allowed;
+    ngx_http_mpns_addresses_t     *allowed_addresses;
+    ngx_array_t                   *allowed_ports;  /* port ranges */
     size_t                         max_payload_size;
     size_t                         max_body_size;
     ngx_msec_t                     connect_timeout;
     ngx_msec_t                     send_timeout;
     ngx_msec_t                     read_timeout;
+    ngx_msec_t                     response_timeout;
     ngx_uint_t                     retries;
     ngx_msec_t                     retry_timeout;
     ngx_msec_t                     retry_delay;
@@ -148,8 +162,8 @@ typedef struct {
 ngx_int_t ngx_http_mpns_request_spec(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
     ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err);
-ngx_int_t ngx_http_mpns_request_parse(ngx_pool_t *pool, ngx_str_t *text,
-    ngx_uint_t format, ngx_http_mpns_service_t *service,
+ngx_int_t ngx_http_mpns_request_parse(ngx_pool_t *pool,
+    ngx_http_mpns_service_t *service, ngx_str_t *text, ngx_uint_t format,
     ngx_http_mpns_spec_t *spec, ngx_http_mpns_targets_t *targets,
     ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_request_channel(ngx_http_request_t *r,

@@ -29,10 +29,12 @@
 #define NGX_HTTP_MPNS_OB_FINAL          2
 
 #define NGX_HTTP_MPNS_LEASE             60000
-#define NGX_HTTP_MPNS_OB_MAX_PAYLOAD    65535     /* body_len */
 
 /* a line of the state file with a 64 KB body in base64 fits */
 #define NGX_HTTP_MPNS_OB_STATE_BUFFER   131072
+
+/* an entry keeps the body's length in 16 bits */
+#define NGX_HTTP_MPNS_OB_MAX_PAYLOAD    65535
 
 
 struct ngx_http_mpns_outbox_node_s {

@@ -49,6 +49,8 @@ static ngx_int_t ngx_http_mpns_authority(ngx_str_t *authority,
     in_port_t default_port, ngx_str_t *host, in_port_t *port);
 static ngx_int_t ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf,
     ngx_str_t *host, ngx_log_t *log);
+static ngx_uint_t ngx_http_mpns_port_allowed(ngx_array_t *ports,
+    in_port_t port);
 static ngx_int_t ngx_http_mpns_mistake(ngx_http_mpns_error_t *err,
     ngx_uint_t status, const char *text, ngx_str_t *field);
 
@@ -87,9 +89,9 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
     ngx_memzero(spec, sizeof(ngx_http_mpns_spec_t));
 
     if (r->args.len) {
-        rc = ngx_http_mpns_request_parse(r->pool, &r->args,
-                                         NGX_HTTP_MPNS_QUERY_STRING,
-                                         mlcf->service, spec, targets, err);
+        rc = ngx_http_mpns_request_parse(r->pool, mlcf->service, &r->args,
+                                         NGX_HTTP_MPNS_QUERY_STRING, spec,
+                                         targets, err);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -155,8 +157,8 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
                                          &ngx_http_mpns_body_field);
         }
 
-        rc = ngx_http_mpns_request_parse(r->pool, &body, format,
-                                         mlcf->service, spec, targets, err);
+        rc = ngx_http_mpns_request_parse(r->pool, mlcf->service, &body,
+                                         format, spec, targets, err);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -205,8 +207,8 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
  */
 
 ngx_int_t
-ngx_http_mpns_request_parse(ngx_pool_t *pool, ngx_str_t *text,
-    ngx_uint_t format, ngx_http_mpns_service_t *service,
+ngx_http_mpns_request_parse(ngx_pool_t *pool,
+    ngx_http_mpns_service_t *service, ngx_str_t *text, ngx_uint_t format,
     ngx_http_mpns_spec_t *spec, ngx_http_mpns_targets_t *targets,
     ngx_http_mpns_error_t *err)
 {
@@ -320,12 +322,13 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
     ngx_http_mpns_error_t *err)
 {
-    u_char      *p, *last, *authority;
+    u_char      *p, *q, *last, *authority;
     size_t       skip;
     in_port_t    default_port, port;
     ngx_str_t    uri, host;
     ngx_int_t    rc;
     ngx_addr_t   addr;
+    u_char       text[NGX_INET_ADDRSTRLEN];
 
     if (channel->len > NGX_HTTP_MPNS_MAX_CHANNEL) {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
@@ -364,8 +367,10 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
 
     authority = channel->data + skip;
 
+    /* "%": percent-encoding or an IPv6 zone, neither is a host name */
+
     for (p = authority; p < last && *p != '/' && *p != '?'; p++) {
-        if (*p == '@' || *p == '#' || *p == '\\') {
+        if (*p == '@' || *p == '#' || *p == '\\' || *p == '%') {
             return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                          "invalid channel",
                                          &ngx_http_mpns_channel_field);
@@ -419,15 +424,13 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
                                      &ngx_http_mpns_channel_field);
     }
 
-    if (job == NULL) {
-        /* validation only */
-        return NGX_OK;
+    if (!ngx_http_mpns_port_allowed(mlcf->allowed_ports, port)) {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
+                                     "channel port is not allowed",
+                                     &ngx_http_mpns_channel_field);
     }
 
-    job->port = port;
-    job->name = target->host;
-
-    /* an address, or a name to resolve */
+    /* an address, or a name to resolve (its addresses: the peer layer) */
 
     p = host.data;
     last = host.data + host.len;
@@ -444,6 +447,48 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
+
+    /*
+     * Digits and dots are an IPv4 address in its usual form, or refused:
+     * other forms are other addresses to other software ("2130706433",
+     * "127.1", "0177.0.0.1" for inet_aton()), and ngx_inet_addr() cannot
+     * return 255.255.255.255.  None of them is a name to resolve.
+     */
+
+    for (q = p; q < last && (*q == '.' || (*q >= '0' && *q <= '9')); q++) {
+        /* void */
+    }
+
+    if (q == last
+        && (rc != NGX_OK
+            || ngx_inet_ntop(AF_INET,
+                             &((struct sockaddr_in *) addr.sockaddr)->sin_addr,
+                             text, NGX_INET_ADDRSTRLEN)
+               != (size_t) (last - p)
+            || ngx_strncmp(text, p, last - p) != 0))
+    {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
+                                     "channel address is not allowed",
+                                     &ngx_http_mpns_channel_field);
+    }
+
+    if (rc == NGX_OK
+        && ngx_http_mpns_address_allowed(mlcf->allowed_addresses,
+                                         addr.sockaddr)
+           != NGX_OK)
+    {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
+                                     "channel address is not allowed",
+                                     &ngx_http_mpns_channel_field);
+    }
+
+    if (job == NULL) {
+        /* validation only */
+        return NGX_OK;
+    }
+
+    job->port = port;
+    job->name = target->host;
 
     if (rc == NGX_OK) {
         ngx_inet_set_port(addr.sockaddr, port);
@@ -511,6 +556,7 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     }
 
     job->host = host;
+    job->addresses = mlcf->allowed_addresses;
     job->resolver = clcf->resolver;
     job->resolver_timeout = clcf->resolver_timeout;
 
@@ -604,6 +650,24 @@ ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *host,
     }
 
     return rc;
+}
+
+
+static ngx_uint_t
+ngx_http_mpns_port_allowed(ngx_array_t *ports, in_port_t port)
+{
+    ngx_uint_t                   i;
+    ngx_http_mpns_port_range_t  *range;
+
+    range = ports->elts;
+
+    for (i = 0; i < ports->nelts; i++) {
+        if (port >= range[i].low && port <= range[i].high) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -694,7 +694,7 @@ $t->delivered('a flip tile points at tiles of the module', sub {
 
 my $only = MpnsTest->new(tile => 'only');
 
-my ($rc, $out) = $only->nginx_test(http_conf(<<'EOF_CONF'));
+my ($rc, $out) = $only->nginx_test(http_conf(<<'EOF_CONF', defaults => 1));
 
     server {
         location = /push {
@@ -707,7 +707,7 @@ EOF_CONF
 like($out, qr/unknown directive "mpns_send"/,
      'the tile module alone: no sender');
 
-$only->write_conf(http_conf(<<'EOF_CONF'));
+$only->write_conf(http_conf(<<'EOF_CONF', defaults => 1));
 
     server {
         listen       127.0.0.1:%%PORT%%;

@@ -406,14 +406,23 @@ sub _sim {
 
 # nginx
 
-# http_conf($text): a whole nginx.conf whose http block holds $text (what
-# the test configures: servers, mpns_* directives, indented as inside
-# http), after %%TEST_GLOBALS%%, an empty events block and
-# %%TEST_GLOBALS_HTTP%%.
+# http_conf($text, defaults => 1?): a whole nginx.conf whose http block
+# holds $text (what the test configures: servers, mpns_* directives,
+# indented as inside http), after %%TEST_GLOBALS%%, an empty events block
+# and %%TEST_GLOBALS_HTTP%%.  Every test sends to servers of its own on
+# 127.0.0.1 at ports picked at run time, which the module refuses by
+# default, so the http block first allows loopback addresses and every
+# port (mpns_allowed_addresses, mpns_allowed_ports); defaults => 1 leaves
+# that out, for tests of the defaults.
 sub http_conf {
-    my ($text) = @_;
+    my ($text, %opts) = @_;
+
+    my $allow = $opts{defaults} ? ''
+        : "    mpns_allowed_addresses 127.0.0.0/8;\n"
+          . "    mpns_allowed_ports 1-65535;\n";
+
     return "\n%%TEST_GLOBALS%%\n\nevents {\n}\n\n"
-           . "http {\n    %%TEST_GLOBALS_HTTP%%\n$text}\n";
+           . "http {\n    %%TEST_GLOBALS_HTTP%%\n$allow$text}\n";
 }
 
 # $t->write_conf($text): expands placeholders, writes nginx.conf.
@@ -648,14 +657,17 @@ sub nginx_test {
 
 # HTTP clients
 
-# $t->http_connect(port => ...): a connected socket to 127.0.0.1 (default
-# port('http')).
+# $t->http_connect(port => ..., local => '127.0.0.2'?): a connected socket
+# to 127.0.0.1 (default port('http')), from the local address given (a
+# client other than 127.0.0.1, for allow and deny).
 sub http_connect {
     my ($self, %opts) = @_;
 
     my $port = $opts{port} // $self->port('http');
     my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                  Proto => 'tcp')
+                                  Proto => 'tcp',
+                                  ($opts{local} ? (LocalAddr => $opts{local})
+                                                : ()))
         or die "cannot connect to 127.0.0.1:$port: $!";
     binmode $s;
 
@@ -663,11 +675,12 @@ sub http_connect {
 }
 
 # $t->http_start($method, $uri, %opts): connects and writes the request;
-# returns the socket.  opts: headers => [name => value, ...], body, port;
-# socket => an open connection to write on instead; keepalive => 1: no
-# "Connection: close" (else added unless in headers); chunks => [...]:
-# a chunked body ("Transfer-Encoding: chunked" added unless in headers),
-# written after the header block in a write of its own.
+# returns the socket.  opts: headers => [name => value, ...], body, port,
+# local (see http_connect); socket => an open connection to write on
+# instead; keepalive => 1: no "Connection: close" (else added unless in
+# headers); chunks => [...]: a chunked body ("Transfer-Encoding: chunked"
+# added unless in headers), written after the header block in a write of
+# its own.
 sub http_start {
     my ($self, $method, $uri, %opts) = @_;
 
@@ -950,9 +963,11 @@ sub access_log_lines {
 # $t->fake_server(\%answers): a tiny HTTP/1.1 server in a forked child on
 # port('fake'), for answers the simulator cannot give.  It reads requests
 # (Content-Length bodies), answers each by its path from %answers (raw
-# bytes, or an array of chunks written one at a time a little apart;
-# else a 500) and never closes a connection itself; fake_requests
-# tells what it got.  Returns the port; stopped by done.
+# bytes, an array of chunks written one at a time a little apart, or
+# { chunks => [...], delay => seconds } for chunks that far apart, which
+# holds the server for as long, until the client goes away; else a 500)
+# and never closes a connection itself; fake_requests tells what it got.
+# Returns the port; stopped by done.
 sub fake_server {
     my ($self, $answers) = @_;
 
@@ -1017,10 +1032,15 @@ sub fake_server {
                              // "HTTP/1.1 500 No Script\r\n"
                                 . "Content-Length: 0\r\n\r\n";
 
-                # an array of chunks goes out one write at a time
-                for my $chunk (ref $answer ? @$answer : $answer) {
-                    syswrite($s, $chunk);
-                    sleep(0.002) if ref $answer;
+                # chunks go out one write at a time, until one fails
+                my ($chunks, $delay) =
+                      ref $answer eq 'HASH' ? @$answer{qw(chunks delay)}
+                    : ref $answer ? ($answer, 0.002)
+                    : ([$answer], 0);
+
+                for my $chunk (@$chunks) {
+                    last if !defined syswrite($s, $chunk);
+                    sleep($delay) if $delay;
                 }
             }
         }
@@ -1041,6 +1061,60 @@ sub fake_conn {
     my ($self, $path) = @_;
     my @hits = grep { $_->[1] eq $path } $self->fake_requests;
     return @hits ? $hits[-1][0] : undef;
+}
+
+# $t->fake_dns(\%names): a DNS responder in a forked child on UDP
+# port('fake_dns') of 127.0.0.1, for answers the simulator's (one address
+# for every name) cannot give: an A query for a name of %names (lower
+# case, no final dot) is answered with all the IPv4 addresses of its list
+# in one answer, in that order; a query for any other name with
+# NXDOMAIN.  Returns the port; stopped by done.
+sub fake_dns {
+    my ($self, $names) = @_;
+
+    my $port = $self->port('fake_dns');
+
+    my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
+                                  Proto => 'udp')
+        or die "cannot bind udp 127.0.0.1:$port: $!";
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid) {
+        close $s;
+        push @{$self->{children}}, $pid;
+        return $port;
+    }
+
+    while (1) {
+        my $peer = recv($s, my $query, 512, 0);
+        next if !defined $peer || length $query < 12;
+
+        my ($id, $flags) = unpack 'n n', $query;
+        my ($pos, @labels) = (12);
+
+        while ($pos < length $query) {
+            my $len = ord substr($query, $pos++, 1);
+            last if $len == 0;
+            push @labels, lc substr($query, $pos, $len);
+            $pos += $len;
+        }
+
+        next if $pos + 4 > length $query;
+
+        my $qtype = unpack 'n', substr($query, $pos, 2);
+        my $addrs = $names->{join '.', @labels};
+
+        # QR AA RA, RD as asked; answers point back to the question name
+        my @an = $addrs && $qtype == 1 ? @$addrs : ();
+        my $answer = join '', map { pack('n n n N n C4', 0xC00C, 1, 1, 1, 4,
+                                         split /\./) } @an;
+
+        send($s, pack('n6', $id, 0x8480 | ($flags & 0x0100)
+                                 | ($addrs ? 0 : 3),
+                      1, scalar @an, 0, 0)
+                 . substr($query, 12, $pos + 4 - 12) . $answer, 0, $peer);
+    }
 }
 
 # $t->blackhole: a listener on 127.0.0.1 with backlog 1 that never
