@@ -31,7 +31,8 @@ ASAN_BUILD ?= build-asan
 ASAN_NGINX := $(ASAN_BUILD)/nginx
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer
 # NGX_DEBUG_PALLOC: a malloc() per pool allocation, so ASan sees its bounds
-ASAN_CC_OPT := $(SANITIZE) -U_FORTIFY_SOURCE -DNGX_DEBUG_PALLOC=1
+ASAN_CC_OPT := $(SANITIZE) -U_FORTIFY_SOURCE -DNGX_DEBUG_PALLOC=1 \
+               -fsanitize-ignorelist=$(CURDIR)/t/ubsan.ignorelist
 # -Bsymbolic: a dynamic module's own ngx_modules (nginx finds it with
 # dlsym()) is not nginx's, or ASan sizes nginx's array as the module's
 ASAN_LD_OPT := $(SANITIZE) -Wl,-Bsymbolic
@@ -104,7 +105,7 @@ test-asan:
 	$(MAKE) asan
 	ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_string_checks=1} \
 	LSAN_OPTIONS=$${LSAN_OPTIONS:-suppressions=$(CURDIR)/t/lsan.supp:print_suppressions=0} \
-	UBSAN_OPTIONS=$${UBSAN_OPTIONS:-suppressions=$(CURDIR)/t/ubsan.supp:print_stacktrace=1:report_error_type=1} \
+	UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1:report_error_type=1} \
 	TEST_NGINX_BINARY=$(CURDIR)/$(ASAN_NGINX)/objs/nginx \
 	TEST_NGINX_MODULE=$(CURDIR)/$(ASAN_NGINX)/objs/$(MODULE_NAME).so \
 	    $(PROVE) -j2 t/
@@ -115,7 +116,8 @@ $(ASAN_BUILD)/flags: FORCE
 	@echo '$(ASAN_CC_OPT) / $(ASAN_LD_OPT)' | cmp -s - $@ \
 	    || echo '$(ASAN_CC_OPT) / $(ASAN_LD_OPT)' > $@
 
-$(ASAN_NGINX)/objs/Makefile: config util/nginx-source $(ASAN_BUILD)/flags
+$(ASAN_NGINX)/objs/Makefile: config util/nginx-source $(ASAN_BUILD)/flags \
+                             t/ubsan.ignorelist
 	util/nginx-source $(ASAN_BUILD) clang "$(ASAN_CC_OPT)" "$(ASAN_LD_OPT)"
 
 # Internal: the sanitized nginx binary and module, without the package check.

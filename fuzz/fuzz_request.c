@@ -7,9 +7,9 @@
 /*
  * A request's fields as a query string, a form or a JSON body, for a
  * single send, a "channels" list or a broadcast (the first byte says
- * which), then the notification built from them and the HTTP request
- * that would carry it: a mistake is a 4xx with a text and a field, a
- * built payload stays within its limit.
+ * which), then the MPNS notification built from them and the HTTP
+ * request that would carry it: a mistake is a 4xx with a text and a
+ * field, a built payload stays within its limit.
  */
 
 
@@ -18,6 +18,10 @@
 #include <ngx_http.h>
 #include "ngx_http_mpns_module.h"
 #include "fuzz.h"
+
+
+/* what MPNS takes as a callback message, as its service has it */
+#define NGX_HTTP_MPNS_FUZZ_MAX_CALLBACK  1024
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -37,6 +41,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_http_mpns_spec_t      spec;
     ngx_http_mpns_error_t     err;
     ngx_http_mpns_target_t    target;
+    ngx_http_mpns_service_t  *service;
     ngx_http_mpns_message_t   msg;
     ngx_http_mpns_targets_t   targets, *tg;
 
@@ -66,8 +71,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tg = (mode == 0) ? NULL : &targets;
     targets.broadcast = (mode >= 2);
 
-    rc = ngx_http_mpns_request_parse(pool, &ngx_http_mpns_service_mpns,
-                                     &text, format, &spec, tg, &err);
+    service = &ngx_http_mpns_service_mpns;
+
+    rc = ngx_http_mpns_request_parse(pool, service, &text, format, &spec, tg,
+                                     &err);
 
     ngx_http_mpns_fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
 
@@ -86,7 +93,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ngx_memzero(&msg, sizeof(ngx_http_mpns_message_t));
 
-    rc = ngx_http_mpns_message_build(pool, &spec, max, &msg, &err);
+    rc = service->build(pool, &spec, max, &msg, &err);
 
     ngx_http_mpns_fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
 
@@ -100,7 +107,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_http_mpns_fuzz_assert(msg.message_id.len == 36);
 
     if (msg.type == NGX_HTTP_MPNS_CALLBACK) {
-        ngx_http_mpns_fuzz_assert(msg.body.len <= NGX_HTTP_MPNS_MAX_CALLBACK);
+        ngx_http_mpns_fuzz_assert(msg.body.len
+                                  <= NGX_HTTP_MPNS_FUZZ_MAX_CALLBACK);
 
     } else {
         ngx_http_mpns_fuzz_assert(msg.body.len <= max);
@@ -114,7 +122,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_str_set(&target.host, "127.0.0.1");
     ngx_str_set(&target.uri, "/throttledthirdparty/01.00/AAF");
 
-    rc = ngx_http_mpns_message_request(pool, &msg, &target, &out);
+    rc = service->create_request(pool, &msg, &target, &out);
 
     ngx_http_mpns_fuzz_assert(rc == NGX_OK);
     ngx_http_mpns_fuzz_assert(out.len > msg.body.len);

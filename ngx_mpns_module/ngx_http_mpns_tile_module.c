@@ -581,6 +581,11 @@ ngx_http_mpns_tile_check_text(ngx_str_t *text, size_t max)
         return "value is too long";
     }
 
+    if (text->len == 0) {
+        /* and data may be NULL */
+        return NULL;
+    }
+
     p = text->data;
     last = p + text->len;
 
@@ -636,7 +641,11 @@ ngx_http_mpns_tile_etag(ngx_http_mpns_tile_loc_conf_t *tlcf,
 
         p = ngx_sprintf(buf, " %uz:", text->len);
         ngx_md5_update(&md5, buf, p - buf);
-        ngx_md5_update(&md5, text->data, text->len);
+
+        if (text->len) {
+            /* an empty line's data may be NULL */
+            ngx_md5_update(&md5, text->data, text->len);
+        }
     }
 
     ngx_md5_final(hash, &md5);

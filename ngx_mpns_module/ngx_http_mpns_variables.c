@@ -408,13 +408,17 @@ ngx_http_mpns_variable_host(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    if (ctx->channel.data == NULL || ctx->batch) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
     p = ctx->channel.data;
     last = p + ctx->channel.len;
 
-    host = (p == NULL) ? NULL : ngx_strlcasestrn(p, last, (u_char *) "://",
-                                                 3 - 1);
+    host = ngx_strlcasestrn(p, last, (u_char *) "://", 3 - 1);
 
-    if (host == NULL || ctx->batch) {
+    if (host == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }

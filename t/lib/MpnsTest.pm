@@ -549,8 +549,18 @@ sub run {
     } else {
         my $pid = $self->_spawn("$d/nginx.stderr", @cmd);
         waitpid($pid, 0);
-        die "nginx failed to start (exit " . ($? >> 8) . "):\n"
-            . _slurp("$d/nginx.stderr") . _slurp("$d/error.log") if $?;
+
+        if ($?) {
+            my $rc = $? >> 8;
+
+            # a sanitizer's exit code from the process that daemonized:
+            # the daemon runs, and is stopped with the test
+            $self->wait_for(sub { -s "$d/nginx.pid" }, 1)
+                and ($self->{master}) = _slurp("$d/nginx.pid") =~ /(\d+)/;
+
+            die "nginx failed to start (exit $rc):\n"
+                . _slurp("$d/nginx.stderr") . _slurp("$d/error.log");
+        }
 
         $self->wait_for(sub { -s "$d/nginx.pid" }, $limit)
             or die "nginx wrote no pid file:\n" . _slurp("$d/error.log");
