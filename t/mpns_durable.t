@@ -354,7 +354,7 @@ subtest 'a worker killed in the middle of a save blocks nobody' => sub {
     ok($t->wait_for(sub {
         grep { /\b$w#\d+: .*mpns registry zone "reg" state slice 1:/ }
         $t->log_since('debug')
-    }, 5), "its worker began a save");
+    }, 15), "its worker began a save");
 
     sleep 0.3;
     ok(!(grep { /\b$w#\d+: .*mpns registry zone "reg" (saved|state slice 2)/ }
