@@ -1761,6 +1761,19 @@ ngx_http_mpns_journal_flush(ngx_event_t *ev)
         return;
     }
 
+    /* idle lanes let go of files a snapshot removed */
+
+    for (i = 0; i < NGX_HTTP_MPNS_LANES; i++) {
+        lane = &jn->lanes[i];
+
+        if (!lane->task->event.active && lane->fd != NGX_INVALID_FILE
+            && lane->epoch < jn->fill.epoch)
+        {
+            (void) ngx_close_file(lane->fd);
+            lane->fd = NGX_INVALID_FILE;
+        }
+    }
+
     for (i = 0; i < NGX_HTTP_MPNS_LANES; i++) {
         lane = &jn->lanes[i];
 
