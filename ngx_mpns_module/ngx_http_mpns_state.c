@@ -1478,7 +1478,7 @@ ngx_http_mpns_state_init_process(ngx_http_mpns_state_t *st,
     task->event.data = st;
     task->event.log = cycle->log;
 
-    st->io = task;
+    st->task = task;
 
     /* the journal makes changes safe: a stop need not wait for a save */
 
@@ -2061,11 +2061,11 @@ ngx_http_mpns_state_handler(ngx_event_t *ev)
         }
     }
 
-    if (((ngx_thread_task_t *) st->io)->event.active) {
+    if (st->task->event.active) {
         return;
     }
 
-    io = ((ngx_thread_task_t *) st->io)->ctx;
+    io = st->task->ctx;
 
     rc = ngx_http_mpns_state_render(st, io, ev->log);
 
@@ -2074,7 +2074,7 @@ ngx_http_mpns_state_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_mpns_state_post(st->io, st) != NGX_OK) {
+    if (ngx_http_mpns_state_post(st->task, st) != NGX_OK) {
         ngx_http_mpns_state_end(st, NGX_ERROR, ev->log);
     }
 }
@@ -2142,7 +2142,7 @@ ngx_http_mpns_state_start(ngx_http_mpns_state_t *st, ngx_log_t *log)
         }
     }
 
-    io = ((ngx_thread_task_t *) st->io)->ctx;
+    io = st->task->ctx;
 
     if (io->fd != NGX_INVALID_FILE) {
         (void) ngx_close_file(io->fd);
@@ -2207,7 +2207,7 @@ ngx_http_mpns_state_done(ngx_event_t *ev)
     ngx_int_t            rc;
     ngx_http_mpns_io_t  *io;
 
-    io = ((ngx_thread_task_t *) st->io)->ctx;
+    io = st->task->ctx;
 
     if (!st->saving) {
         return;
@@ -2222,7 +2222,7 @@ ngx_http_mpns_state_done(ngx_event_t *ev)
             return;
         }
 
-        if (ngx_http_mpns_state_post(st->io, st) == NGX_OK) {
+        if (ngx_http_mpns_state_post(st->task, st) == NGX_OK) {
             return;
         }
 
@@ -2352,7 +2352,7 @@ ngx_http_mpns_state_end(ngx_http_mpns_state_t *st, ngx_int_t rc,
 {
     ngx_http_mpns_io_t  *io;
 
-    io = ((ngx_thread_task_t *) st->io)->ctx;
+    io = st->task->ctx;
 
     if (io->fd != NGX_INVALID_FILE) {
         (void) ngx_close_file(io->fd);
@@ -2393,7 +2393,7 @@ ngx_http_mpns_state_save_now(ngx_http_mpns_state_t *st, ngx_log_t *log)
     ngx_http_mpns_io_t  *io;
     ngx_thread_task_t   *task;
 
-    task = st->io;
+    task = st->task;
     io = task->ctx;
 
     if (st->event.timer_set) {
