@@ -380,6 +380,7 @@ ngx_http_mpns_background_run(ngx_http_mpns_runner_t *rn,
 
     if (e->broadcast) {
         fo->concurrency = rn->mlcf->concurrency;
+        fo->rate = rn->mlcf->rate;
         fo->record = ngx_http_mpns_background_recipient;
 
         run->reader = ngx_http_mpns_reader_create(pool,
@@ -804,6 +805,7 @@ ngx_http_mpns_background_report(ngx_http_mpns_runner_t *rn,
     job->connect_timeout = rn->mlcf->connect_timeout;
     job->send_timeout = rn->mlcf->send_timeout;
     job->read_timeout = rn->mlcf->read_timeout;
+    job->response_timeout = rn->mlcf->response_timeout;
     job->retries = 0;
 
     job->handler = ngx_http_mpns_background_reported;
@@ -827,6 +829,9 @@ ngx_http_mpns_background_reported(ngx_http_mpns_job_t *job)
     ngx_msec_t  delay;
 
     rp->runner->active--;
+
+    ngx_http_mpns_status_callback(rp->runner->mlcf->status,
+                                  job->outcome == NGX_HTTP_MPNS_DELIVERED);
 
     if (job->outcome == NGX_HTTP_MPNS_DELIVERED) {
         (void) ngx_http_mpns_outbox_reported(rp->runner->outbox, rp->id, 1, 0,

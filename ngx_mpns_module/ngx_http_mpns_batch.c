@@ -176,6 +176,7 @@ ngx_http_mpns_send_start(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
     batch->msg = fo->msg;
 
     fo->concurrency = mlcf->concurrency;
+    fo->rate = mlcf->rate;
     fo->next = ngx_http_mpns_batch_next;
     fo->record = ngx_http_mpns_batch_record;
     fo->done = ngx_http_mpns_batch_finish;
@@ -390,6 +391,9 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
     } else if (ctx->outcome == NGX_HTTP_MPNS_TIMEOUT) {
         status = NGX_HTTP_GATEWAY_TIME_OUT;
 
+    } else if (ctx->outcome == NGX_HTTP_MPNS_REFUSED) {
+        status = NGX_HTTP_FORBIDDEN;
+
     } else {
         status = NGX_HTTP_BAD_GATEWAY;
     }
@@ -433,7 +437,7 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
     p = ngx_http_mpns_json_str(p, &ctx->channel);
 
     p = ngx_cpymem(p, ",\"status\":", sizeof(",\"status\":") - 1);
-    p = resp->status ? ngx_sprintf(p, "%ui", resp->status)
+    p = resp->status ? ngx_http_mpns_uint(p, resp->status)
                      : ngx_cpymem(p, ngx_http_mpns_null.data,
                                   ngx_http_mpns_null.len);
 
@@ -470,9 +474,9 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
                                  ngx_http_mpns_null.len);
 
     p = ngx_cpymem(p, ",\"attempts\":", sizeof(",\"attempts\":") - 1);
-    p = ngx_sprintf(p, "%ui", ctx->attempts);
+    p = ngx_http_mpns_uint(p, ctx->attempts);
     p = ngx_cpymem(p, ",\"time_ms\":", sizeof(",\"time_ms\":") - 1);
-    p = ngx_sprintf(p, "%M", ctx->elapsed);
+    p = ngx_http_mpns_uint(p, ctx->elapsed);
     *p++ = '}'; *p++ = LF;
 
     if ((size_t) (p - buf) > len) {
@@ -516,8 +520,9 @@ ngx_http_mpns_batch_check(ngx_http_request_t *r, ngx_http_mpns_batch_t *batch,
             break;
         }
 
-        rc = ngx_http_mpns_request_channel(r, batch->ctx->fanout.conf, &channel, pool,
-                                           NULL, &target, err);
+        rc = ngx_http_mpns_request_channel(r, batch->ctx->fanout.conf,
+                                           &channel, pool, NULL, &target,
+                                           err);
         if (rc != NGX_OK) {
             break;
         }

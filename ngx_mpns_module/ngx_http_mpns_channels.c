@@ -508,9 +508,13 @@ ngx_http_mpns_channels_selector(ngx_http_request_t *r, ngx_str_t *body,
             return NGX_ERROR;
         }
 
-        if (rc == NGX_DECLINED
-            || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
-        {
+        if (rc == NGX_DECLINED) {
+            return ngx_http_mpns_channels_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                        json.error,
+                                        &ngx_http_mpns_channels_body_field);
+        }
+
+        if (json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT) {
             return ngx_http_mpns_channels_mistake(err, NGX_HTTP_BAD_REQUEST,
                                         "invalid json",
                                         &ngx_http_mpns_channels_body_field);
@@ -805,38 +809,12 @@ static ngx_int_t
 ngx_http_mpns_channels_arg(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value)
 {
-    u_char  *p, *last, *dst, *d, *s;
-
     if (ngx_http_arg(r, name->data, name->len, value) != NGX_OK) {
         ngx_str_null(value);
         return NGX_DECLINED;
     }
 
-    last = value->data + value->len;
-
-    if (ngx_strlchr(value->data, last, '%') == NULL
-        && ngx_strlchr(value->data, last, '+') == NULL)
-    {
-        return NGX_OK;
-    }
-
-    dst = ngx_pnalloc(r->pool, value->len);
-    if (dst == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (p = value->data, d = dst; p < last; p++) {
-        *d++ = (*p == '+') ? ' ' : *p;
-    }
-
-    s = dst;
-    d = dst;
-    ngx_unescape_uri(&d, &s, value->len, 0);
-
-    value->data = dst;
-    value->len = d - dst;
-
-    return NGX_OK;
+    return ngx_http_mpns_request_unescape(r->pool, value);
 }
 
 

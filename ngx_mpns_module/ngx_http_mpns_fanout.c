@@ -40,15 +40,20 @@ static void ngx_http_mpns_fanout_job_done(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_fanout_next_step(ngx_http_mpns_fanout_t *fo);
 static ngx_int_t ngx_http_mpns_fanout_complete(ngx_http_mpns_fanout_t *fo,
     ngx_http_mpns_result_t *res, ngx_uint_t status);
+static ngx_int_t ngx_http_mpns_fanout_result(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res);
 static void ngx_http_mpns_fanout_wake_next(ngx_http_mpns_engine_t *engine,
     ngx_uint_t limit);
 static void ngx_http_mpns_fanout_wake_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_mpns_fanout_paced(ngx_http_mpns_fanout_t *fo);
+static void ngx_http_mpns_fanout_pace_handler(ngx_event_t *ev);
 static void ngx_http_mpns_fanout_stop(ngx_http_mpns_fanout_t *fo);
 
 
 /*
  * The one step that readies a job for a channel, whatever the path:
- * the channel checked against the location (allow-list, scheme, length),
+ * the channel checked against the location (allow-lists of hosts, ports
+ * and addresses, scheme, length),
  * where to connect (address or name, TLS profile, proxy), the request
  * bytes from the service, the timeouts and the retries.  NGX_DECLINED
  * with "err" when the location does not take the channel.
@@ -77,6 +82,7 @@ ngx_http_mpns_job_ready(ngx_http_mpns_job_t *job,
     }
 
     job->service = mlcf->service;
+    job->status = mlcf->status;
 
     if (job->service->create_request(job->pool, msg, &target, &job->request)
         != NGX_OK)
@@ -87,6 +93,7 @@ ngx_http_mpns_job_ready(ngx_http_mpns_job_t *job,
     job->connect_timeout = mlcf->connect_timeout;
     job->send_timeout = mlcf->send_timeout;
     job->read_timeout = mlcf->read_timeout;
+    job->response_timeout = mlcf->response_timeout;
     job->retries = mlcf->retries;
     job->retry_timeout = mlcf->retry_timeout;
     job->retry_delay = mlcf->retry_delay;
@@ -117,6 +124,14 @@ ngx_http_mpns_fanout_init(ngx_http_mpns_fanout_t *fo)
     fo->wake.handler = ngx_http_mpns_fanout_wake_handler;
     fo->wake.data = fo;
     fo->wake.log = fo->log;
+
+    /* not cancelable: a leaving worker hands a broadcast back after it */
+
+    fo->pace.handler = ngx_http_mpns_fanout_pace_handler;
+    fo->pace.data = fo;
+    fo->pace.log = fo->log;
+
+    fo->start = ngx_current_msec;
 
     return NGX_OK;
 }
@@ -161,11 +176,13 @@ ngx_http_mpns_fanout_pump(ngx_http_mpns_fanout_t *fo)
             break;
         }
 
-        if (ngx_exiting || ngx_terminate) {
-            if (fo->request == NULL) {
-                /* the owner keeps where it got to for the next workers */
-                break;
-            }
+        if (fo->request == NULL && (ngx_exiting || ngx_terminate)) {
+            /* the owner keeps where it got to for the next workers */
+            break;
+        }
+
+        if (fo->rate && ngx_http_mpns_fanout_paced(fo) != NGX_OK) {
+            break;
         }
 
         rc = fo->next(fo, &channel);
@@ -181,6 +198,7 @@ ngx_http_mpns_fanout_pump(ngx_http_mpns_fanout_t *fo)
         }
 
         if (rc == NGX_OK) {
+            fo->started++;
             rc = ngx_http_mpns_fanout_send(fo, &channel);
         }
 
@@ -259,7 +277,7 @@ ngx_http_mpns_fanout_send(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
         res.outcome = NGX_HTTP_MPNS_REFUSED;
         res.error = &err;
 
-        rc = fo->record(fo, &res);
+        rc = ngx_http_mpns_fanout_result(fo, &res);
 
         ngx_http_mpns_job_cancel(job);
 
@@ -347,7 +365,7 @@ ngx_http_mpns_fanout_go(ngx_http_mpns_job_t *job, ngx_int_t held)
     fo->active--;
     fo->engine->busy--;
 
-    rc = fo->record(fo, &res);
+    rc = ngx_http_mpns_fanout_result(fo, &res);
 
     ngx_http_mpns_job_cancel(job);
 
@@ -473,6 +491,19 @@ ngx_http_mpns_fanout_complete(ngx_http_mpns_fanout_t *fo,
         res->removed = 1;
     }
 
+    return ngx_http_mpns_fanout_result(fo, res);
+}
+
+
+/* every result, counted for mpns_status, then to the owner's sink */
+
+static ngx_int_t
+ngx_http_mpns_fanout_result(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res)
+{
+    ngx_http_mpns_status_result(fo->conf->status, fo->msg->type, res->outcome,
+                                res->attempts, res->elapsed);
+
     return fo->record(fo, res);
 }
 
@@ -521,12 +552,48 @@ ngx_http_mpns_fanout_wake_handler(ngx_event_t *ev)
 }
 
 
-/* the fan-out sends nothing more: out of queues and posted events */
+/*
+ * mpns_rate: the n-th recipient is not sent before (n - 1) / rate seconds
+ * after the first; NGX_AGAIN arms the timer for it
+ */
+
+static ngx_int_t
+ngx_http_mpns_fanout_paced(ngx_http_mpns_fanout_t *fo)
+{
+    ngx_msec_t  due, elapsed;
+
+    due = (ngx_msec_t) ((uint64_t) fo->started * 1000 / fo->rate);
+    elapsed = ngx_current_msec - fo->start;
+
+    if (elapsed >= due) {
+        return NGX_OK;
+    }
+
+    if (!fo->pace.timer_set) {
+        ngx_add_timer(&fo->pace, due - elapsed);
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_mpns_fanout_pace_handler(ngx_event_t *ev)
+{
+    ngx_http_mpns_fanout_next_step(ev->data);
+}
+
+
+/* the fan-out sends nothing more: out of queues, timers and posted events */
 
 static void
 ngx_http_mpns_fanout_stop(ngx_http_mpns_fanout_t *fo)
 {
     fo->finished = 1;
+
+    if (fo->pace.timer_set) {
+        ngx_del_timer(&fo->pace);
+    }
 
     if (fo->waiting) {
         ngx_queue_remove(&fo->queue);

@@ -64,6 +64,7 @@ struct ngx_http_mpns_fanout_s {
     ngx_http_request_t            *request;   /* NULL: in the background */
     ngx_http_mpns_registry_t      *registry;  /* expired are removed */
     ngx_uint_t                     concurrency;
+    ngx_uint_t                     rate;      /* per second, 0: any */
     ngx_uint_t                     retries;   /* within a request */
 
     ngx_http_mpns_fanout_next_pt   next;
@@ -78,6 +79,9 @@ struct ngx_http_mpns_fanout_s {
     ngx_uint_t                     active;
     ngx_queue_t                    queue;     /* in engine->waiting */
     ngx_event_t                    wake;
+    ngx_event_t                    pace;      /* mpns_rate */
+    ngx_msec_t                     start;
+    ngx_uint_t                     started;
 
     unsigned                       pumping:1;
     unsigned                       woken:1;

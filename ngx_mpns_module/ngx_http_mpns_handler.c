@@ -178,6 +178,8 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
         goto failed;
     }
 
+    ctx->type = msg.type;
+
     rc = ngx_http_mpns_background(r, &msg, &targets, &err);
 
     if (rc != NGX_DECLINED) {
@@ -454,6 +456,8 @@ ngx_http_mpns_parse_rfc3339(ngx_str_t *s, ngx_msec_t *ms)
 
     static ngx_uint_t  widths[] = { 4, 2, 2, 2, 2, 2 };
     static u_char      seps[] = { '-', '-', 'T', ':', ':', 0 };
+    static u_char      mdays[] = { 31, 28, 31, 30, 31, 30,
+                                   31, 31, 30, 31, 30, 31 };
 
     p = s->data;
     last = p + s->len;
@@ -482,6 +486,15 @@ ngx_http_mpns_parse_rfc3339(ngx_str_t *s, ngx_msec_t *ms)
 
     if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23
         || v[4] > 59 || v[5] > 60)
+    {
+        return NGX_ERROR;
+    }
+
+    /* February 29 in leap years only */
+
+    if (v[2] > mdays[v[1] - 1]
+               + (v[1] == 2 && v[0] % 4 == 0
+                  && (v[0] % 100 != 0 || v[0] % 400 == 0)))
     {
         return NGX_ERROR;
     }

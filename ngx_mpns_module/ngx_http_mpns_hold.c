@@ -465,3 +465,41 @@ ngx_http_mpns_hold_free(ngx_http_mpns_hold_ctx_t *ctx,
     ngx_queue_remove(&hn->queue);
     ngx_slab_free_locked(ctx->shpool, hn);
 }
+
+
+ngx_int_t
+ngx_http_mpns_hold_stat(ngx_shm_zone_t *zone, ngx_uint_t *entries,
+    ngx_uint_t *active)
+{
+    ngx_queue_t                *q;
+    ngx_http_mpns_hold_ctx_t   *ctx;
+    ngx_http_mpns_hold_node_t  *hn;
+
+    if (zone->tag != NGX_HTTP_MPNS_HOLD_TAG || zone->data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = zone->data;
+
+    *entries = 0;
+    *active = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (q = ngx_queue_head(&ctx->sh->queue);
+         q != ngx_queue_sentinel(&ctx->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        hn = ngx_queue_data(q, ngx_http_mpns_hold_node_t, queue);
+
+        (*entries)++;
+
+        if ((ngx_msec_int_t) (hn->until - ngx_current_msec) > 0) {
+            (*active)++;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
+}

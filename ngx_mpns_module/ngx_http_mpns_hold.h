@@ -52,4 +52,12 @@ time_t ngx_http_mpns_hold_window(ngx_http_mpns_hold_conf_t *hc,
     ngx_uint_t outcome);
 
 
+/*
+ * for the status page: entries, and those holding now; NGX_DECLINED if
+ * "zone" is not a hold zone
+ */
+ngx_int_t ngx_http_mpns_hold_stat(ngx_shm_zone_t *zone, ngx_uint_t *entries,
+    ngx_uint_t *active);
+
+
 #endif /* _NGX_HTTP_MPNS_HOLD_H_INCLUDED_ */

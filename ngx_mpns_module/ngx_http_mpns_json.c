@@ -8,12 +8,18 @@
 #include <ngx_core.h>
 #include "ngx_http_mpns_json.h"
 
-/* jsmn's functions become static to this file */
+/*
+ * jsmn's functions become static to this file; with parent links a
+ * closing bracket climbs from the last token to its container (at most
+ * the nesting depth) rather than searching every token before it
+ */
 #define JSMN_STATIC
 #define JSMN_STRICT
+#define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
 
+static ngx_int_t ngx_http_mpns_json_depth(ngx_str_t *text);
 static ngx_int_t ngx_http_mpns_json_check(ngx_str_t *text, jsmntok_t *t,
     ngx_http_mpns_json_tok_t *tok, ngx_uint_t n);
 static u_char *ngx_http_mpns_json_value(u_char *start, u_char *p,
@@ -28,11 +34,22 @@ ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_json_t *json)
 {
     int                        n;
-    size_t                     end;
+    u_char                    *first, *last;
     ngx_uint_t                 i, j;
     jsmntok_t                 *t;
     jsmn_parser                parser;
     ngx_http_mpns_json_tok_t  *tok;
+
+    json->error = "invalid json";
+
+    if (text->len > NGX_MAX_INT32_VALUE) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_mpns_json_depth(text) != NGX_OK) {
+        json->error = "json nested too deeply";
+        return NGX_DECLINED;
+    }
 
     jsmn_init(&parser);
 
@@ -52,15 +69,23 @@ ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
         return NGX_DECLINED;
     }
 
-    /* one value, nothing but white space after it */
+    /*
+     * one object or array, as RFC 4627 has it (jsmn cannot end the text
+     * with a number in strict mode), nothing but white space around it:
+     * jsmn skips a "," or ":" with no container
+     */
 
-    for (end = t[0].end; end < text->len; end++) {
-        switch (text->data[end]) {
-        case ' ': case '\t': case CR: case LF:
-            continue;
-        default:
-            return NGX_DECLINED;
-        }
+    if (t[0].type != JSMN_OBJECT && t[0].type != JSMN_ARRAY) {
+        return NGX_DECLINED;
+    }
+
+    first = text->data + t[0].start;
+    last = text->data + text->len;
+
+    if (ngx_http_mpns_json_space(text->data, first) != first
+        || ngx_http_mpns_json_space(text->data + t[0].end, last) != last)
+    {
+        return NGX_DECLINED;
     }
 
     tok = ngx_palloc(pool, n * sizeof(ngx_http_mpns_json_tok_t));
@@ -110,6 +135,57 @@ ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
 
     json->tokens = tok;
     json->ntokens = n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * jsmn's work for a closing bracket grows with the depth, so the depth is
+ * bounded first, in one pass that skips strings
+ */
+
+static ngx_int_t
+ngx_http_mpns_json_depth(ngx_str_t *text)
+{
+    u_char      *p, *last;
+    ngx_uint_t   depth;
+
+    depth = 0;
+    last = text->data + text->len;
+
+    for (p = text->data; p < last; p++) {
+
+        switch (*p) {
+
+        case '[': case '{':
+            if (++depth > NGX_HTTP_MPNS_JSON_MAX_DEPTH) {
+                return NGX_DECLINED;
+            }
+
+            break;
+
+        case ']': case '}':
+            if (depth) {
+                depth--;
+            }
+
+            break;
+
+        case '"':
+            for (p++; p < last && *p != '"'; p++) {
+                if (*p == '\\' && p + 1 < last) {
+                    p++;
+                }
+            }
+
+            if (p == last) {
+                return NGX_OK;
+            }
+
+            break;
+        }
+    }
 
     return NGX_OK;
 }
@@ -173,7 +249,7 @@ ngx_http_mpns_json_check(ngx_str_t *text, jsmntok_t *t,
             }
 
             if (t[i].type == JSMN_OBJECT) {
-                if (t[j].type != JSMN_STRING) {
+                if (j == n || t[j].type != JSMN_STRING) {
                     return NGX_DECLINED;
                 }
 
@@ -190,6 +266,12 @@ ngx_http_mpns_json_check(ngx_str_t *text, jsmntok_t *t,
 
                 p = ngx_http_mpns_json_space(p, last);
                 j++;
+            }
+
+            /* jsmn counts a key as a member even without its value */
+
+            if (j == n) {
+                return NGX_DECLINED;
             }
 
             p = ngx_http_mpns_json_value(start, p, &t[j]);
@@ -444,6 +526,75 @@ ngx_http_mpns_json_hex(u_char *p, ngx_uint_t *ch)
 }
 
 
+/*
+ * the character at *p, moving *p past it; NGX_HTTP_MPNS_UTF8_INVALID,
+ * with *p anywhere, for a broken sequence, an overlong form, a surrogate
+ * or a code point above U+10FFFF: JSON output escapes control characters
+ * only, so text that goes out in JSON must be valid UTF-8 when it comes in
+ */
+
+uint32_t
+ngx_http_mpns_json_utf8(u_char **p, u_char *last)
+{
+    u_char    *q;
+    uint32_t   u;
+
+    q = *p;
+
+    if (*q < 0x80) {
+        (*p)++;
+        return *q;
+    }
+
+    /* ngx_utf8_decode() takes any of 0xf5-0xff as a leading byte */
+
+    if (*q > 0xf4) {
+        (*p)++;
+        return NGX_HTTP_MPNS_UTF8_INVALID;
+    }
+
+    u = ngx_utf8_decode(p, last - q);
+
+    if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+        return NGX_HTTP_MPNS_UTF8_INVALID;
+    }
+
+    /* ngx_utf8_decode() does not check the continuation bytes' tops */
+
+    for (q++; q < *p; q++) {
+        if ((*q & 0xc0) != 0x80) {
+            return NGX_HTTP_MPNS_UTF8_INVALID;
+        }
+    }
+
+    return u;
+}
+
+
+/* a name kept and echoed in JSON: UTF-8 without control characters */
+
+ngx_int_t
+ngx_http_mpns_json_valid_name(ngx_str_t *s)
+{
+    u_char    *p, *last;
+    uint32_t   u;
+
+    p = s->data;
+    last = p + s->len;
+
+    while (p < last) {
+
+        u = ngx_http_mpns_json_utf8(&p, last);
+
+        if (u < 0x20 || u == 0x7f || u == NGX_HTTP_MPNS_UTF8_INVALID) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 size_t
 ngx_http_mpns_json_str_len(ngx_str_t *s)
 {
@@ -455,8 +606,34 @@ ngx_http_mpns_json_str_len(ngx_str_t *s)
 u_char *
 ngx_http_mpns_json_str(u_char *p, ngx_str_t *s)
 {
+    u_char  *src, *end;
+
+    /* what ngx_escape_json() escapes: control bytes, '"' and '\\' */
+
+    static u_char  escape[256] = {
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0
+    };
+
+    src = s->data;
+    end = src + s->len;
+
     *p++ = '"';
-    p = (u_char *) ngx_escape_json(p, s->data, s->len);
+
+    /* most strings need no escaping: copied up to a byte that does */
+
+    while (src < end && !escape[*src]) {
+        *p++ = *src++;
+    }
+
+    if (src < end) {
+        p = (u_char *) ngx_escape_json(p, src, end - src);
+    }
+
     *p++ = '"';
 
     return p;

@@ -18,6 +18,11 @@
 #define NGX_HTTP_MPNS_JSON_STRING       3
 #define NGX_HTTP_MPNS_JSON_PRIMITIVE    4
 
+/* no request or state line needs more than a few levels */
+#define NGX_HTTP_MPNS_JSON_MAX_DEPTH    32
+
+#define NGX_HTTP_MPNS_UTF8_INVALID      0xffffffff
+
 
 /* a parsed value; strings are raw, between the quotes, not unescaped */
 typedef struct {
@@ -31,6 +36,7 @@ typedef struct {
 typedef struct {
     ngx_http_mpns_json_tok_t      *tokens;
     ngx_uint_t                     ntokens;
+    const char                    *error;    /* why parse declined */
 } ngx_http_mpns_json_t;
 
 
@@ -38,6 +44,9 @@ ngx_int_t ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_json_t *json);
 ngx_int_t ngx_http_mpns_json_string(ngx_pool_t *pool,
     ngx_http_mpns_json_tok_t *tok, ngx_str_t *value);
+
+uint32_t ngx_http_mpns_json_utf8(u_char **p, u_char *last);
+ngx_int_t ngx_http_mpns_json_valid_name(ngx_str_t *s);
 
 size_t ngx_http_mpns_json_str_len(ngx_str_t *s);
 u_char *ngx_http_mpns_json_str(u_char *p, ngx_str_t *s);

@@ -64,14 +64,8 @@
 #define NGX_HTTP_MPNS_F_CALLBACK_URI              37
 #define NGX_HTTP_MPNS_NFIELDS                     38
 
-/* what MPNS takes as a callback message */
-#define NGX_HTTP_MPNS_MAX_CALLBACK                1024
-
-
-/* batching interval, the tens digit of X-NotificationClass */
-#define NGX_HTTP_MPNS_CLASS_IMMEDIATE             0
-#define NGX_HTTP_MPNS_CLASS_450                   10
-#define NGX_HTTP_MPNS_CLASS_900                   20
+/* a raw pass-through's Content-Type; an outbox entry keeps it in a byte */
+#define NGX_HTTP_MPNS_MAX_CONTENT_TYPE            255
 
 
 typedef struct {

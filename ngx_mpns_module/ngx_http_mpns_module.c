@@ -29,10 +29,15 @@ static char *ngx_http_mpns_allowed_hosts(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_mpns_add_host(ngx_conf_t *cf, ngx_array_t *hosts,
     ngx_str_t *pattern);
+static char *ngx_http_mpns_allowed_addresses(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_mpns_allowed_ports(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_mpns_broadcast(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mpns_proxy(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_mpns_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_mpns_init_process(ngx_cycle_t *cycle);
 static void ngx_http_mpns_exit_process(ngx_cycle_t *cycle);
 
@@ -43,6 +48,10 @@ static ngx_conf_num_bounds_t  ngx_http_mpns_keepalive_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_http_mpns_concurrency_bounds = {
     ngx_conf_check_num_bounds, 1, 65535
+};
+
+static ngx_conf_num_bounds_t  ngx_http_mpns_rate_bounds = {
+    ngx_conf_check_num_bounds, 0, 1000000
 };
 
 static ngx_conf_num_bounds_t  ngx_http_mpns_report_bounds = {
@@ -90,6 +99,20 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mpns_allowed_addresses"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mpns_allowed_addresses,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_allowed_ports"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mpns_allowed_ports,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("mpns_max_payload_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -123,6 +146,13 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mpns_loc_conf_t, read_timeout),
+      NULL },
+
+    { ngx_string("mpns_response_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, response_timeout),
       NULL },
 
     { ngx_string("mpns_retries"),
@@ -328,6 +358,13 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mpns_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, rate),
+      &ngx_http_mpns_rate_bounds },
+
     { ngx_string("mpns_concurrency"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -349,13 +386,34 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       offsetof(ngx_http_mpns_loc_conf_t, report_failures),
       &ngx_http_mpns_report_bounds },
 
+    { ngx_string("mpns_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mpns_status_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mpns_status_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_status_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpns_status_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_mpns_module_ctx = {
     ngx_http_mpns_preconfiguration,        /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_mpns_status_init,             /* postconfiguration */
 
     ngx_http_mpns_create_main_conf,        /* create main configuration */
     ngx_http_mpns_init_main_conf,          /* init main configuration */
@@ -374,7 +432,7 @@ ngx_module_t  ngx_http_mpns_module = {
     ngx_http_mpns_commands,                /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_mpns_init_module,             /* init module */
     ngx_http_mpns_init_process,            /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -394,7 +452,8 @@ ngx_http_mpns_preconfiguration(ngx_conf_t *cf)
 static void *
 ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
 {
-    ngx_http_mpns_main_conf_t  *mmcf;
+    ngx_http_mpns_main_conf_t   *mmcf;
+    ngx_http_mpns_port_range_t  *port;
 
     mmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_main_conf_t));
     if (mmcf == NULL) {
@@ -405,6 +464,7 @@ ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     mmcf->engine = NULL;
+     *     mmcf->status = NULL;
      */
 
     mmcf->keepalive = NGX_CONF_UNSET_UINT;
@@ -422,6 +482,32 @@ ngx_http_mpns_create_main_conf(ngx_conf_t *cf)
     {
         return NULL;
     }
+
+    /* public addresses, and the ports of http and https channel URIs */
+
+    mmcf->addresses.special = ngx_http_mpns_special_addresses(cf);
+    if (mmcf->addresses.special == NULL) {
+        return NULL;
+    }
+
+    mmcf->addresses.public = 1;
+
+    if (ngx_array_init(&mmcf->ports, cf->pool, 2,
+                       sizeof(ngx_http_mpns_port_range_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    port = ngx_array_push_n(&mmcf->ports, 2);
+    if (port == NULL) {
+        return NULL;
+    }
+
+    port[0].low = 80;
+    port[0].high = 80;
+    port[1].low = 443;
+    port[1].high = 443;
 
     return mmcf;
 }
@@ -467,15 +553,19 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
     mlcf->proxy = NGX_CONF_UNSET_PTR;
     mlcf->fields = NGX_CONF_UNSET_PTR;
     mlcf->allowed_hosts = NGX_CONF_UNSET_PTR;
+    mlcf->allowed_addresses = NGX_CONF_UNSET_PTR;
+    mlcf->allowed_ports = NGX_CONF_UNSET_PTR;
     mlcf->max_payload_size = NGX_CONF_UNSET_SIZE;
     mlcf->max_body_size = NGX_CONF_UNSET_SIZE;
     mlcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->send_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->read_timeout = NGX_CONF_UNSET_MSEC;
+    mlcf->response_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->retries = NGX_CONF_UNSET_UINT;
     mlcf->retry_timeout = NGX_CONF_UNSET_MSEC;
     mlcf->retry_delay = NGX_CONF_UNSET_MSEC;
     mlcf->concurrency = NGX_CONF_UNSET_UINT;
+    mlcf->rate = NGX_CONF_UNSET_UINT;
     mlcf->remove_expired = NGX_CONF_UNSET;
     mlcf->report_failures = NGX_CONF_UNSET_UINT;
 
@@ -493,7 +583,10 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_mpns_loc_conf_t *prev = parent;
     ngx_http_mpns_loc_conf_t *conf = child;
 
-    ngx_str_t  hosts = ngx_string(NGX_HTTP_MPNS_DEFAULT_HOSTS);
+    ngx_str_t                   hosts = ngx_string(NGX_HTTP_MPNS_DEFAULT_HOSTS);
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mpns_module);
 
     ngx_conf_merge_ptr_value(conf->channel, prev->channel, NULL);
     ngx_conf_merge_ptr_value(conf->proxy, prev->proxy, NULL);
@@ -523,6 +616,11 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->allowed_hosts = prev->allowed_hosts;
     }
 
+    ngx_conf_merge_ptr_value(conf->allowed_addresses,
+                             prev->allowed_addresses, &mmcf->addresses);
+    ngx_conf_merge_ptr_value(conf->allowed_ports, prev->allowed_ports,
+                             &mmcf->ports);
+
     if (conf->send || conf->broadcast) {
         conf->allowed = ngx_pcalloc(cf->pool,
                                     sizeof(ngx_http_mpns_allowed_t));
@@ -539,6 +637,8 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               15000);
     ngx_conf_merge_msec_value(conf->send_timeout, prev->send_timeout, 15000);
     ngx_conf_merge_msec_value(conf->read_timeout, prev->read_timeout, 15000);
+    ngx_conf_merge_msec_value(conf->response_timeout, prev->response_timeout,
+                              15000);
     ngx_conf_merge_uint_value(conf->retries, prev->retries, 2);
     ngx_conf_merge_msec_value(conf->retry_timeout, prev->retry_timeout,
                               10000);
@@ -556,12 +656,19 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_uint_value(conf->concurrency, prev->concurrency, 100);
+    ngx_conf_merge_uint_value(conf->rate, prev->rate, 0);
     ngx_conf_merge_value(conf->remove_expired, prev->remove_expired, 1);
     ngx_conf_merge_uint_value(conf->report_failures, prev->report_failures,
                               100);
 
     if (ngx_http_mpns_registry_check(cf, conf->registry) != NGX_CONF_OK
         || ngx_http_mpns_registry_check(cf, conf->broadcast) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if ((conf->send || conf->broadcast)
+        && ngx_http_mpns_status_slot(cf, &conf->status) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -849,6 +956,160 @@ ngx_http_mpns_add_host(ngx_conf_t *cf, ngx_array_t *hosts,
 }
 
 
+/* "public", "all", addresses and CIDR blocks, as in "allow" */
+
+static char *
+ngx_http_mpns_allowed_addresses(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    ngx_int_t                   rc;
+    ngx_str_t                  *value;
+    ngx_uint_t                  i;
+    ngx_cidr_t                 *cidr;
+    ngx_http_mpns_addresses_t  *addresses;
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    if (mlcf->allowed_addresses != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    addresses = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpns_addresses_t));
+    if (addresses == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mpns_module);
+
+    addresses->special = mmcf->addresses.special;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "public") == 0) {
+            addresses->public = 1;
+            continue;
+        }
+
+        if (addresses->cidrs == NULL) {
+            addresses->cidrs = ngx_array_create(cf->pool, 2,
+                                                sizeof(ngx_cidr_t));
+            if (addresses->cidrs == NULL) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        if (ngx_strcmp(value[i].data, "all") == 0) {
+
+            /* 0.0.0.0/0 and ::/0 */
+
+            cidr = ngx_array_push(addresses->cidrs);
+            if (cidr == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(cidr, sizeof(ngx_cidr_t));
+            cidr->family = AF_INET;
+
+#if (NGX_HAVE_INET6)
+            cidr = ngx_array_push(addresses->cidrs);
+            if (cidr == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(cidr, sizeof(ngx_cidr_t));
+            cidr->family = AF_INET6;
+#endif
+
+            continue;
+        }
+
+        cidr = ngx_array_push(addresses->cidrs);
+        if (cidr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rc = ngx_ptocidr(&value[i], cidr);
+
+        if (rc == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc == NGX_DONE) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "low address bits of %V are meaningless",
+                               &value[i]);
+        }
+    }
+
+    mlcf->allowed_addresses = addresses;
+
+    return NGX_CONF_OK;
+}
+
+
+/* ports and ranges of ports: "443", "8000-8999" */
+
+static char *
+ngx_http_mpns_allowed_ports(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    u_char                      *dash;
+    ngx_int_t                    low, high;
+    ngx_str_t                   *value;
+    ngx_uint_t                   i;
+    ngx_http_mpns_port_range_t  *range;
+
+    if (mlcf->allowed_ports != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    mlcf->allowed_ports = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                        sizeof(ngx_http_mpns_port_range_t));
+    if (mlcf->allowed_ports == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        dash = ngx_strlchr(value[i].data, value[i].data + value[i].len, '-');
+
+        if (dash == NULL) {
+            low = ngx_atoi(value[i].data, value[i].len);
+            high = low;
+
+        } else {
+            low = ngx_atoi(value[i].data, dash - value[i].data);
+            high = ngx_atoi(dash + 1,
+                            value[i].data + value[i].len - dash - 1);
+        }
+
+        if (low < 1 || high > 65535 || low > high) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        range = ngx_array_push(mlcf->allowed_ports);
+        if (range == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        range->low = (in_port_t) low;
+        range->high = (in_port_t) high;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* "zone=NAME:SIZE" of the mpns_*_zone directives */
 
 ngx_int_t
@@ -898,6 +1159,19 @@ ngx_http_mpns_zone_param(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *name,
                            "zone \"%V\" is too small", value);
         return NGX_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+/* the module's own "nginx -V" line: its version and the nginx it is for */
+
+static ngx_int_t
+ngx_http_mpns_init_module(ngx_cycle_t *cycle)
+{
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "ngx_http_mpns_module/" NGX_HTTP_MPNS_VERSION
+                  " built for nginx/" NGINX_VERSION);
 
     return NGX_OK;
 }

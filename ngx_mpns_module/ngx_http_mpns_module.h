@@ -22,6 +22,26 @@
 #include "ngx_http_mpns_outbox.h"
 #include "ngx_http_mpns_fanout.h"
 #include "ngx_http_mpns_state.h"
+#include "ngx_http_mpns_status.h"
+
+
+#define NGX_HTTP_MPNS_VERSION           "1.0.0"
+
+/* ngx_cpymem() for an empty string whose data may be NULL */
+#define ngx_http_mpns_cpymem(dst, src, n)                                    \
+    ((n) ? ngx_cpymem(dst, src, n) : (u_char *) (dst))
+
+/* where ngx_http_mpns_request_parse() text comes from */
+#define NGX_HTTP_MPNS_QUERY_STRING      0
+#define NGX_HTTP_MPNS_FORM_BODY         1
+#define NGX_HTTP_MPNS_JSON_BODY         2
+
+
+/* mpns_allowed_ports: "low" to "high" */
+typedef struct {
+    in_port_t                      low;
+    in_port_t                      high;
+} ngx_http_mpns_port_range_t;
 
 
 struct ngx_http_mpns_main_conf_s {
@@ -32,8 +52,14 @@ struct ngx_http_mpns_main_conf_s {
     ngx_array_t                    outboxes;    /* ngx_shm_zone_t * */
     ngx_http_mpns_journal_conf_t   journal;
 
+    /* the defaults of mpns_allowed_addresses and mpns_allowed_ports */
+    ngx_http_mpns_addresses_t      addresses;
+    ngx_array_t                    ports;       /* port ranges */
+
     /* per worker, set in init_process */
     ngx_http_mpns_engine_t        *engine;
+
+    ngx_http_mpns_status_t        *status;   /* mpns_status, mpns_health */
 };
 
 
@@ -60,11 +86,14 @@ struct ngx_http_mpns_loc_conf_s {
     ngx_array_t                   *fields;    /* ngx_http_mpns_conf_field_t */
     ngx_array_t                   *allowed_hosts;  /* ngx_regex_elt_t */
     ngx_http_mpns_allowed_t       *allowed;
+    ngx_http_mpns_addresses_t     *allowed_addresses;
+    ngx_array_t                   *allowed_ports;  /* port ranges */
     size_t                         max_payload_size;
     size_t                         max_body_size;
     ngx_msec_t                     connect_timeout;
     ngx_msec_t                     send_timeout;
     ngx_msec_t                     read_timeout;
+    ngx_msec_t                     response_timeout;
     ngx_uint_t                     retries;
     ngx_msec_t                     retry_timeout;
     ngx_msec_t                     retry_delay;
@@ -76,8 +105,11 @@ struct ngx_http_mpns_loc_conf_s {
     ngx_shm_zone_t                *registry;  /* mpns_registry */
     ngx_shm_zone_t                *broadcast; /* mpns_broadcast */
     ngx_uint_t                     concurrency;
+    ngx_uint_t                     rate;      /* per second, 0: any */
     ngx_flag_t                     remove_expired;
     ngx_uint_t                     report_failures;
+
+    ngx_http_mpns_status_slot_t   *status;    /* sending locations */
 };
 
 
@@ -125,6 +157,8 @@ typedef struct {
     ngx_http_mpns_batch_t         *batch;         /* several recipients */
     ngx_http_mpns_counts_t         counts;
 
+    ngx_uint_t                     type;
+
     unsigned                       done:1;
 } ngx_http_mpns_ctx_t;
 
@@ -132,6 +166,10 @@ typedef struct {
 ngx_int_t ngx_http_mpns_request_spec(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
     ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err);
+ngx_int_t ngx_http_mpns_request_parse(ngx_pool_t *pool,
+    ngx_http_mpns_service_t *service, ngx_str_t *text, ngx_uint_t format,
+    ngx_http_mpns_spec_t *spec, ngx_http_mpns_targets_t *targets,
+    ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_request_channel(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *channel, ngx_pool_t *pool,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
@@ -144,6 +182,7 @@ ngx_int_t ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max,
     ngx_str_t *body);
 ngx_int_t ngx_http_mpns_request_is_type(ngx_table_elt_t *h, char *type,
     size_t len);
+ngx_int_t ngx_http_mpns_request_unescape(ngx_pool_t *pool, ngx_str_t *text);
 
 ngx_int_t ngx_http_mpns_send_handler(ngx_http_request_t *r);
 
@@ -159,6 +198,7 @@ ngx_int_t ngx_http_mpns_send_start(ngx_http_request_t *r,
     ngx_http_mpns_error_t *err);
 ngx_int_t ngx_http_mpns_copy(ngx_pool_t *pool, ngx_str_t *dst,
     ngx_str_t *src);
+u_char *ngx_http_mpns_uint(u_char *p, ngx_uint_t n);
 
 ngx_int_t ngx_http_mpns_add_variables(ngx_conf_t *cf);
 

@@ -33,6 +33,9 @@
 /* a line of the state file with a 64 KB body in base64 fits */
 #define NGX_HTTP_MPNS_OB_STATE_BUFFER   131072
 
+/* an entry keeps the body's length in 16 bits */
+#define NGX_HTTP_MPNS_OB_MAX_PAYLOAD    65535
+
 
 struct ngx_http_mpns_outbox_node_s {
     ngx_rbtree_node_t              node;      /* key: the id */
@@ -500,6 +503,13 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
         return NGX_CONF_ERROR;
     }
 
+    if (mlcf->max_payload_size > NGX_HTTP_MPNS_OB_MAX_PAYLOAD) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mpns_max_payload_size\" must be less than 64k "
+                           "with \"mpns_outbox\"");
+        return NGX_CONF_ERROR;
+    }
+
     ctx->mlcf = mlcf;
     ctx->clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
@@ -516,6 +526,10 @@ ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_mpns_outbox_t  *ctx, *old;
 
     ctx = shm_zone->data;
+
+    if (ngx_http_mpns_state_check(&ctx->file) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (octx) {
         ctx->sh = octx->sh;
@@ -665,9 +679,11 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     on->target_len = (u_char) msg->target.len;
     on->body_len = (uint16_t) msg->body.len;
 
-    p = ngx_cpymem(on->data, channel->data, channel->len);
+    /* a broadcast has no channel, a raw notification no target */
+
+    p = ngx_http_mpns_cpymem(on->data, channel->data, channel->len);
     p = ngx_cpymem(p, msg->content_type.data, msg->content_type.len);
-    p = ngx_cpymem(p, msg->target.data, msg->target.len);
+    p = ngx_http_mpns_cpymem(p, msg->target.data, msg->target.len);
     p = ngx_cpymem(p, msg->body.data, msg->body.len);
 
     if (filter) {
@@ -676,9 +692,9 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
         on->tag_len = (u_char) filter->tag.len;
         on->os_len = (u_char) filter->os.len;
 
-        p = ngx_cpymem(p, filter->user.data, filter->user.len);
-        p = ngx_cpymem(p, filter->tag.data, filter->tag.len);
-        (void) ngx_cpymem(p, filter->os.data, filter->os.len);
+        p = ngx_http_mpns_cpymem(p, filter->user.data, filter->user.len);
+        p = ngx_http_mpns_cpymem(p, filter->tag.data, filter->tag.len);
+        (void) ngx_http_mpns_cpymem(p, filter->os.data, filter->os.len);
     }
 
     ngx_rbtree_insert(&ctx->sh->ids, &on->node);
@@ -1964,4 +1980,71 @@ ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on)
     return on->data + on->channel_len + on->content_type_len
            + on->target_len + on->body_len + on->user_len + on->tag_len
            + on->os_len;
+}
+
+
+void
+ngx_http_mpns_outbox_stat(ngx_shm_zone_t *zone,
+    ngx_http_mpns_outbox_stat_t *st, ngx_uint_t walk)
+{
+    ngx_msec_t                    now;
+    ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_mpns_outbox_t   *ctx;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    ctx = zone->data;
+    now = ngx_http_mpns_outbox_now();
+
+    ngx_memzero(st, sizeof(ngx_http_mpns_outbox_stat_t));
+
+    st->state = ctx->file.path;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    st->entries = ctx->sh->count;
+    st->full = ctx->sh->full;
+
+    sentinel = ctx->sh->ids.sentinel;
+
+    node = (!walk || ctx->sh->ids.root == sentinel)
+           ? NULL : ngx_rbtree_min(ctx->sh->ids.root, sentinel);
+
+    for ( /* void */ ; node; node = ngx_rbtree_next(&ctx->sh->ids, node)) {
+        on = (ngx_http_mpns_outbox_node_t *) node;
+
+        if (on->state == NGX_HTTP_MPNS_OB_PENDING) {
+            st->pending++;
+
+            if (now > on->created && now - on->created > st->oldest_pending)
+            {
+                st->oldest_pending = now - on->created;
+            }
+
+            if ((ngx_msec_t) on->due.key <= now) {
+                st->due++;
+                st->lag = ngx_max(st->lag, now - (ngx_msec_t) on->due.key);
+            }
+
+        } else if (on->state == NGX_HTTP_MPNS_OB_SENDING) {
+            st->sending++;
+
+        } else {
+            if (on->gave_up) {
+                st->expired++;
+
+            } else {
+                st->done++;
+            }
+
+            if (!on->reported) {
+                st->callbacks_pending++;
+
+                if (on->callbacks) {
+                    st->callbacks_failing++;
+                }
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
 }

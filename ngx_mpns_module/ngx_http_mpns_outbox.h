@@ -150,4 +150,27 @@ void ngx_http_mpns_outbox_exit_process(ngx_cycle_t *cycle);
 ngx_msec_t ngx_http_mpns_outbox_now(void);
 
 
+/* for the status page: what an outbox holds */
+typedef struct {
+    ngx_uint_t                     entries;
+    ngx_uint_t                     full;
+    ngx_str_t                      state;     /* the state file, or empty */
+
+    /* with "walk": every entry is looked at, under the zone lock */
+    ngx_uint_t                     pending;
+    ngx_uint_t                     due;       /* pending, their time come */
+    ngx_uint_t                     sending;
+    ngx_uint_t                     done;
+    ngx_uint_t                     expired;
+    ngx_uint_t                     callbacks_pending;
+    ngx_uint_t                     callbacks_failing;
+    ngx_msec_t                     oldest_pending;  /* age, 0: none */
+    ngx_msec_t                     lag;       /* of the most overdue */
+} ngx_http_mpns_outbox_stat_t;
+
+
+void ngx_http_mpns_outbox_stat(ngx_shm_zone_t *zone,
+    ngx_http_mpns_outbox_stat_t *st, ngx_uint_t walk);
+
+
 #endif /* _NGX_HTTP_MPNS_OUTBOX_H_INCLUDED_ */

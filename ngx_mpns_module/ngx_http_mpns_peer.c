@@ -62,6 +62,7 @@ static void ngx_http_mpns_resolve(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_resolve_handler(ngx_resolver_ctx_t *ctx);
 static void ngx_http_mpns_connect(ngx_http_mpns_job_t *job);
 static void ngx_http_mpns_next(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_deadline_handler(ngx_event_t *ev);
 static void ngx_http_mpns_reconnect(ngx_http_mpns_job_t *job);
 static ngx_int_t ngx_http_mpns_test_connect(ngx_connection_t *c);
 static void ngx_http_mpns_engine_cleanup(void *data);
@@ -97,6 +98,68 @@ static void ngx_http_mpns_keepalive_close_handler(ngx_event_t *ev);
 static void ngx_http_mpns_keepalive_dummy_handler(ngx_event_t *ev);
 static u_char *ngx_http_mpns_log_error(ngx_log_t *log, u_char *buf,
     size_t len);
+
+
+/* the bytes of a header name: visible, but ":" */
+static u_char  ngx_http_mpns_name_byte[256] = {
+    /* 0x00 - 0x1f */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 0x20 - 0x3f: " " and ":" are not */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1,
+    /* 0x40 - 0x7f: DEL is not */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    /* 0x80 - 0xff */
+};
+
+
+/* the bytes of a header value: all but control bytes, HT allowed */
+static u_char  ngx_http_mpns_value_byte[256] = {
+    /* 0x00 - 0x1f: HT only */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 0x20 - 0x7f: DEL is not */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    /* 0x80 - 0xff */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+};
+
+
+/*
+ * The special-purpose ranges of RFC 6890 and the IANA registries that
+ * followed it: not the public Internet a push service is on.  An IPv4
+ * address mapped into IPv6 (::ffff:0:0/96) is matched as IPv4 by
+ * ngx_cidr_match().
+ */
+
+static char  *ngx_http_mpns_special[] = {
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8",
+    "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24",
+    "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+    "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+#if (NGX_HAVE_INET6)
+    "::/128", "::1/128", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
+    "2001::/23", "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10",
+    "ff00::/8",
+#endif
+    NULL
+};
 
 
 ngx_http_mpns_engine_t *
@@ -264,6 +327,8 @@ ngx_http_mpns_job_start(ngx_http_mpns_job_t *job)
     job->start = ngx_current_msec;
     job->attempts = 1;
 
+    ngx_http_mpns_status_start(job->status);
+
     job->buffer = ngx_create_temp_buf(job->pool, NGX_HTTP_MPNS_BUFFER_SIZE);
     if (job->buffer == NULL) {
         ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
@@ -306,6 +371,8 @@ ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns job cancel %V", &job->name);
 
+    ngx_http_mpns_status_cancel(job->status, job->attempts);
+
     if (job->resolving) {
         ngx_resolve_name_done(job->resolving);
         job->resolving = NULL;
@@ -320,7 +387,66 @@ ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job)
         ngx_del_timer(&job->retry);
     }
 
+    if (job->deadline.timer_set) {
+        ngx_del_timer(&job->deadline);
+    }
+
     ngx_destroy_pool(job->pool);
+}
+
+
+ngx_array_t *
+ngx_http_mpns_special_addresses(ngx_conf_t *cf)
+{
+    char         **p;
+    ngx_str_t      text;
+    ngx_cidr_t    *cidr;
+    ngx_array_t   *special;
+
+    special = ngx_array_create(cf->pool, 32, sizeof(ngx_cidr_t));
+    if (special == NULL) {
+        return NULL;
+    }
+
+    for (p = ngx_http_mpns_special; *p; p++) {
+        cidr = ngx_array_push(special);
+        if (cidr == NULL) {
+            return NULL;
+        }
+
+        text.data = (u_char *) *p;
+        text.len = ngx_strlen(*p);
+
+        if (ngx_ptocidr(&text, cidr) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid special address \"%V\"", &text);
+            return NULL;
+        }
+    }
+
+    return special;
+}
+
+
+/* NGX_OK if mpns_allowed_addresses lets a job connect to the address */
+
+ngx_int_t
+ngx_http_mpns_address_allowed(ngx_http_mpns_addresses_t *addresses,
+    struct sockaddr *sockaddr)
+{
+    if (addresses->cidrs
+        && ngx_cidr_match(sockaddr, addresses->cidrs) == NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    if (addresses->public
+        && ngx_cidr_match(sockaddr, addresses->special) != NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -366,8 +492,9 @@ ngx_http_mpns_resolve_handler(ngx_resolver_ctx_t *ctx)
     u_char           *p;
     size_t            len;
     socklen_t         socklen;
-    ngx_uint_t        i;
+    ngx_uint_t        i, n, refused;
     struct sockaddr  *sockaddr;
+    u_char            text[NGX_SOCKADDR_STRLEN];
 
     if (ctx->state) {
         ngx_log_error(NGX_LOG_ERR, &job->log, 0,
@@ -377,13 +504,32 @@ ngx_http_mpns_resolve_handler(ngx_resolver_ctx_t *ctx)
         goto failed;
     }
 
-    job->naddrs = ctx->naddrs;
     job->addrs = ngx_pcalloc(job->pool, ctx->naddrs * sizeof(ngx_addr_t));
     if (job->addrs == NULL) {
         goto failed;
     }
 
+    n = 0;
+    refused = 0;
+    len = 0;
+
     for (i = 0; i < ctx->naddrs; i++) {
+
+        /* an address mpns_allowed_addresses refuses is never connected to */
+
+        if (job->addresses
+            && ngx_http_mpns_address_allowed(job->addresses,
+                                             ctx->addrs[i].sockaddr)
+               != NGX_OK)
+        {
+            if (refused++ == 0) {
+                len = ngx_sock_ntop(ctx->addrs[i].sockaddr,
+                                    ctx->addrs[i].socklen, text,
+                                    NGX_SOCKADDR_STRLEN, 0);
+            }
+
+            continue;
+        }
 
         socklen = ctx->addrs[i].socklen;
 
@@ -400,16 +546,30 @@ ngx_http_mpns_resolve_handler(ngx_resolver_ctx_t *ctx)
             goto failed;
         }
 
-        len = ngx_sock_ntop(sockaddr, socklen, p, NGX_SOCKADDR_STRLEN, 1);
+        job->addrs[n].sockaddr = sockaddr;
+        job->addrs[n].socklen = socklen;
+        job->addrs[n].name.len = ngx_sock_ntop(sockaddr, socklen, p,
+                                               NGX_SOCKADDR_STRLEN, 1);
+        job->addrs[n].name.data = p;
+        n++;
+    }
 
-        job->addrs[i].sockaddr = sockaddr;
-        job->addrs[i].socklen = socklen;
-        job->addrs[i].name.len = len;
-        job->addrs[i].name.data = p;
+    job->naddrs = n;
+
+    if (refused) {
+        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                      "mpns server address %*s of \"%V\" is not allowed "
+                      "(%ui of %ui addresses)",
+                      len, text, &ctx->name, refused, ctx->naddrs);
     }
 
     ngx_resolve_name_done(ctx);
     job->resolving = NULL;
+
+    if (n == 0) {
+        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_REFUSED, 0);
+        return;
+    }
 
     ngx_http_mpns_connect(job);
     return;
@@ -439,7 +599,21 @@ ngx_http_mpns_connect(ngx_http_mpns_job_t *job)
     job->peer.log = &job->log;
     job->peer.log_error = NGX_ERROR_ERR;
 
+    job->connected = 0;
+
+    /* one exchange, whatever address or connection it ends up on */
+
+    if (job->response_timeout && !job->deadline.timer_set) {
+        job->deadline.handler = ngx_http_mpns_deadline_handler;
+        job->deadline.data = job;
+        job->deadline.log = &job->log;
+
+        ngx_add_timer(&job->deadline, job->response_timeout);
+    }
+
     if (!job->fresh && ngx_http_mpns_keepalive_get(job) == NGX_OK) {
+        ngx_http_mpns_status_connection(job->status, 1);
+        job->connected = 1;
         ngx_http_mpns_write_handler(job->peer.connection->write);
         return;
     }
@@ -462,6 +636,8 @@ ngx_http_mpns_connect(ngx_http_mpns_job_t *job)
     }
 
     c = job->peer.connection;
+
+    ngx_http_mpns_status_connection(job->status, 0);
 
     c->data = job;
     c->read->handler = ngx_http_mpns_read_handler;
@@ -497,6 +673,26 @@ ngx_http_mpns_next(ngx_http_mpns_job_t *job)
     }
 
     ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TRANSPORT_ERROR, 0);
+}
+
+
+/*
+ * mpns_response_timeout.  A server that was never reached ends like one
+ * that refused the connection: a caller cannot tell a filtered port from
+ * a closed one.
+ */
+
+static void
+ngx_http_mpns_deadline_handler(ngx_event_t *ev)
+{
+    ngx_http_mpns_job_t *job = ev->data;
+
+    ngx_log_error(NGX_LOG_ERR, &job->log, NGX_ETIMEDOUT,
+                  "mpns %s response timed out", job->who);
+
+    ngx_http_mpns_finish(job, job->connected ? NGX_HTTP_MPNS_TIMEOUT
+                                             : NGX_HTTP_MPNS_TRANSPORT_ERROR,
+                         0);
 }
 
 
@@ -664,6 +860,7 @@ ngx_http_mpns_process_tunnel(ngx_http_mpns_job_t *job)
     b->last = b->start;
 
     job->tunnel = 1;
+    job->connected = 1;
     job->sent = NULL;
     job->who = "server";
 
@@ -812,6 +1009,9 @@ ngx_http_mpns_ssl_handshake(ngx_connection_t *c)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns ssl handshake done, session reused: %d",
                    SSL_session_reused(c->ssl->connection));
+
+    ngx_http_mpns_status_handshake(job->status,
+                                   SSL_session_reused(c->ssl->connection));
 
     c->read->handler = ngx_http_mpns_read_handler;
     c->write->handler = ngx_http_mpns_write_handler;
@@ -1051,6 +1251,13 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
     if (wev->timedout) {
         ngx_log_error(NGX_LOG_ERR, wev->log, NGX_ETIMEDOUT,
                       "mpns %s timed out", job->who);
+
+        if (!job->connected) {
+            /* as a refused connection, see the deadline handler */
+            ngx_http_mpns_next(job);
+            return;
+        }
+
         ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
         return;
     }
@@ -1069,6 +1276,7 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
         if (job->ssl && c->ssl == NULL) {
 
             if (!job->proxy || job->tunnel) {
+                job->connected = 1;
                 ngx_http_mpns_ssl_init(job);
                 return;
             }
@@ -1079,6 +1287,7 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
             }
 
         } else {
+            job->connected = 1;
             job->out = job->request;
             job->process = ngx_http_mpns_process;
             job->log.action = "sending request to mpns server";
@@ -1168,6 +1377,13 @@ ngx_http_mpns_read_handler(ngx_event_t *rev)
     if (rev->timedout) {
         ngx_log_error(NGX_LOG_ERR, rev->log, NGX_ETIMEDOUT,
                       "mpns %s timed out", job->who);
+
+        if (!job->connected) {
+            /* the proxy's answer to CONNECT */
+            ngx_http_mpns_next(job);
+            return;
+        }
+
         ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
         return;
     }
@@ -1355,7 +1571,7 @@ ngx_http_mpns_process_status_line(ngx_http_mpns_job_t *job, u_char *lf)
 static ngx_int_t
 ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
 {
-    u_char                  ch, *p, *last;
+    u_char                  *p, *last;
     ngx_str_t               name, value, *dst;
     ngx_buf_t              *b;
     ngx_uint_t              i;
@@ -1382,22 +1598,20 @@ ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
         return NGX_DONE;
     }
 
+    /* a name of visible bytes, ":", a value without control bytes */
+
     name.data = p;
 
-    for ( /* void */ ; p < last; p++) {
-        ch = *p;
-
-        if (ch == ':') {
-            break;
-        }
-
-        if (ch <= ' ' || ch >= 0x7f) {
-            goto invalid;
-        }
+    while (p < last && ngx_http_mpns_name_byte[*p]) {
+        p++;
     }
 
     if (p == last) {
         return NGX_AGAIN;
+    }
+
+    if (*p != ':') {
+        goto invalid;
     }
 
     name.len = p - name.data;
@@ -1412,34 +1626,36 @@ ngx_http_mpns_process_header(ngx_http_mpns_job_t *job)
 
     value.data = p;
 
-    for ( /* void */ ; p < last; p++) {
-        ch = *p;
+    for ( ;; ) {
 
-        if (ch >= ' ' && ch != 0x7f) {
-            continue;
+        while (p < last && ngx_http_mpns_value_byte[*p]) {
+            p++;
         }
 
-        if (ch == LF) {
+        if (p == last) {
+            return NGX_AGAIN;
+        }
+
+        if (*p == LF) {
             break;
         }
 
-        if (ch == CR) {
-            if (p + 1 == last) {
-                return NGX_AGAIN;
-            }
+        /* CR only before LF */
 
-            if (p[1] == LF) {
-                continue;
-            }
-        }
-
-        if (ch != '\t') {
+        if (*p != CR) {
             goto invalid;
         }
-    }
 
-    if (p == last) {
-        return NGX_AGAIN;
+        if (p + 1 == last) {
+            return NGX_AGAIN;
+        }
+
+        if (p[1] != LF) {
+            goto invalid;
+        }
+
+        p++;
+        break;
     }
 
     b->pos = p + 1;
@@ -1622,6 +1838,10 @@ ngx_http_mpns_finish(ngx_http_mpns_job_t *job, ngx_uint_t outcome,
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns job finish %V: %V", &job->name,
                    &ngx_http_mpns_outcome(outcome)->name);
+
+    if (job->deadline.timer_set) {
+        ngx_del_timer(&job->deadline);
+    }
 
     if (job->resolving) {
         ngx_resolve_name_done(job->resolving);
@@ -1870,6 +2090,7 @@ ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
 
         item = ngx_queue_data(q, ngx_http_mpns_cache_t, queue);
         ngx_http_mpns_close(item->connection);
+        ngx_http_mpns_status_idle(job->status, -1);
 
     } else {
         q = ngx_queue_head(&engine->free);
@@ -1879,6 +2100,7 @@ ngx_http_mpns_keepalive_put(ngx_http_mpns_job_t *job)
     }
 
     ngx_queue_insert_head(&engine->cache, q);
+    ngx_http_mpns_status_idle(job->status, 1);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "mpns put keepalive connection %p", c);
@@ -1946,6 +2168,7 @@ close:
     item = c->data;
 
     ngx_http_mpns_close(c);
+    ngx_http_mpns_status_idle(NULL, -1);
 
     ngx_queue_remove(&item->queue);
     ngx_queue_insert_head(&item->engine->free, &item->queue);

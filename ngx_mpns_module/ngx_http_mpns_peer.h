@@ -15,6 +15,7 @@
 #include "ngx_http_mpns.h"
 #include "ngx_http_mpns_message.h"
 #include "ngx_http_mpns_ssl.h"
+#include "ngx_http_mpns_status.h"
 
 
 /* mpns_proxy: a forward proxy all of a location's sends go through */
@@ -25,6 +26,17 @@ struct ngx_http_mpns_proxy_s {
 };
 
 typedef void (*ngx_http_mpns_job_handler_pt)(ngx_http_mpns_job_t *job);
+
+
+/*
+ * mpns_allowed_addresses: the addresses a job may connect to, those of
+ * "cidrs" and, with "public", any outside the special-purpose ranges
+ */
+typedef struct {
+    ngx_array_t                   *cidrs;     /* ngx_cidr_t, or NULL */
+    ngx_array_t                   *special;   /* ngx_cidr_t */
+    unsigned                       public:1;
+} ngx_http_mpns_addresses_t;
 
 
 /* per worker: created in init_process, lives as long as the cycle */
@@ -69,6 +81,7 @@ struct ngx_http_mpns_job_s {
 
     /* input */
     ngx_str_t                      host;      /* name to resolve, or empty */
+    ngx_http_mpns_addresses_t     *addresses; /* what it may resolve to */
     in_port_t                      port;
     ngx_addr_t                    *addrs;     /* set for IP literals */
     ngx_uint_t                     naddrs;
@@ -84,6 +97,7 @@ struct ngx_http_mpns_job_s {
     ngx_msec_t                     connect_timeout;
     ngx_msec_t                     send_timeout;
     ngx_msec_t                     read_timeout;
+    ngx_msec_t                     response_timeout;  /* 0: none */
 
     /* 503, transport errors and timeouts are tried again */
     ngx_uint_t                     retries;
@@ -91,6 +105,8 @@ struct ngx_http_mpns_job_s {
     ngx_msec_t                     retry_delay;    /* doubled each time */
 
     ngx_http_mpns_service_t       *service;
+    ngx_http_mpns_status_slot_t   *status;    /* the sending location's */
+
     ngx_http_mpns_job_handler_pt   handler;
     void                          *data;
     ngx_queue_t                    queue;     /* the owner's, if it wants */
@@ -113,10 +129,12 @@ struct ngx_http_mpns_job_s {
     ngx_uint_t                     http_minor;
     ngx_uint_t                     tls_alert; /* the last one received */
     ngx_event_t                    retry;
+    ngx_event_t                    deadline;  /* mpns_response_timeout */
     ngx_str_t                      out;       /* the step's request */
     ngx_int_t                    (*process)(ngx_http_mpns_job_t *job);
     const char                    *who;       /* "server" or "proxy" */
 
+    unsigned                       connected:1;  /* to the server */
     unsigned                       reused:1;
     unsigned                       fresh:1;
     unsigned                       chunked:1;
@@ -136,6 +154,10 @@ ngx_http_mpns_job_t *ngx_http_mpns_job_create(ngx_http_mpns_engine_t *engine,
 void ngx_http_mpns_job_start(ngx_http_mpns_job_t *job);
 void ngx_http_mpns_job_resume(ngx_http_mpns_job_t *job);
 void ngx_http_mpns_job_cancel(ngx_http_mpns_job_t *job);
+
+ngx_array_t *ngx_http_mpns_special_addresses(ngx_conf_t *cf);
+ngx_int_t ngx_http_mpns_address_allowed(ngx_http_mpns_addresses_t *addresses,
+    struct sockaddr *sockaddr);
 
 void ngx_http_mpns_ssl_info_callback(const ngx_ssl_conn_t *ssl_conn,
     int where, int ret);

@@ -343,6 +343,10 @@ ngx_http_mpns_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     reg = shm_zone->data;
 
+    if (ngx_http_mpns_state_check(&reg->file) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (oreg) {
         /* a reload with the same size: the entries stay where they are */
         reg->sh = oreg->sh;
@@ -625,9 +629,9 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     rn->tags_len = (uint16_t) tags;
 
     p = ngx_cpymem(rn->data, entry->channel.data, entry->channel.len);
-    p = ngx_cpymem(p, entry->user.data, entry->user.len);
-    p = ngx_cpymem(p, entry->device.data, entry->device.len);
-    p = ngx_cpymem(p, entry->os.data, entry->os.len);
+    p = ngx_http_mpns_cpymem(p, entry->user.data, entry->user.len);
+    p = ngx_http_mpns_cpymem(p, entry->device.data, entry->device.len);
+    p = ngx_http_mpns_cpymem(p, entry->os.data, entry->os.len);
 
     for (i = 0; i < entry->ntags; i++) {
         *p++ = (u_char) entry->tags[i].len;
@@ -1059,9 +1063,13 @@ ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
         return NGX_ERROR;
     }
 
-    if (rc == NGX_DECLINED
-        || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
-    {
+    if (rc == NGX_DECLINED) {
+        return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                           json.error,
+                                           &ngx_http_mpns_registry_body_field);
+    }
+
+    if (json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT) {
         return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
                                            "invalid json",
                                            &ngx_http_mpns_registry_body_field);
@@ -1223,15 +1231,17 @@ ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
 }
 
 
-/* a string of at most "max" bytes (0: any) without control characters */
+/*
+ * a string of at most "max" bytes (0: any) in UTF-8 without control
+ * characters
+ */
 
 static ngx_int_t
 ngx_http_mpns_registry_string(ngx_pool_t *pool, ngx_http_mpns_json_tok_t *tok,
     ngx_str_t *name, size_t max, ngx_str_t *value,
     ngx_http_mpns_error_t *err)
 {
-    u_char     *p, *last;
-    ngx_int_t   rc;
+    ngx_int_t  rc;
 
     if (tok->type != NGX_HTTP_MPNS_JSON_STRING) {
         return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
@@ -1253,13 +1263,9 @@ ngx_http_mpns_registry_string(ngx_pool_t *pool, ngx_http_mpns_json_tok_t *tok,
         return NGX_OK;
     }
 
-    last = value->data + value->len;
-
-    for (p = value->data; p < last; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
-                                                  "invalid character", name);
-        }
+    if (ngx_http_mpns_json_valid_name(value) != NGX_OK) {
+        return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
+                                              "invalid character", name);
     }
 
     if (value->len > max) {
@@ -1447,6 +1453,8 @@ ngx_http_mpns_registry_owner(ngx_http_mpns_registry_node_t *rn,
         owner->len = rn->user_len;
         return NGX_HTTP_MPNS_OWNER_USER;
     }
+
+    ngx_str_null(owner);
 
     return NGX_HTTP_MPNS_OWNER_NONE;
 }
@@ -1694,4 +1702,18 @@ ngx_http_mpns_registry_mark(ngx_http_mpns_cursor_t *cursor,
     cursor->len = rn->len;
     ngx_memcpy(cursor->channel, rn->data, rn->len);
     cursor->started = 1;
+}
+
+
+ngx_uint_t
+ngx_http_mpns_registry_full(ngx_http_mpns_registry_t *reg)
+{
+    return reg->sh->full;
+}
+
+
+ngx_str_t *
+ngx_http_mpns_registry_state(ngx_http_mpns_registry_t *reg)
+{
+    return &reg->file.path;
 }

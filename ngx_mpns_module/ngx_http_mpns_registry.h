@@ -12,6 +12,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_http_mpns.h"
+#include "ngx_http_mpns_message.h"
 #include "ngx_http_mpns_store.h"
 
 
@@ -168,6 +169,11 @@ ngx_int_t ngx_http_mpns_registry_handler(ngx_http_request_t *r);
 /* per worker: arm state saving; flush it when the worker exits */
 ngx_int_t ngx_http_mpns_registry_init_process(ngx_cycle_t *cycle);
 void ngx_http_mpns_registry_exit_process(ngx_cycle_t *cycle);
+
+
+/* for the status page: an entry found no room since the last removal */
+ngx_uint_t ngx_http_mpns_registry_full(ngx_http_mpns_registry_t *reg);
+ngx_str_t *ngx_http_mpns_registry_state(ngx_http_mpns_registry_t *reg);
 
 
 #endif /* _NGX_HTTP_MPNS_REGISTRY_H_INCLUDED_ */

@@ -49,6 +49,8 @@ static ngx_int_t ngx_http_mpns_authority(ngx_str_t *authority,
     in_port_t default_port, ngx_str_t *host, in_port_t *port);
 static ngx_int_t ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf,
     ngx_str_t *host, ngx_log_t *log);
+static ngx_uint_t ngx_http_mpns_port_allowed(ngx_array_t *ports,
+    in_port_t port);
 static ngx_int_t ngx_http_mpns_mistake(ngx_http_mpns_error_t *err,
     ngx_uint_t status, const char *text, ngx_str_t *field);
 
@@ -80,24 +82,16 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
     uint64_t                     bit;
     ngx_int_t                    rc;
     ngx_str_t                    body, *type;
-    ngx_uint_t                   i, passthrough;
+    ngx_uint_t                   i, passthrough, format;
     ngx_table_elt_t             *ct;
     ngx_http_mpns_spec_t         conf;
-    ngx_http_mpns_source_t       src;
 
     ngx_memzero(spec, sizeof(ngx_http_mpns_spec_t));
 
-    src.err = err;
-    src.strict = 0;
-    src.seen = 0;
-    src.seen_targets = 0;
-    src.service = mlcf->service;
-    src.spec = spec;
-    src.targets = targets;
-    src.pool = r->pool;
-
     if (r->args.len) {
-        rc = ngx_http_mpns_parse_form(r->pool, &r->args, &src);
+        rc = ngx_http_mpns_request_parse(r->pool, mlcf->service, &r->args,
+                                         NGX_HTTP_MPNS_QUERY_STRING, spec,
+                                         targets, err);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -145,20 +139,17 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
         }
 
     } else if (body.len) {
-        src.seen = 0;
-        src.seen_targets = 0;
-        src.strict = 1;
 
         if (ngx_http_mpns_request_is_type(ct, "application/json",
                                   sizeof("application/json") - 1))
         {
-            rc = ngx_http_mpns_parse_json(r->pool, &body, &src);
+            format = NGX_HTTP_MPNS_JSON_BODY;
 
         } else if (ngx_http_mpns_request_is_type(ct,
                                       "application/x-www-form-urlencoded",
                             sizeof("application/x-www-form-urlencoded") - 1))
         {
-            rc = ngx_http_mpns_parse_form(r->pool, &body, &src);
+            format = NGX_HTTP_MPNS_FORM_BODY;
 
         } else {
             return ngx_http_mpns_mistake(err, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -166,6 +157,8 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
                                          &ngx_http_mpns_body_field);
         }
 
+        rc = ngx_http_mpns_request_parse(r->pool, mlcf->service, &body,
+                                         format, spec, targets, err);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -208,6 +201,36 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
 }
 
 
+/*
+ * the fields in a query string (unknown names ignored), a form or a JSON
+ * body (unknown names refused); no request needed, for the fuzzer too
+ */
+
+ngx_int_t
+ngx_http_mpns_request_parse(ngx_pool_t *pool,
+    ngx_http_mpns_service_t *service, ngx_str_t *text, ngx_uint_t format,
+    ngx_http_mpns_spec_t *spec, ngx_http_mpns_targets_t *targets,
+    ngx_http_mpns_error_t *err)
+{
+    ngx_http_mpns_source_t  src;
+
+    src.service = service;
+    src.spec = spec;
+    src.targets = targets;
+    src.err = err;
+    src.pool = pool;
+    src.seen = 0;
+    src.seen_targets = 0;
+    src.strict = (format != NGX_HTTP_MPNS_QUERY_STRING);
+
+    if (format == NGX_HTTP_MPNS_JSON_BODY) {
+        return ngx_http_mpns_parse_json(pool, text, &src);
+    }
+
+    return ngx_http_mpns_parse_form(pool, text, &src);
+}
+
+
 static ngx_int_t
 ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *conf,
@@ -237,6 +260,21 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
 
     if (mlcf->channel) {
         if (ngx_http_complex_value(r, mlcf->channel, &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /*
+         * a channel passed as a query argument ($arg_channel) arrives
+         * percent-encoded: decoded like the module's own query parsing;
+         * a channel that already starts with its scheme is kept as is
+         */
+
+        if (value.len > 7
+            && (ngx_strncasecmp(value.data, (u_char *) "http%3A", 7) == 0
+                || ngx_strncasecmp(value.data, (u_char *) "https%3A", 8)
+                   == 0)
+            && ngx_http_mpns_request_unescape(r->pool, &value) != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
@@ -299,12 +337,13 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     ngx_http_mpns_job_t *job, ngx_http_mpns_target_t *target,
     ngx_http_mpns_error_t *err)
 {
-    u_char      *p, *last, *authority;
+    u_char      *p, *q, *last, *authority;
     size_t       skip;
     in_port_t    default_port, port;
     ngx_str_t    uri, host;
     ngx_int_t    rc;
     ngx_addr_t   addr;
+    u_char       text[NGX_INET_ADDRSTRLEN];
 
     if (channel->len > NGX_HTTP_MPNS_MAX_CHANNEL) {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
@@ -343,8 +382,10 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
 
     authority = channel->data + skip;
 
+    /* "%": percent-encoding or an IPv6 zone, neither is a host name */
+
     for (p = authority; p < last && *p != '/' && *p != '?'; p++) {
-        if (*p == '@' || *p == '#' || *p == '\\') {
+        if (*p == '@' || *p == '#' || *p == '\\' || *p == '%') {
             return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                          "invalid channel",
                                          &ngx_http_mpns_channel_field);
@@ -398,15 +439,13 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
                                      &ngx_http_mpns_channel_field);
     }
 
-    if (job == NULL) {
-        /* validation only */
-        return NGX_OK;
+    if (!ngx_http_mpns_port_allowed(mlcf->allowed_ports, port)) {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
+                                     "channel port is not allowed",
+                                     &ngx_http_mpns_channel_field);
     }
 
-    job->port = port;
-    job->name = target->host;
-
-    /* an address, or a name to resolve */
+    /* an address, or a name to resolve (its addresses: the peer layer) */
 
     p = host.data;
     last = host.data + host.len;
@@ -423,6 +462,48 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
+
+    /*
+     * Digits and dots are an IPv4 address in its usual form, or refused:
+     * other forms are other addresses to other software ("2130706433",
+     * "127.1", "0177.0.0.1" for inet_aton()), and ngx_inet_addr() cannot
+     * return 255.255.255.255.  None of them is a name to resolve.
+     */
+
+    for (q = p; q < last && (*q == '.' || (*q >= '0' && *q <= '9')); q++) {
+        /* void */
+    }
+
+    if (q == last
+        && (rc != NGX_OK
+            || ngx_inet_ntop(AF_INET,
+                             &((struct sockaddr_in *) addr.sockaddr)->sin_addr,
+                             text, NGX_INET_ADDRSTRLEN)
+               != (size_t) (last - p)
+            || ngx_strncmp(text, p, last - p) != 0))
+    {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
+                                     "channel address is not allowed",
+                                     &ngx_http_mpns_channel_field);
+    }
+
+    if (rc == NGX_OK
+        && ngx_http_mpns_address_allowed(mlcf->allowed_addresses,
+                                         addr.sockaddr)
+           != NGX_OK)
+    {
+        return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
+                                     "channel address is not allowed",
+                                     &ngx_http_mpns_channel_field);
+    }
+
+    if (job == NULL) {
+        /* validation only */
+        return NGX_OK;
+    }
+
+    job->port = port;
+    job->name = target->host;
 
     if (rc == NGX_OK) {
         ngx_inet_set_port(addr.sockaddr, port);
@@ -490,6 +571,7 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     }
 
     job->host = host;
+    job->addresses = mlcf->allowed_addresses;
     job->resolver = clcf->resolver;
     job->resolver_timeout = clcf->resolver_timeout;
 
@@ -586,6 +668,24 @@ ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *host,
 }
 
 
+static ngx_uint_t
+ngx_http_mpns_port_allowed(ngx_array_t *ports, in_port_t port)
+{
+    ngx_uint_t                   i;
+    ngx_http_mpns_port_range_t  *range;
+
+    range = ports->elts;
+
+    for (i = 0; i < ports->nelts; i++) {
+        if (port >= range[i].low && port <= range[i].high) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 ngx_int_t
 ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max, ngx_str_t *body)
 {
@@ -636,7 +736,8 @@ ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max, ngx_str_t *body)
         b = cl->buf;
 
         if (!b->in_file) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            /* the last buffer of a chunked body may be empty, pos NULL */
+            p = ngx_http_mpns_cpymem(p, b->pos, b->last - b->pos);
             continue;
         }
 
@@ -672,10 +773,9 @@ static ngx_int_t
 ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src)
 {
-    u_char     *p, *last, *amp, *eq, *end, *dst, *d, *s;
+    u_char     *p, *last, *amp, *eq;
     ngx_int_t   rc;
-    ngx_str_t   name, value, *part;
-    ngx_uint_t  i;
+    ngx_str_t   name, value;
 
     p = text->data;
     last = p + text->len;
@@ -703,33 +803,10 @@ ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
             continue;
         }
 
-        /* "+" is a space in forms, then %XX */
-
-        for (i = 0; i < 2; i++) {
-            part = i ? &value : &name;
-            end = part->data + part->len;
-
-            if (ngx_strlchr(part->data, end, '%') == NULL
-                && ngx_strlchr(part->data, end, '+') == NULL)
-            {
-                continue;
-            }
-
-            dst = ngx_pnalloc(pool, part->len);
-            if (dst == NULL) {
-                return NGX_ERROR;
-            }
-
-            for (s = part->data, d = dst; s < end; s++) {
-                *d++ = (*s == '+') ? ' ' : *s;
-            }
-
-            s = dst;
-            d = dst;
-            ngx_unescape_uri(&d, &s, part->len, 0);
-
-            part->data = dst;
-            part->len = d - dst;
+        if (ngx_http_mpns_request_unescape(pool, &name) != NGX_OK
+            || ngx_http_mpns_request_unescape(pool, &value) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         if (name.len == sizeof("clear") - 1
@@ -745,6 +822,41 @@ ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
             return rc;
         }
     }
+
+    return NGX_OK;
+}
+
+
+/* "+" is a space in forms, then %XX; a copy only if something changes */
+
+ngx_int_t
+ngx_http_mpns_request_unescape(ngx_pool_t *pool, ngx_str_t *text)
+{
+    u_char  *end, *dst, *d, *s;
+
+    end = text->data + text->len;
+
+    if (ngx_strlchr(text->data, end, '%') == NULL
+        && ngx_strlchr(text->data, end, '+') == NULL)
+    {
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(pool, text->len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (s = text->data, d = dst; s < end; s++) {
+        *d++ = (*s == '+') ? ' ' : *s;
+    }
+
+    s = dst;
+    d = dst;
+    ngx_unescape_uri(&d, &s, text->len, 0);
+
+    text->data = dst;
+    text->len = d - dst;
 
     return NGX_OK;
 }
@@ -767,9 +879,12 @@ ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
         return NGX_ERROR;
     }
 
-    if (rc == NGX_DECLINED
-        || json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT)
-    {
+    if (rc == NGX_DECLINED) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     json.error, &ngx_http_mpns_body_field);
+    }
+
+    if (json.tokens[0].type != NGX_HTTP_MPNS_JSON_OBJECT) {
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
                                      "invalid json",
                                      &ngx_http_mpns_body_field);
@@ -1029,6 +1144,14 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
     if (value.len > NGX_HTTP_MPNS_MAX_NAME) {
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
                                      "value too long",
+                                     &ngx_http_mpns_target_names[i]);
+    }
+
+    /* a background broadcast keeps its filter in JSON, in the state file */
+
+    if (i < 4 && ngx_http_mpns_json_valid_name(&value) != NGX_OK) {
+        return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
+                                     "invalid character",
                                      &ngx_http_mpns_target_names[i]);
     }
 

@@ -25,6 +25,14 @@
 #define NGX_HTTP_MPNS_H_DEVICE_CONNECTION_STATUS  2
 #define NGX_HTTP_MPNS_H_MESSAGE_ID                3
 
+/* what MPNS takes as a callback message */
+#define NGX_HTTP_MPNS_MAX_CALLBACK                1024
+
+/* batching interval, the tens digit of X-NotificationClass */
+#define NGX_HTTP_MPNS_CLASS_IMMEDIATE             0
+#define NGX_HTTP_MPNS_CLASS_450                   10
+#define NGX_HTTP_MPNS_CLASS_900                   20
+
 /* MPNS: exponential backoff, at most an hour apart */
 #define NGX_HTTP_MPNS_MAX_BACKOFF       3600000
 
@@ -48,6 +56,7 @@ static ngx_int_t ngx_http_mpns_flag(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_count(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_class(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_valid_uuid(ngx_str_t *s);
+static ngx_int_t ngx_http_mpns_valid_color(ngx_str_t *s);
 static ngx_int_t ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id,
     u_char *random,    ngx_str_t *out);
 static ngx_int_t ngx_http_mpns_empty(ngx_str_t *s);
@@ -514,6 +523,15 @@ ngx_http_mpns_mpns_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
                                    NGX_HTTP_MPNS_F_COUNT);
     }
 
+    /* an empty value sends an empty element, like any tile property */
+
+    v = &spec->values[NGX_HTTP_MPNS_F_BACKGROUND_COLOR];
+
+    if (v->len && ngx_http_mpns_valid_color(v) != NGX_OK) {
+        return ngx_http_mpns_error(err, 400, "invalid value",
+                                   NGX_HTTP_MPNS_F_BACKGROUND_COLOR);
+    }
+
     v = &spec->values[NGX_HTTP_MPNS_F_SILENT];
 
     if (v->data) {
@@ -641,6 +659,13 @@ ngx_http_mpns_mpns_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
                 ngx_str_set(&err->field, "content_type");
                 return NGX_DECLINED;
             }
+        }
+
+        if (v->len > NGX_HTTP_MPNS_MAX_CONTENT_TYPE) {
+            err->status = 400;
+            err->text = "value too long";
+            ngx_str_set(&err->field, "content_type");
+            return NGX_DECLINED;
         }
 
         break;
@@ -858,8 +883,9 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
 
 
 static ngx_int_t
-ngx_http_mpns_mpns_create_request(ngx_pool_t *pool, ngx_http_mpns_message_t *msg,
-    ngx_http_mpns_target_t *target, ngx_str_t *out)
+ngx_http_mpns_mpns_create_request(ngx_pool_t *pool,
+    ngx_http_mpns_message_t *msg, ngx_http_mpns_target_t *target,
+    ngx_str_t *out)
 {
     u_char  *p, *last;
     size_t   len;
@@ -902,7 +928,7 @@ ngx_http_mpns_mpns_create_request(ngx_pool_t *pool, ngx_http_mpns_message_t *msg
     p = ngx_cpymem(p, msg->content_type.data, msg->content_type.len);
     p = ngx_cpymem(p, CRLF "Content-Length: ",
                    sizeof(CRLF "Content-Length: ") - 1);
-    p = ngx_sprintf(p, "%uz", msg->body.len);
+    p = ngx_http_mpns_uint(p, msg->body.len);
     *p++ = CR; *p++ = LF;
 
     if (msg->target.len) {
@@ -1138,7 +1164,7 @@ ngx_http_mpns_mpns_backoff(ngx_http_mpns_outbox_conf_t *oc,
 static ngx_int_t
 ngx_http_mpns_valid_text(ngx_str_t *s)
 {
-    u_char    *p, *q, *last;
+    u_char    *p, *last;
     uint32_t   u;
 
     p = s->data;
@@ -1146,40 +1172,14 @@ ngx_http_mpns_valid_text(ngx_str_t *s)
 
     while (p < last) {
 
-        if (*p < 0x80) {
+        u = ngx_http_mpns_json_utf8(&p, last);
 
-            if (*p < 0x20 && *p != '\t' && *p != LF && *p != CR) {
-                return NGX_ERROR;
-            }
-
-            p++;
-            continue;
-        }
-
-        /* ngx_utf8_decode() takes any of 0xf5-0xff as a leading byte */
-
-        if (*p > 0xf4) {
-            return NGX_ERROR;
-        }
-
-        q = p;
-
-        u = ngx_utf8_decode(&p, last - p);
-
-        if (u > 0x10ffff
-            || (u >= 0xd800 && u <= 0xdfff)
+        if ((u < 0x20 && u != '\t' && u != LF && u != CR)
             || u == 0xfffe
-            || u == 0xffff)
+            || u == 0xffff
+            || u == NGX_HTTP_MPNS_UTF8_INVALID)
         {
             return NGX_ERROR;
-        }
-
-        /* ngx_utf8_decode() does not check the continuation bytes' tops */
-
-        for (q++; q < p; q++) {
-            if ((*q & 0xc0) != 0x80) {
-                return NGX_ERROR;
-            }
         }
     }
 
@@ -1264,6 +1264,30 @@ ngx_http_mpns_valid_uuid(ngx_str_t *s)
         }
 
         ch = ngx_tolower(ch);
+
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* "#AARRGGBB" */
+
+static ngx_int_t
+ngx_http_mpns_valid_color(ngx_str_t *s)
+{
+    u_char      ch;
+    ngx_uint_t  i;
+
+    if (s->len != sizeof("#AARRGGBB") - 1 || s->data[0] != '#') {
+        return NGX_ERROR;
+    }
+
+    for (i = 1; i < s->len; i++) {
+        ch = ngx_tolower(s->data[i]);
 
         if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
             return NGX_ERROR;

@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 #include "ngx_http_mpns_state.h"
+#include "ngx_http_mpns_status.h"
 
 
 /*
@@ -215,6 +216,7 @@ ngx_http_mpns_state_path(ngx_conf_t *cf, ngx_http_mpns_state_t *st,
     ngx_file_info_t   fi;
 
     st->path = *path;
+    st->cycle = cf->cycle;
     st->conf = conf;
 
     conf->used = 1;
@@ -1900,6 +1902,10 @@ ngx_http_mpns_journal_written(ngx_event_t *ev)
         }
     }
 
+    /* a journal commit is a save of the state, for mpns_status */
+
+    ngx_http_mpns_status_save(&st->shm_zone->shm.name, rc);
+
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, ev->log, 0,
                    "mpns %V zone \"%V\" journal: %uz bytes to \"%s\"%s",
                    &st->format->name, &st->shm_zone->shm.name, io->len,
@@ -2344,6 +2350,140 @@ ngx_http_mpns_state_mark(ngx_http_mpns_state_t *st)
 }
 
 
+/*
+ * In the master, whenever a zone is set up: NGX_ERROR, logged, if the
+ * worker processes cannot create files next to the state file.  Their
+ * user is taken for the test, so a directory only root may write stops
+ * nginx -t, a start and a reload rather than leaving the zone in memory.
+ */
+
+ngx_int_t
+ngx_http_mpns_state_check(ngx_http_mpns_state_t *st)
+{
+    int               ngroups;
+    gid_t             egid, *groups;
+    u_char           *temp, *p;
+    ngx_fd_t          fd;
+    ngx_err_t         err;
+    ngx_int_t         rc;
+    ngx_str_t         dir;
+    ngx_uint_t        switched;
+    ngx_str_t        *zone, *state;
+    ngx_cycle_t      *cycle;
+    ngx_core_conf_t  *ccf;
+
+    if (st->path.len == 0) {
+        return NGX_OK;
+    }
+
+    cycle = st->cycle;
+    zone = &st->shm_zone->shm.name;
+    state = &st->path;
+
+    temp = ngx_pnalloc(cycle->pool, state->len + sizeof(".") - 1
+                                    + NGX_INT64_LEN + sizeof(".tmp"));
+    if (temp == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(temp, "%V.%P.tmp%Z", state, ngx_pid);
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    switched = 0;
+    groups = NULL;
+    ngroups = 0;
+    egid = getegid();
+
+    if (geteuid() == 0
+        && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT && ccf->user != 0)
+    {
+        ngroups = getgroups(0, NULL);
+
+        if (ngroups > 0) {
+            groups = ngx_palloc(cycle->pool, ngroups * sizeof(gid_t));
+            if (groups == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngroups = getgroups(ngroups, groups);
+        }
+
+        if (ngroups == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "getgroups() failed");
+            return NGX_ERROR;
+        }
+
+        switched = 1;
+
+        if (setegid(ccf->group) == -1
+            || initgroups(ccf->username, ccf->group) == -1
+            || seteuid(ccf->user) == -1)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "mpns %V zone \"%V\": cannot take the credentials "
+                          "of user \"%s\"", &st->format->name, zone,
+                          ccf->username);
+            rc = NGX_ERROR;
+            goto restore;
+        }
+    }
+
+    rc = NGX_OK;
+
+    fd = ngx_open_file(temp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+
+        p = state->data + state->len;
+
+        while (p > state->data && p[-1] != '/') {
+            p--;
+        }
+
+        dir.data = state->data;
+        dir.len = (p > state->data + 1) ? p - 1 - dir.data : p - dir.data;
+
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
+                      "mpns %V zone \"%V\": state directory \"%V\" is not "
+                      "writable by worker processes: "
+                      ngx_open_file_n " \"%s\" failed",
+                      &st->format->name, zone, &dir, temp);
+        rc = NGX_ERROR;
+
+    } else {
+        if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                          ngx_close_file_n " \"%s\" failed", temp);
+        }
+
+        if (ngx_delete_file(temp) == NGX_FILE_ERROR) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          ngx_delete_file_n " \"%s\" failed", temp);
+            rc = NGX_ERROR;
+        }
+    }
+
+restore:
+
+    if (switched
+        && (seteuid(0) == -1 || setgroups(ngroups, groups) == -1
+            || setegid(egid) == -1))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "mpns %V zone \"%V\": cannot take back the "
+                      "credentials of the master process",
+                      &st->format->name, zone);
+        return NGX_ERROR;
+    }
+
+    return rc;
+}
+
+
 /* a save ends: saved (NGX_OK), or the temporary file is removed */
 
 static void
@@ -2368,6 +2508,8 @@ ngx_http_mpns_state_end(ngx_http_mpns_state_t *st, ngx_int_t rc,
     }
 
     st->saving = 0;
+
+    ngx_http_mpns_status_save(&st->shm_zone->shm.name, rc);
 
     ngx_shmtx_lock(&st->shpool->mutex);
 

@@ -91,6 +91,7 @@ typedef struct {
 
 struct ngx_http_mpns_state_s {
     ngx_str_t                      path;      /* null-terminated, or empty */
+    ngx_cycle_t                   *cycle;     /* the one configured */
     ngx_http_mpns_state_format_t  *format;
     ngx_http_mpns_journal_conf_t  *conf;
     void                          *data;      /* the owner's */
@@ -180,5 +181,8 @@ ngx_int_t ngx_http_mpns_state_commit(ngx_http_mpns_state_t *st,
 /* a zone retired on reload takes no more changes */
 ngx_uint_t ngx_http_mpns_state_retired(ngx_http_mpns_state_t *st);
 
+
+/* the workers can write the state file's directory (in init_zone) */
+ngx_int_t ngx_http_mpns_state_check(ngx_http_mpns_state_t *st);
 
 #endif /* _NGX_HTTP_MPNS_STATE_H_INCLUDED_ */

@@ -132,3 +132,21 @@ ngx_http_mpns_copy(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
 
     return dst->data ? NGX_OK : NGX_ERROR;
 }
+
+
+/* a number in decimal: what ngx_sprintf("%ui") prints, without a format */
+
+u_char *
+ngx_http_mpns_uint(u_char *p, ngx_uint_t n)
+{
+    u_char   *q, temp[NGX_INT_T_LEN];
+
+    q = temp + NGX_INT_T_LEN;
+
+    do {
+        *--q = (u_char) (n % 10 + '0');
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, q, temp + NGX_INT_T_LEN - q);
+}

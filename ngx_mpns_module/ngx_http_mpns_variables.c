@@ -31,6 +31,14 @@ static ngx_int_t ngx_http_mpns_variable_error(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mpns_variable_count(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mpns_variable_type(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mpns_variable_host(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mpns_variable_id(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mpns_variable_version(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_http_mpns_ctx_t *ngx_http_mpns_variable_ctx(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, ngx_uint_t done);
 static void ngx_http_mpns_variable_set(ngx_http_variable_value_t *v,
@@ -104,6 +112,21 @@ static ngx_http_variable_t  ngx_http_mpns_vars[] = {
       ngx_http_mpns_variable_count,
       offsetof(ngx_http_mpns_ctx_t, counts.failed),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpns_type"), NULL,
+      ngx_http_mpns_variable_type, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpns_host"), NULL,
+      ngx_http_mpns_variable_host, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpns_id"), NULL,
+      ngx_http_mpns_variable_id, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpns_version"), NULL,
+      ngx_http_mpns_variable_version, 0, 0, 0 },
 
       ngx_http_null_variable
 };
@@ -338,6 +361,107 @@ ngx_http_mpns_variable_count(ngx_http_request_t *r,
                                            *(ngx_uint_t *) ((char *) ctx
                                                             + data))
                                - p);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_variable_type(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                 *name;
+    ngx_http_mpns_ctx_t       *ctx;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    ctx = ngx_http_mpns_variable_ctx(r, v, 0);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    name = ctx->type ? mlcf->service->type_name(ctx->type) : NULL;
+
+    if (name == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    ngx_http_mpns_variable_set(v, name->data, name->len);
+
+    return NGX_OK;
+}
+
+
+/* "host:port" of the channel: which MPNS service the send went to */
+
+static ngx_int_t
+ngx_http_mpns_variable_host(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char               *p, *last, *host;
+    ngx_http_mpns_ctx_t  *ctx;
+
+    ctx = ngx_http_mpns_variable_ctx(r, v, 0);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    p = ctx->channel.data;
+    last = p + ctx->channel.len;
+
+    host = (p == NULL) ? NULL : ngx_strlcasestrn(p, last, (u_char *) "://",
+                                                 3 - 1);
+
+    if (host == NULL || ctx->batch) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    host += 3;
+
+    for (p = host; p < last && *p != '/' && *p != '?'; p++) {
+        /* void */
+    }
+
+    ngx_http_mpns_variable_set(v, host, p - host);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_variable_id(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_mpns_ctx_t  *ctx;
+
+    ctx = ngx_http_mpns_variable_ctx(r, v, 0);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    if (ctx->id[0] == '\0') {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    ngx_http_mpns_variable_set(v, ctx->id, NGX_HTTP_MPNS_ID_LEN);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_variable_version(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    v->len = sizeof(NGX_HTTP_MPNS_VERSION) - 1;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = (u_char *) NGX_HTTP_MPNS_VERSION;
 
     return NGX_OK;
 }

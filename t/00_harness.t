@@ -36,6 +36,19 @@ EOF_CONF
 
 is($rc, 0, 'nginx -t with the module loaded') or diag($out);
 
+# the version of the binary under test, for what differs between versions
+like($t->nginx_version, qr/^\d+\.\d+\.\d+$/, 'nginx version');
+ok($t->has_version('1.22.1'), 'has_version: 1.22.1, the oldest supported');
+ok($t->has_version($t->nginx_version), 'has_version: its own');
+ok(!$t->has_version('999.0.0'), 'has_version: not a future one');
+{
+    my ($maj, $min, $pat) = split /\./, $t->nginx_version;
+    ok(!$t->has_version(join '.', $maj, $min, $pat + 1),
+       'has_version: not the next patch');
+    ok($t->has_version(join '.', $maj, $min - 1, $pat + 10),
+       'has_version: compares numbers, not digits');
+}
+
 ($rc, $out) = $t->nginx_test(http_conf(<<'EOF_CONF'));
 
     no_such_directive;

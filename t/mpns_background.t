@@ -462,6 +462,18 @@ $t->refused('send_at and delay', 400, 'both send_at and delay given',
                      send_at => '2030-01-01T00:00:00Z') });
 $t->refused('a bad send_at', 400, 'invalid value', 'send_at',
             sub { bg('/bg', ch('active-x'), send_at => '2030-13-01 00:00') });
+for my $day ('2030-02-31', '2030-04-31', '2029-02-29', '2100-02-29') {
+    $t->refused("a send_at on $day, a day its month does not have", 400,
+                'invalid value', 'send_at',
+                sub { bg('/bg', ch('active-x'),
+                         send_at => "${day}T10:00:00Z") });
+}
+subtest 'a send_at on February 29 of a leap year' => sub {
+    for my $day ('2028-02-29', '2400-02-29') {
+        my $r = bg('/opt', ch('active-x'), send_at => "${day}T10:00:00Z");
+        is($r->{status}, 202, "$day accepted") or diag($r->{raw});
+    }
+};
 $t->refused('a bad delay', 400, 'invalid value', 'delay',
             sub { bg('/bg', ch('active-x'), delay => -1) });
 $t->refused('a list in the background', 400,

@@ -95,6 +95,26 @@ refused(server => 'mpns_field text1 a; mpns_field text1 b;',
 refused(location => 'mpns_allowed_hosts a; mpns_allowed_hosts b;',
         '"mpns_allowed_hosts" directive is duplicate',
         'mpns_allowed_hosts twice on one level');
+refused(location => 'mpns_allowed_addresses public; '
+                    . 'mpns_allowed_addresses all;',
+        '"mpns_allowed_addresses" directive is duplicate',
+        'mpns_allowed_addresses twice on one level');
+refused(location => 'mpns_allowed_addresses 10.0.0.0/33;',
+        'invalid parameter "10.0.0.0/33"',
+        'mpns_allowed_addresses with a bad prefix length');
+refused(location => 'mpns_allowed_addresses public anywhere;',
+        'invalid parameter "anywhere"',
+        'mpns_allowed_addresses with an unknown word');
+refused(location => 'mpns_allowed_ports 80; mpns_allowed_ports 443;',
+        '"mpns_allowed_ports" directive is duplicate',
+        'mpns_allowed_ports twice on one level');
+for my $port ('0', '65536', '443-80', '80-', '-80', 'http', '1-65536') {
+    refused(location => "mpns_allowed_ports 80 $port;",
+            qq{invalid parameter "$port"}, "mpns_allowed_ports $port");
+}
+refused(location => 'mpns_response_timeout abc;',
+        '"mpns_response_timeout" directive invalid value',
+        'mpns_response_timeout abc');
 refused(http => 'mpns_keepalive -1;',
         '"mpns_keepalive" directive invalid number',
         'mpns_keepalive -1');
@@ -139,6 +159,10 @@ refused(location => 'mpns_concurrency x;',
         '"mpns_concurrency" directive invalid number', 'mpns_concurrency x');
 refused(http => 'mpns_worker_concurrency 0;',
         'value must be between 1 and 65535', 'mpns_worker_concurrency 0');
+refused(location => 'mpns_rate 1000001;',
+        'value must be between 0 and 1000000', 'mpns_rate too high');
+refused(location => 'mpns_rate fast;', '"mpns_rate" directive invalid number',
+        'mpns_rate fast');
 refused(location => 'mpns_worker_concurrency 10;',
         '"mpns_worker_concurrency" directive is not allowed here',
         'mpns_worker_concurrency in a location');
@@ -162,6 +186,19 @@ refused(location => 'mpns_broadcast r; mpns_broadcast r;',
 refused(server => 'mpns_broadcast r;',
         '"mpns_broadcast" directive is not allowed here',
         'mpns_broadcast at server level');
+
+# host bits set in a CIDR block: nginx's own warning, as for "allow"
+
+{
+    my ($rc, $msg, $out) = conf_test(
+        location => 'mpns_allowed_addresses 127.0.0.1/8;');
+
+    subtest 'mpns_allowed_addresses with host bits set' => sub {
+        is($rc, 0, 'nginx -t succeeds');
+        like($out, qr/\[warn\] .*low address bits of 127\.0\.0\.1\/8 are meaningless/,
+             'warned') or diag($out);
+    };
+}
 
 # the PCRE message itself comes from the library: assert its frame
 
@@ -233,6 +270,9 @@ refused(server => 'mpns_broadcast r;',
         access_log %%TESTDIR%%/mpns.log mpns;
 
         mpns_allowed_hosts \.test$;
+        mpns_allowed_addresses public 192.0.2.0/24 2001:db8::/32 10.0.0.1;
+        mpns_allowed_ports 80 443 8000-8999;
+        mpns_response_timeout 10s;
         mpns_channel "";
         mpns_field class 450;
         mpns_connect_timeout 1s;
@@ -288,6 +328,9 @@ refused(server => 'mpns_broadcast r;',
             mpns_field param /Page.xaml?id=7;
             mpns_field silent on;
             mpns_allowed_hosts ^127\.0\.0\.1$;
+            mpns_allowed_addresses all;
+            mpns_allowed_ports 1-65535;
+            mpns_response_timeout 0;
             mpns_connect_timeout 300ms;
             mpns_send_timeout 300ms;
             mpns_read_timeout 300ms;
@@ -406,11 +449,13 @@ is(join("\n", $t->error_log_lines('error')), '', 'no [error] lines');
 ###############################################################################
 
 # the documentation keeps up with the code: every directive of the command
-# table has its section with Syntax, Default and Context, and every
+# tables has its section with Syntax, Default and Context, and every
 # variable is described
 
 {
-    my $src = MpnsTest::slurp('ngx_mpns_module/ngx_http_mpns_module.c');
+    # the command tables: the sender's and the tile module's
+    my $src = join('', map { MpnsTest::slurp($_) }
+                           glob 'ngx_mpns_module/ngx_http_mpns*_module.c');
     my $vars = MpnsTest::slurp('ngx_mpns_module/ngx_http_mpns_variables.c');
     my $doc = MpnsTest::slurp('docs/directives.md');
 

@@ -340,6 +340,29 @@ $t->delivered('the conf channel wins over a body channel', sub {
     is($_[0]{target}, '/throttledthirdparty/01.00/AAF', 'conf channel');
 });
 
+$t->delivered('a URL-encoded $arg_channel is decoded', sub {
+    $t->http_get('/hooks/order-shipped?channel=' . uri_escape($CH)
+                 . '&order=42');
+}, sub {
+    is($_[0]{target}, '/throttledthirdparty/01.00/AAF', 'decoded channel');
+    is($_[0]{body}, toast_xml(Text1 => 'Order shipped', Text2 => '42'),
+       'toast XML');
+});
+
+$t->delivered('a URL-encoded $arg_channel keeps its own escapes', sub {
+    my $ch = $t->sim_url('/throttledthirdparty/01.00/A%2BB');
+    $t->http_get('/hooks/order-shipped?channel=' . uri_escape($ch));
+}, sub {
+    is($_[0]{target}, '/throttledthirdparty/01.00/A%2BB',
+       'decoded once, as the query parser does');
+});
+
+$t->refused('a URL-encoded $arg_channel with a CRLF', 400,
+            'invalid character', 'channel', sub {
+    $t->http_get('/hooks/order-shipped?channel='
+                 . uri_escape("$CH\r\nX-Evil: 1"));
+});
+
 $t->delivered('an empty mpns_field sets nothing', sub {
     $t->http_get("/hooks/order-shipped?channel=$CH");
 }, sub {
@@ -530,7 +553,13 @@ for my $case (['truncated', qq|{"channel":"$CH","type":"toast"|],
               ['a raw newline in a string',
                qq|{"channel":"$CH","text1":"a\nb"}|],
               ['a leading zero', qq|{"channel":"$CH","type":"tile",|
-                                 . q|"count":01}|])
+                                 . q|"count":01}|],
+              ['a comma before the object',
+               qq|,{"channel":"$CH","type":"toast","text1":"Hi"}|],
+              ['a colon before the object',
+               qq| :{"channel":"$CH","type":"toast","text1":"Hi"}|],
+              ['a key without its value, last',
+               qq|{"channel":"$CH","type":"toast","text1":}|])
 {
     $t->refused("invalid json: $case->[0]", 400, 'invalid json', 'body', sub {
         $t->post_body('/push', 'application/json', $case->[1]);

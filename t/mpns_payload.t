@@ -332,6 +332,16 @@ send_ok('iconic tile without Id',
         { type => 'iconic', %iconic },
         v2_xml(' Template="IconicTile"', $iconic_children));
 
+send_ok('background_color in lower case is sent as given',
+        { type => 'iconic', title => 'T', background_color => '#ff0a0b0c' },
+        v2_xml(' Template="IconicTile"',
+               el(Title => 'T') . el(BackgroundColor => '#ff0a0b0c')));
+
+send_ok('an empty background_color sends an empty element',
+        { type => 'iconic', title => 'T', background_color => '' },
+        v2_xml(' Template="IconicTile"',
+               el(Title => 'T') . el(BackgroundColor => '')));
+
 # Action="Clear"
 
 send_ok('clear list sends Action="Clear" elements in element order',
@@ -593,6 +603,21 @@ refused('count "x" is refused', { type => 'tile', count => 'x' },
 
 refused('count "5x" is refused', { type => 'tile', count => '5x' },
         400, 'invalid value', 'count');
+
+# refused: background_color is "#AARRGGBB"
+
+for my $bad ('red', '#FF1122', '#FF1122334', 'FF1122334', '#FF11223G',
+             '#FF 11223', '0xFF112233')
+{
+    refused("background_color \"$bad\" is refused",
+            { type => 'iconic', title => 'T', background_color => $bad },
+            400, 'invalid value', 'background_color');
+}
+
+refused('background_color as a number is refused',
+        '{"channel":"' . $CH . '","type":"iconic","title":"T",'
+        . '"background_color":12345678}',
+        400, 'invalid value', 'background_color');
 
 # refused: fields and types
 

@@ -11,6 +11,7 @@ use warnings;
 
 use Test::More;
 
+use File::Temp ();
 use JSON::PP;
 use POSIX ();
 use Time::HiRes qw(sleep);
@@ -304,6 +305,36 @@ refused('DEL character', 400, 'invalid character', 'os',
         sub { reg({ channel => ch('f'), os => "wp\x7f" }) });
 refused('control character in a tag', 400, 'invalid character', 'tags',
         sub { reg({ channel => ch('f'), tags => ["a\tb"] }) });
+
+# invalid UTF-8 would go out raw, in answers, lists and the state file
+
+for my $bad (['user', "\xff", 'a lone 0xff byte'],
+             ['device', "\xc0\xaf", 'an overlong form'],
+             ['os', "\xed\xa0\x80", 'an encoded surrogate'],
+             ['user', "\xf4\x90\x80\x80", 'above U+10FFFF'])
+{
+    my ($field, $bytes, $what) = @$bad;
+
+    refused("invalid UTF-8 in $field ($what)", 400, 'invalid character',
+            $field, sub {
+        reg('{"channel":"' . ch('f') . qq|","$field":"a${bytes}b"}|);
+    });
+}
+
+refused('invalid UTF-8 in a tag (a truncated sequence)', 400,
+        'invalid character', 'tags',
+        sub { reg('{"channel":"' . ch('f') . qq|","tags":["ok","a\xc3"]}|) });
+
+{
+    my $r = reg('{"channel":"' . ch('utf8') . qq|","user":"Zo\xc3\xab",|
+                . qq|"tags":["\xe6\x97\xa5\xf0\x9f\x93\xb1"]}|);
+    is($r->{status}, 201, 'UTF-8 names: registered') or diag($r->{raw});
+    is_deeply([ $r->{json}{user}, $r->{json}{tags} ],
+              [ "Zo\x{eb}", ["\x{65e5}\x{1f4f1}"] ], 'UTF-8 names: echoed');
+    is(del('channel=' . uri_escape(ch('utf8')))->{status}, 200,
+       'UTF-8 names: deleted');
+}
+
 refused('user too long', 400, 'value too long', 'user',
         sub { reg({ channel => ch('f'), user => 'u' x 256 }) });
 refused('device too long', 400, 'value too long', 'device',
@@ -659,11 +690,12 @@ $t->stop;
 
 ###############################################################################
 
-# a state directory the workers cannot write (as root: workers as nobody,
-# which valgrind reports for the files it cannot remove then)
+# a state directory the workers cannot write: refused when the zone is set
+# up, by "nginx -t", a start and a reload alike (as root: workers as
+# nobody, whose credentials the master borrows for the check)
 
 SKIP: {
-    skip 'workers as nobody under valgrind', 2
+    skip 'workers as nobody under valgrind', 13
         if $ENV{TEST_NGINX_VALGRIND} && $> == 0;
 
     my $u = MpnsTest->new;
@@ -672,13 +704,26 @@ SKIP: {
 
     mkdir "$ud/ro" or die;
 
-    # root may write anywhere: the workers run as nobody then
+    # root may write anywhere: the workers run as nobody then, and their
+    # directory is one they can reach whatever the test directory's parents
+    my $rw = "$ud/rw";
+
+    if ($root) {
+        $rw = File::Temp::tempdir('mpns-rw-XXXXXX', DIR => '/tmp',
+                                  CLEANUP => 1);
+    } else {
+        mkdir $rw or die;
+    }
+
     chmod 0755, $ud;
     chmod($root ? 0755 : 0555, "$ud/ro");
+    chmod 0755, $rw;
+    chown((getpwnam 'nobody')[2], -1, $rw) if $root;
 
-    my $conf = http_conf(<<'EOF');
+    my $conf = <<'EOF';
 
-    mpns_registry_zone zone=reg:64k state=ro/reg.state;
+    mpns_registry_zone zone=reg:64k state=%%DIR%%/reg.state;
+    mpns_outbox_zone zone=out:64k state=%%DIR%%/out.state;
 
     server {
         listen       127.0.0.1:%%PORT%%;
@@ -691,17 +736,48 @@ SKIP: {
 
 EOF
 
-    $conf =~ s/^(%%TEST_GLOBALS%%)$/$1\nuser nobody nogroup;/m if $root;
+    my $with = sub {
+        my ($dir, $zones) = @_;
+        my $c = http_conf($conf);
+        $c =~ s/%%DIR%%/$dir/g;
+        $c =~ s/^(\s*mpns_(?!$zones)\w+_zone \S+) state=\S+;/$1;/mg;
+        $c =~ s/^(%%TEST_GLOBALS%%)$/$1\nuser nobody nogroup;/m if $root;
+        return $c;
+    };
 
-    my $line = qr/\[emerg\] .*mpns registry zone "reg": state directory "\Q$ud\E\/ro" is not writable by worker processes: open\(\) "\Q$ud\E\/ro\/reg\.state\.\d+\.tmp" failed \(13: Permission denied\)/;
+    for my $kind (qw(registry outbox)) {
+        my ($zone, $file) = $kind eq 'registry' ? ('reg', 'reg.state')
+                                                : ('out', 'out.state');
+        my $line = qr/\[emerg\] .*mpns $kind zone "$zone": state directory "\Q$ud\E\/ro" is not writable by worker processes: open\(\) "\Q$ud\E\/ro\/\Q$file\E\.\d+\.tmp" failed \(13: Permission denied\)/;
 
-    $u->tolerate($line);
-    $u->write_conf($conf)->run;
+        my ($rc, $out) = $u->nginx_test($with->("$ud/ro", $kind));
+        isnt($rc, 0, "$kind: nginx -t fails on an unwritable state directory");
+        like($out, $line, "$kind: the [emerg] line names it") or diag($out);
+        ok(!glob("$ud/ro/*.tmp"), "$kind: no file left behind");
+    }
 
-    $u->wait_for(sub { $u->error_log_lines($line) }, 5);
-    is(scalar $u->error_log_lines($line), 1, 'unwritable state directory: '
-       . 'one [emerg] line');
+    my ($rc, $out) = $u->nginx_test($with->($rw, 'registry|outbox'));
+    is($rc, 0, 'a state directory the workers can write passes')
+        or diag($out);
+    ok(!glob("$rw/*"), 'the check leaves nothing behind');
+
+    # the master takes its own credentials back after the check
+    $u->write_conf($with->($rw, 'registry|outbox'))->run;
+    my ($uid) = slurp("/proc/$u->{master}/status") =~ /^Uid:\s+(.*)$/m;
+    is($uid, join("\t", ($>) x 4), 'the master keeps its user');
     is($u->http_get('/channels')->{status}, 200, 'the registry works');
+
+    # a reload into an unwritable directory is refused: the old one stays
+    my $refused = qr/\[emerg\] .*mpns registry zone "reg": state directory "\Q$ud\E\/ro" is not writable/;
+    my @workers = $u->worker_pids;
+
+    $u->tolerate($refused);
+    $u->write_conf($with->("$ud/ro", 'registry|outbox'));
+    kill 'HUP', $u->{master};
+    ok($u->wait_for(sub { $u->error_log_lines($refused) }, 5),
+       'a reload into an unwritable directory is refused');
+    is(join(' ', $u->worker_pids), join(' ', @workers), 'the workers stay');
+    is($u->http_get('/channels')->{status}, 200, 'still served after it');
 
     $u->stop;
     chmod 0700, $ud;

@@ -3,7 +3,8 @@
 # Behaviour spec of what keeps ngx_http_mpns_module from becoming an open
 # relay (docs/directives.md mpns_allowed_hosts, docs/api.md "Fields" and
 # "Mistakes"): the default and custom host allow-lists, channel URI tricks,
-# header and XML injection, and the payload size limit.  No resolver is
+# header and XML injection, and the payload size limit.  Addresses and
+# ports: t/mpns_addresses.t.  No resolver is
 # configured: a channel host that passes the allow-list but is not an IP
 # literal fails with "no resolver defined", so nothing leaves 127.0.0.1.
 
@@ -361,6 +362,28 @@ subtest 'a percent-encoded host does not pass the allow-list' => sub {
     like($r->{status} // '', qr/^40[03]$/, 'refused') or diag($r->{raw});
     is(scalar @{$t->sim_requests}, 0, 'nothing sent');
 };
+
+# "%" in the authority: percent-encoding or an IPv6 zone, never a host
+# name, whatever the allow-list says
+
+for my $c (['percent-encoded dots', "127%2E0%2E0%2E1:$SIM"],
+           ['percent-encoded digits', "%31%32%37.0.0.1:$SIM"],
+           ['a percent-encoded NUL after the host', "127.0.0.1%00:$SIM"],
+           ['an IPv6 zone', "[fe80::1%25eth0]:$SIM"],
+           ['a raw IPv6 zone', "[fe80::1%eth0]:$SIM"],
+           ['a percent-encoded port', "127.0.0.1:%32%30"])
+{
+    $t->refused("% in the host: $c->[0]", 400, 'invalid channel', 'channel',
+                sub {
+        toast("http://$c->[1]/x");
+    });
+}
+
+$t->delivered('% in the path is kept', sub {
+    toast("http://127.0.0.1:$SIM/x%41");
+}, sub {
+    is($_[0]{target}, '/x%41', 'target as given');
+});
 
 ###############################################################################
 

@@ -2,8 +2,10 @@
 
 # Transport behaviour of mpns_send (docs/directives.md, docs/api.md):
 # connection reuse and its limits, the one retry on a stale keep-alive
-# connection, connect/read timeouts, servers that answer badly, and names
-# resolved through nginx's resolver.
+# connection, connect/read timeouts, the deadline of a whole exchange
+# (mpns_response_timeout), a closed port and a filtered one answered
+# alike, servers that answer badly, and names resolved through nginx's
+# resolver.
 
 use strict;
 use warnings;
@@ -78,6 +80,12 @@ my %answers = (
     '/long-body' => "HTTP/1.1 200 OK\r\nX-NotificationStatus: Received\r\n"
                     . "Content-Length: 5\r\n\r\nhello, world",
 
+    # 8 pieces 300 ms apart: each read well within a read timeout of 1 s,
+    # the whole answer in 2.4 s
+    '/drip' => { delay => 0.3, chunks => [ unpack '(a9)*',
+                 "HTTP/1.1 200 OK\r\nX-NotificationStatus: Received\r\n"
+                 . "Content-Length: 0\r\n\r\n" ] },
+
     # every byte in its own write: lines and CR LF split anywhere
     '/dribble' => [ split //, "HTTP/1.1 200 OK\r\nServer: x\r\n"
                     . "X-NotificationStatus: QueueFull\r\n"
@@ -117,6 +125,19 @@ my $conf = http_conf(<<'EOF_CONF');
         location = /push-ct300 {
             mpns_send;
             mpns_connect_timeout 300ms;
+        }
+
+        location = /push-deadline {
+            mpns_send;
+            mpns_connect_timeout 5s;
+            mpns_read_timeout 1s;
+            mpns_response_timeout 1500ms;
+        }
+
+        location = /push-no-deadline {
+            mpns_send;
+            mpns_read_timeout 1s;
+            mpns_response_timeout 0;
         }
 
         location = /push-dns {
@@ -255,7 +276,8 @@ no_new_errors('slow answer: no [error]');
 
     $t->log_mark;
     $r = push_to("http://127.0.0.1:$bport/x", '/push-ct300');
-    is(result($r), '504 timeout', 'connect timeout: 504 timeout');
+    is(result($r), '502 transport_error',
+       'connect timeout: 502 transport_error, as a refused connection');
     is($r->{json}{status}, undef, 'connect timeout: no MPNS status');
     cmp_ok($r->{json}{time_ms} // 0, '>=', 250,
            'connect timeout: waited for the timeout');
@@ -264,8 +286,68 @@ no_new_errors('slow answer: no [error]');
                     qq{mpns: "127.0.0.1:$bport"}],
                    'connect timeout: logged');
 
+    # what a caller learns of a port: a closed one (connection refused)
+    # and a filtered one (no answer) end alike
+
+    my $closed = $t->port('closed');
+    my $refused = push_to("http://127.0.0.1:$closed/x", '/push-ct300');
+    my $filtered = push_to("http://127.0.0.1:$bport/x", '/push-ct300');
+
+    my @keys = qw(status notification_status subscription_status
+                  device_connection_status outcome action retry_after
+                  attempts);
+
+    is(result($refused), result($filtered),
+       'closed and filtered port: the same status and outcome');
+    is_deeply([@{$refused->{json} // {}}{@keys}],
+              [@{$filtered->{json} // {}}{@keys}],
+              'closed and filtered port: the same answer but the time');
+    is_deeply([sort keys %{$refused->{headers}}],
+              [sort keys %{$filtered->{headers}}],
+              'closed and filtered port: the same headers');
+
+    # mpns_response_timeout before the connection is made: the same again
+
+    $t->log_mark;
+    $r = push_to("http://127.0.0.1:$bport/x", '/push-deadline');
+    is(result($r), '502 transport_error',
+       'deadline while connecting: 502 transport_error');
+    cmp_ok($r->{json}{time_ms} // 0, '>=', 1400,
+           'deadline while connecting: waited for the deadline');
+    cmp_ok($r->{json}{time_ms} // 0, '<', 4000,
+           'deadline while connecting: not for mpns_connect_timeout');
+    new_error_like(['mpns server response timed out',
+                    ' while connecting to mpns server,',
+                    qq{mpns: "127.0.0.1:$bport"}],
+                   'deadline while connecting: logged');
+
     $black->close;
 }
+
+# mpns_response_timeout: a server that sends a piece of its answer every
+# 300 ms keeps within a read timeout of 1 s, and is cut off at 1.5 s
+
+$t->log_mark;
+$r = push_to("http://127.0.0.1:$fake/drip", '/push-deadline');
+is(result($r), '504 timeout', 'dripping server: 504 timeout at the deadline');
+is($r->{json}{status}, undef, 'dripping server: no MPNS status');
+cmp_ok($r->{json}{time_ms} // 0, '>=', 1400,
+       'dripping server: held until the deadline');
+cmp_ok($r->{json}{time_ms} // 0, '<', 2300,
+       'dripping server: not until the answer ended');
+new_error_like(['mpns server response timed out',
+                ' while reading response from mpns server,',
+                qq{mpns: "127.0.0.1:$fake"}],
+               'dripping server: logged');
+
+# the same answer without a deadline takes its 2.4 s
+
+$t->log_mark;
+$r = push_to("http://127.0.0.1:$fake/drip", '/push-no-deadline');
+is(result($r), '200 delivered', 'no deadline: the dripped answer delivered');
+cmp_ok($r->{json}{time_ms} // 0, '>=', 2000,
+       'no deadline: it took its time');
+no_new_errors('no deadline: no [error]');
 
 ###############################################################################
 

@@ -36,6 +36,8 @@ my @objects;                    # weak refs, for the END block
 
 # MpnsTest->new(%opts): fresh temp dir under t/tmp/, module and binary
 # from TEST_NGINX_MODULE / TEST_NGINX_BINARY; a missing module bails out.
+# tile => 1 loads ngx_http_mpns_tile_module too (TEST_NGINX_TILE_MODULE,
+# else the file of that name next to the module), tile => 'only' alone.
 sub new {
     my ($class, %opts) = @_;
 
@@ -43,7 +45,16 @@ sub new {
                  // "$ROOT/build/ngx_http_mpns_module.so";
     $module = File::Spec->rel2abs($module);
 
-    BAIL_OUT("module $module not found: run \"make\" first") if !-f $module;
+    my @load = ($opts{tile} // '') eq 'only' ? () : ($module);
+
+    if ($opts{tile}) {
+        push @load, File::Spec->rel2abs($ENV{TEST_NGINX_TILE_MODULE}
+            // dirname($module) . '/ngx_http_mpns_tile_module.so');
+    }
+
+    for my $so (@load) {
+        BAIL_OUT("module $so not found: run \"make\" first") if !-f $so;
+    }
 
     make_path("$ROOT/t/tmp");
 
@@ -57,6 +68,7 @@ sub new {
         dir => tempdir('mpns-XXXXXX', DIR => "$ROOT/t/tmp",
                        CLEANUP => !$ENV{TEST_NGINX_LEAVE}),
         module => $module,
+        load => \@load,
         binary => $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx',
         valgrind => $ENV{TEST_NGINX_VALGRIND} ? 1 : 0,
         ports => {},
@@ -73,6 +85,33 @@ sub new {
 
 # $t->testdir: the temp dir (absolute).
 sub testdir { $_[0]{dir} }
+
+# $t->modules: the .so files nginx.conf loads (absolute).
+sub modules { @{$_[0]{load}} }
+
+# $t->nginx_version: the version of the nginx binary the tests run
+# ("1.22.1"), from "nginx -v".
+sub nginx_version {
+    my ($self) = @_;
+
+    return $self->{nginx_version} //= do {
+        my $out = "$self->{dir}/nginx-v.out";
+        waitpid($self->_spawn($out, $self->{binary}, '-v'), 0);
+        _slurp($out) =~ m{nginx/(\d+\.\d+\.\d+)}
+            or die "no version in \"$self->{binary} -v\": " . _slurp($out);
+        $1;
+    };
+}
+
+# $t->has_version('1.27.2'): true if nginx is that version or newer, for
+# what nginx itself changed between versions (as nginx-tests does).
+sub has_version {
+    my ($self, $want) = @_;
+
+    my $num = sub { sprintf '%03d%03d%03d', split /\./, $_[0] };
+
+    return $num->($self->nginx_version) ge $num->($want);
+}
 
 # $t->timeout_factor: 10 under valgrind, else 1; scales every wait.
 sub timeout_factor { $_[0]{valgrind} ? 10 : 1 }
@@ -391,14 +430,23 @@ sub _sim {
 
 # nginx
 
-# http_conf($text): a whole nginx.conf whose http block holds $text (what
-# the test configures: servers, mpns_* directives, indented as inside
-# http), after %%TEST_GLOBALS%%, an empty events block and
-# %%TEST_GLOBALS_HTTP%%.
+# http_conf($text, defaults => 1?): a whole nginx.conf whose http block
+# holds $text (what the test configures: servers, mpns_* directives,
+# indented as inside http), after %%TEST_GLOBALS%%, an empty events block
+# and %%TEST_GLOBALS_HTTP%%.  Every test sends to servers of its own on
+# 127.0.0.1 at ports picked at run time, which the module refuses by
+# default, so the http block first allows loopback addresses and every
+# port (mpns_allowed_addresses, mpns_allowed_ports); defaults => 1 leaves
+# that out, for tests of the defaults.
 sub http_conf {
-    my ($text) = @_;
+    my ($text, %opts) = @_;
+
+    my $allow = $opts{defaults} ? ''
+        : "    mpns_allowed_addresses 127.0.0.0/8;\n"
+          . "    mpns_allowed_ports 1-65535;\n";
+
     return "\n%%TEST_GLOBALS%%\n\nevents {\n}\n\n"
-           . "http {\n    %%TEST_GLOBALS_HTTP%%\n$text}\n";
+           . "http {\n    %%TEST_GLOBALS_HTTP%%\n$allow$text}\n";
 }
 
 # $t->write_conf($text): expands placeholders, writes nginx.conf.
@@ -422,8 +470,8 @@ sub _expand {
 
     my $d = $self->{dir};
 
-    my $g = "load_module $self->{module};\npid $d/nginx.pid;\n"
-            . "error_log $log debug;\n";
+    my $g = join('', map { "load_module $_;\n" } @{$self->{load}})
+            . "pid $d/nginx.pid;\nerror_log $log debug;\n";
     $g .= $self->{valgrind} ? "daemon off;\n" : "daemon on;\n";
     $g .= "master_process on;\n";
     $g .= "worker_processes 1;\n" if $text !~ /^\s*worker_processes\b/m;
@@ -617,6 +665,13 @@ sub nginx_test {
     my @cmd = $self->_nginx_args("$d/t-$n.conf", $log);
     splice @cmd, 1, 0, '-t';
 
+    # a failed test returns from nginx's main() without destroying the
+    # pool it created, a leak of nginx core LeakSanitizer would report;
+    # what the module allocates while parsing is still checked when
+    # nginx itself starts and exits
+    local $ENV{ASAN_OPTIONS} = "$ENV{ASAN_OPTIONS}:detect_leaks=0"
+        if defined $ENV{ASAN_OPTIONS};
+
     waitpid($self->_spawn("$d/t-$n.out", @cmd), 0);
 
     return ($? >> 8, _slurp("$d/t-$n.out") . _slurp($log));
@@ -626,14 +681,17 @@ sub nginx_test {
 
 # HTTP clients
 
-# $t->http_connect(port => ...): a connected socket to 127.0.0.1 (default
-# port('http')).
+# $t->http_connect(port => ..., local => '127.0.0.2'?): a connected socket
+# to 127.0.0.1 (default port('http')), from the local address given (a
+# client other than 127.0.0.1, for allow and deny).
 sub http_connect {
     my ($self, %opts) = @_;
 
     my $port = $opts{port} // $self->port('http');
     my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                  Proto => 'tcp')
+                                  Proto => 'tcp',
+                                  ($opts{local} ? (LocalAddr => $opts{local})
+                                                : ()))
         or die "cannot connect to 127.0.0.1:$port: $!";
     binmode $s;
 
@@ -641,11 +699,12 @@ sub http_connect {
 }
 
 # $t->http_start($method, $uri, %opts): connects and writes the request;
-# returns the socket.  opts: headers => [name => value, ...], body, port;
-# socket => an open connection to write on instead; keepalive => 1: no
-# "Connection: close" (else added unless in headers); chunks => [...]:
-# a chunked body ("Transfer-Encoding: chunked" added unless in headers),
-# written after the header block in a write of its own.
+# returns the socket.  opts: headers => [name => value, ...], body, port,
+# local (see http_connect); socket => an open connection to write on
+# instead; keepalive => 1: no "Connection: close" (else added unless in
+# headers); chunks => [...]: a chunked body ("Transfer-Encoding: chunked"
+# added unless in headers), written after the header block in a write of
+# its own.
 sub http_start {
     my ($self, $method, $uri, %opts) = @_;
 
@@ -928,9 +987,11 @@ sub access_log_lines {
 # $t->fake_server(\%answers): a tiny HTTP/1.1 server in a forked child on
 # port('fake'), for answers the simulator cannot give.  It reads requests
 # (Content-Length bodies), answers each by its path from %answers (raw
-# bytes, or an array of chunks written one at a time a little apart;
-# else a 500) and never closes a connection itself; fake_requests
-# tells what it got.  Returns the port; stopped by done.
+# bytes, an array of chunks written one at a time a little apart, or
+# { chunks => [...], delay => seconds } for chunks that far apart, which
+# holds the server for as long, until the client goes away; else a 500)
+# and never closes a connection itself; fake_requests tells what it got.
+# Returns the port; stopped by done.
 sub fake_server {
     my ($self, $answers) = @_;
 
@@ -995,10 +1056,15 @@ sub fake_server {
                              // "HTTP/1.1 500 No Script\r\n"
                                 . "Content-Length: 0\r\n\r\n";
 
-                # an array of chunks goes out one write at a time
-                for my $chunk (ref $answer ? @$answer : $answer) {
-                    syswrite($s, $chunk);
-                    sleep(0.002) if ref $answer;
+                # chunks go out one write at a time, until one fails
+                my ($chunks, $delay) =
+                      ref $answer eq 'HASH' ? @$answer{qw(chunks delay)}
+                    : ref $answer ? ($answer, 0.002)
+                    : ([$answer], 0);
+
+                for my $chunk (@$chunks) {
+                    last if !defined syswrite($s, $chunk);
+                    sleep($delay) if $delay;
                 }
             }
         }
@@ -1019,6 +1085,60 @@ sub fake_conn {
     my ($self, $path) = @_;
     my @hits = grep { $_->[1] eq $path } $self->fake_requests;
     return @hits ? $hits[-1][0] : undef;
+}
+
+# $t->fake_dns(\%names): a DNS responder in a forked child on UDP
+# port('fake_dns') of 127.0.0.1, for answers the simulator's (one address
+# for every name) cannot give: an A query for a name of %names (lower
+# case, no final dot) is answered with all the IPv4 addresses of its list
+# in one answer, in that order; a query for any other name with
+# NXDOMAIN.  Returns the port; stopped by done.
+sub fake_dns {
+    my ($self, $names) = @_;
+
+    my $port = $self->port('fake_dns');
+
+    my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
+                                  Proto => 'udp')
+        or die "cannot bind udp 127.0.0.1:$port: $!";
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid) {
+        close $s;
+        push @{$self->{children}}, $pid;
+        return $port;
+    }
+
+    while (1) {
+        my $peer = recv($s, my $query, 512, 0);
+        next if !defined $peer || length $query < 12;
+
+        my ($id, $flags) = unpack 'n n', $query;
+        my ($pos, @labels) = (12);
+
+        while ($pos < length $query) {
+            my $len = ord substr($query, $pos++, 1);
+            last if $len == 0;
+            push @labels, lc substr($query, $pos, $len);
+            $pos += $len;
+        }
+
+        next if $pos + 4 > length $query;
+
+        my $qtype = unpack 'n', substr($query, $pos, 2);
+        my $addrs = $names->{join '.', @labels};
+
+        # QR AA RA, RD as asked; answers point back to the question name
+        my @an = $addrs && $qtype == 1 ? @$addrs : ();
+        my $answer = join '', map { pack('n n n N n C4', 0xC00C, 1, 1, 1, 4,
+                                         split /\./) } @an;
+
+        send($s, pack('n6', $id, 0x8480 | ($flags & 0x0100)
+                                 | ($addrs ? 0 : 3),
+                      1, scalar @an, 0, 0)
+                 . substr($query, 12, $pos + 4 - 12) . $answer, 0, $peer);
+    }
 }
 
 # $t->blackhole: a listener on 127.0.0.1 with backlog 1 that never
@@ -1164,8 +1284,10 @@ sub tolerate {
 }
 
 # $t->done: stops nginx, the simulator and the fake servers, then tests
-# "no alerts" in error.log and, under valgrind, "no valgrind errors".
-# Call it before done_testing; it runs from END otherwise.
+# "no alerts" in error.log, no sanitizer report (ASan, LSan, UBSan) in
+# any of nginx's output, "nginx -t" runs included, and, under valgrind,
+# "no valgrind errors".  Call it before done_testing; it runs from END
+# otherwise.
 sub done {
     my ($self, $quiet) = @_;
 
@@ -1173,11 +1295,21 @@ sub done {
 
     $self->_cleanup;
 
-    my @bad = grep { /\[(alert|emerg|crit)\]|Sanitizer|segfault/
+    my $d = $self->{dir};
+    my $sanitizer = qr/Sanitizer|runtime error:/;
+
+    my @bad = grep { /\[(alert|emerg|crit)\]|segfault|$sanitizer/
                      || /exited on signal/ } split /\n/, $self->error_log;
 
     for my $re (@{$self->{tolerate} // []}) {
         @bad = grep { $_ !~ $re } @bad;
+    }
+
+    for my $file (grep { -f } "$d/nginx.stderr", glob("$d/t-*.out"),
+                               glob("$d/t-*-error.log"))
+    {
+        push @bad, map { "$file: $_" }
+                   grep { /$sanitizer/ } split /\n/, _slurp($file);
     }
 
     _check($quiet, !@bad, 'no alerts', @bad);
@@ -1287,7 +1419,7 @@ sub _slurp {
 
     open my $fh, '<:raw', $file or return '';
     local $/;
-    return scalar <$fh>;
+    return scalar(<$fh>) // '';    # a process gone since the open
 }
 
 sub _spurt {

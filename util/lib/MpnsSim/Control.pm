@@ -68,6 +68,7 @@ sub json_text ($bytes) {
 sub record_json ($self, $r) {
     return '{' . join(',',
         '"seq":' . sprintf('%d', $r->{seq}),
+        '"time_ms":' . sprintf('%d', $r->{time} * 1000),
         '"conn":' . sprintf('%d', $r->{conn}),
         '"method":' . json_text($r->{method}),
         '"target":' . json_text($r->{target}),

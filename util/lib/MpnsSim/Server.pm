@@ -106,6 +106,7 @@ sub record ($self, $c, $req) {
     my $t = $c->{tls};
     my $rec = {
         seq => scalar(@{ $self->{records} }) + 1,
+        time => Time::HiRes::time(),
         conn => ($c->{kind} eq 'service' ? $c->{no} : 0),
         method => $req->{method}, target => $req->{target},
         version => $req->{version},
