@@ -1480,7 +1480,7 @@ ngx_http_mpns_state_init_process(ngx_http_mpns_state_t *st,
     task->event.data = st;
     task->event.log = cycle->log;
 
-    st->io = task;
+    st->task = task;
 
     /* the journal makes changes safe: a stop need not wait for a save */
 
@@ -1761,6 +1761,19 @@ ngx_http_mpns_journal_flush(ngx_event_t *ev)
 
     if (jn->fill.last == jn->fill.start) {
         return;
+    }
+
+    /* idle lanes let go of files a snapshot removed */
+
+    for (i = 0; i < NGX_HTTP_MPNS_LANES; i++) {
+        lane = &jn->lanes[i];
+
+        if (!lane->task->event.active && lane->fd != NGX_INVALID_FILE
+            && lane->epoch < jn->fill.epoch)
+        {
+            (void) ngx_close_file(lane->fd);
+            lane->fd = NGX_INVALID_FILE;
+        }
     }
 
     for (i = 0; i < NGX_HTTP_MPNS_LANES; i++) {
@@ -2054,11 +2067,11 @@ ngx_http_mpns_state_handler(ngx_event_t *ev)
         }
     }
 
-    if (((ngx_thread_task_t *) st->io)->event.active) {
+    if (st->task->event.active) {
         return;
     }
 
-    io = ((ngx_thread_task_t *) st->io)->ctx;
+    io = st->task->ctx;
 
     rc = ngx_http_mpns_state_render(st, io, ev->log);
 
@@ -2067,7 +2080,7 @@ ngx_http_mpns_state_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_mpns_state_post(st->io, st) != NGX_OK) {
+    if (ngx_http_mpns_state_post(st->task, st) != NGX_OK) {
         ngx_http_mpns_state_end(st, NGX_ERROR, ev->log);
     }
 }
@@ -2135,7 +2148,7 @@ ngx_http_mpns_state_start(ngx_http_mpns_state_t *st, ngx_log_t *log)
         }
     }
 
-    io = ((ngx_thread_task_t *) st->io)->ctx;
+    io = st->task->ctx;
 
     if (io->fd != NGX_INVALID_FILE) {
         (void) ngx_close_file(io->fd);
@@ -2200,7 +2213,7 @@ ngx_http_mpns_state_done(ngx_event_t *ev)
     ngx_int_t            rc;
     ngx_http_mpns_io_t  *io;
 
-    io = ((ngx_thread_task_t *) st->io)->ctx;
+    io = st->task->ctx;
 
     if (!st->saving) {
         return;
@@ -2215,7 +2228,7 @@ ngx_http_mpns_state_done(ngx_event_t *ev)
             return;
         }
 
-        if (ngx_http_mpns_state_post(st->io, st) == NGX_OK) {
+        if (ngx_http_mpns_state_post(st->task, st) == NGX_OK) {
             return;
         }
 
@@ -2479,7 +2492,7 @@ ngx_http_mpns_state_end(ngx_http_mpns_state_t *st, ngx_int_t rc,
 {
     ngx_http_mpns_io_t  *io;
 
-    io = ((ngx_thread_task_t *) st->io)->ctx;
+    io = st->task->ctx;
 
     if (io->fd != NGX_INVALID_FILE) {
         (void) ngx_close_file(io->fd);
@@ -2522,7 +2535,7 @@ ngx_http_mpns_state_save_now(ngx_http_mpns_state_t *st, ngx_log_t *log)
     ngx_http_mpns_io_t  *io;
     ngx_thread_task_t   *task;
 
-    task = st->io;
+    task = st->task;
     io = task->ctx;
 
     if (st->event.timer_set) {

@@ -105,7 +105,7 @@ struct ngx_http_mpns_state_s {
     ngx_event_t                    event;
     ngx_buf_t                     *buf;
     void                          *cursor;
-    void                          *io;        /* a save's file operations */
+    ngx_thread_task_t             *task;      /* a save's file operations */
 
     /* a save under way, a slice per turn of the event loop */
     uint64_t                       seq;       /* what it holds for sure */
@@ -118,6 +118,8 @@ struct ngx_http_mpns_state_s {
 
     /* set by "load": a line was in an older format, the file is redone */
     unsigned                       outdated:1;
+
+    /* the lines "load" is given come from the journal */
     unsigned                       replaying:1;
 };
 

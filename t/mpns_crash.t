@@ -21,7 +21,7 @@ use MpnsTest qw(http_conf slurp uri_escape);
 
 my $ROUNDS = $ENV{TEST_MPNS_CRASH_ROUNDS} // 3;
 
-# under valgrind nginx is some ten times slower: longer rounds, less traffic
+# under valgrind nginx is some ten times slower: less traffic
 my $CLIENTS = 3;
 my $WORKERS = 2;
 my $CONCURRENCY = 8;
@@ -151,7 +151,15 @@ for my $round (1 .. $ROUNDS) {
 
     my @clients = map { client($round, $_) } 1 .. $CLIENTS;
 
-    sleep +(0.8 + rand 1.5) * ($slow ? 3 : 1);
+    # the crash comes at a random moment once changes are answered
+
+    $t->wait_for(sub {
+        my $acks = join '', map { slurp("$dir/acks.$round.$_") }
+                                1 .. $CLIENTS;
+        $acks =~ /^R /m && $acks =~ /^B /m;
+    }, 10);
+
+    sleep 0.8 + rand 1.5;
     crash(0.3 + rand 1.2);
 
     kill 'TERM', @clients;

@@ -283,6 +283,10 @@ subtest 'a journal write that fails is not acknowledged' => sub {
     ok($t->wait_for(sub { slurp($reg) =~ /unsure/ }, 5),
        'the change of the failed write is in the next snapshot, soon');
 
+    ok($t->wait_for(sub { -s "$reg-journal.1.0" }, 5),
+       'the snapshot has a checkpoint of its epoch');
+    ok(!-e "$reg-journal.0.2", 'and the journal it holds is removed');
+
     $t->stop;
     rmdir "$reg-journal.0.1";
 };
