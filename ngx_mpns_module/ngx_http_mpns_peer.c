@@ -80,6 +80,8 @@ static void ngx_http_mpns_ssl_save_session(ngx_connection_t *c);
 static ngx_http_mpns_session_t *ngx_http_mpns_ssl_session(
     ngx_http_mpns_engine_t *engine, ngx_http_mpns_ssl_t *ssl,
     u_char *name, size_t len);
+static ngx_int_t ngx_http_mpns_event_ended(ngx_http_mpns_job_t *job,
+    ngx_event_t *ev);
 static void ngx_http_mpns_write_handler(ngx_event_t *wev);
 static void ngx_http_mpns_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_http_mpns_process(ngx_http_mpns_job_t *job);
@@ -1231,6 +1233,42 @@ ngx_http_mpns_ssl_session(ngx_http_mpns_engine_t *engine,
 }
 
 
+/*
+ * What both I/O handlers check first: a worker that is shutting down, a
+ * timer that expired (a connection never made ends like a refused one,
+ * see the deadline handler).  NGX_DONE when the job was taken care of.
+ */
+
+static ngx_int_t
+ngx_http_mpns_event_ended(ngx_http_mpns_job_t *job, ngx_event_t *ev)
+{
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    if (c->close) {
+        ngx_http_mpns_abort(job);
+        return NGX_DONE;
+    }
+
+    if (!ev->timedout) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ev->log, NGX_ETIMEDOUT,
+                  "mpns %s timed out", job->who);
+
+    if (!job->connected) {
+        ngx_http_mpns_next(job);
+        return NGX_DONE;
+    }
+
+    ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
+
+    return NGX_DONE;
+}
+
+
 static void
 ngx_http_mpns_write_handler(ngx_event_t *wev)
 {
@@ -1243,22 +1281,7 @@ ngx_http_mpns_write_handler(ngx_event_t *wev)
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, wev->log, 0, "mpns write handler");
 
-    if (c->close) {
-        ngx_http_mpns_abort(job);
-        return;
-    }
-
-    if (wev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, wev->log, NGX_ETIMEDOUT,
-                      "mpns %s timed out", job->who);
-
-        if (!job->connected) {
-            /* as a refused connection, see the deadline handler */
-            ngx_http_mpns_next(job);
-            return;
-        }
-
-        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
+    if (ngx_http_mpns_event_ended(job, wev) == NGX_DONE) {
         return;
     }
 
@@ -1369,22 +1392,7 @@ ngx_http_mpns_read_handler(ngx_event_t *rev)
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rev->log, 0, "mpns read handler");
 
-    if (c->close) {
-        ngx_http_mpns_abort(job);
-        return;
-    }
-
-    if (rev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, rev->log, NGX_ETIMEDOUT,
-                      "mpns %s timed out", job->who);
-
-        if (!job->connected) {
-            /* the proxy's answer to CONNECT */
-            ngx_http_mpns_next(job);
-            return;
-        }
-
-        ngx_http_mpns_finish(job, NGX_HTTP_MPNS_TIMEOUT, 0);
+    if (ngx_http_mpns_event_ended(job, rev) == NGX_DONE) {
         return;
     }
 
