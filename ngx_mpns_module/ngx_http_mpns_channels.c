@@ -15,11 +15,6 @@
 #define NGX_HTTP_MPNS_MAX_LIMIT         1000
 #define NGX_HTTP_MPNS_LIST_BUF          16384
 
-/* at most what ngx_http_mpns_channels_sent() writes */
-#define NGX_HTTP_MPNS_SENT_LEN                                               \
-    (sizeof(",\"tile_send\":{\"outcome\":\"\",\"status\":}") - 1             \
-     + 32 + NGX_INT_T_LEN)
-
 
 /* what became of a send of mpns_register_tile */
 typedef struct {
@@ -77,8 +72,6 @@ static ngx_int_t ngx_http_mpns_channels_tile_record(
     ngx_http_mpns_fanout_t *fo, ngx_http_mpns_result_t *res);
 static void ngx_http_mpns_channels_tile_done(ngx_http_mpns_fanout_t *fo);
 static void ngx_http_mpns_channels_cleanup(void *data);
-static u_char *ngx_http_mpns_channels_sent(u_char *p, char *key,
-    ngx_http_mpns_sent_t *sent);
 static ngx_int_t ngx_http_mpns_channels_deleted(ngx_http_request_t *r,
     ngx_http_mpns_change_t *chg);
 static void ngx_http_mpns_channels_changed(ngx_http_mpns_store_op_t *op);
@@ -299,7 +292,7 @@ ngx_http_mpns_channels_stored(ngx_http_request_t *r,
     u_char                 *p, *buf;
     size_t                  len;
     ngx_int_t               rc;
-    ngx_str_t               replaced;
+    ngx_str_t               replaced, *outcome;
     ngx_http_mpns_error_t   err;
     ngx_http_mpns_entry_t  *entry;
 
@@ -338,7 +331,7 @@ ngx_http_mpns_channels_stored(ngx_http_request_t *r,
     }
 
     len = ngx_http_mpns_registry_json_len(entry) + 1
-          + 2 * NGX_HTTP_MPNS_SENT_LEN;
+          + 2 * NGX_HTTP_MPNS_JSON_SENT_LEN;
 
     if (replaced.len) {
         len += sizeof(",\"replaced\":") - 1
@@ -361,10 +354,14 @@ ngx_http_mpns_channels_stored(ngx_http_request_t *r,
 
     if (chg->tile.sent) {
         p--;
-        p = ngx_http_mpns_channels_sent(p, "tile_send", &chg->tile);
+        outcome = &ngx_http_mpns_outcome(chg->tile.outcome)->name;
+        p = ngx_http_mpns_json_sent(p, "tile_send", outcome,
+                                    chg->tile.status);
 
         if (chg->pin.sent) {
-            p = ngx_http_mpns_channels_sent(p, "pin_send", &chg->pin);
+            outcome = &ngx_http_mpns_outcome(chg->pin.outcome)->name;
+            p = ngx_http_mpns_json_sent(p, "pin_send", outcome,
+                                        chg->pin.status);
         }
 
         *p++ = '}';
@@ -565,25 +562,6 @@ ngx_http_mpns_channels_cleanup(void *data)
     ngx_http_mpns_change_t *chg = data;
 
     ngx_http_mpns_fanout_cancel(&chg->fanout);
-}
-
-
-/* ,"KEY":{"outcome":"...","status":N} */
-
-static u_char *
-ngx_http_mpns_channels_sent(u_char *p, char *key, ngx_http_mpns_sent_t *sent)
-{
-    ngx_str_t  *name;
-
-    name = &ngx_http_mpns_outcome(sent->outcome)->name;
-
-    p = ngx_sprintf(p, ",\"%s\":{\"outcome\":\"%V\",\"status\":", key, name);
-
-    if (sent->status) {
-        return ngx_sprintf(p, "%ui}", sent->status);
-    }
-
-    return ngx_cpymem(p, "null}", sizeof("null}") - 1);
 }
 
 

@@ -1273,9 +1273,16 @@ ngx_http_mpns_pin_request(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    if (value[1].len == 0 || value[1].len > NGX_HTTP_MPNS_MAX_TILE) {
+    if (value[1].len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len > NGX_HTTP_MPNS_MAX_TILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "payload is longer than %d bytes",
+                           NGX_HTTP_MPNS_MAX_TILE);
         return NGX_CONF_ERROR;
     }
 

@@ -170,7 +170,12 @@ typedef struct {
 
     ngx_uint_t                     type;
 
+    /* mpns_pin_request: the raw notification after the tile */
+    ngx_uint_t                     pin_outcome;
+    ngx_uint_t                     pin_status;
+
     unsigned                       done:1;
+    unsigned                       pin_sent:1;
 } ngx_http_mpns_ctx_t;
 
 
