@@ -725,6 +725,17 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    /* a tile's count and its pin request are known only as it is sent */
+
+    if ((conf->send || conf->broadcast)
+        && conf->outbox.mode == NGX_HTTP_MPNS_MODE_BACKGROUND
+        && (conf->tiles || conf->pin.len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tiles of a registry are sent in wait mode");
+        return NGX_CONF_ERROR;
+    }
+
     if ((conf->send || conf->broadcast)
         && ngx_http_mpns_status_slot(cf, &conf->status) != NGX_OK)
     {

@@ -541,6 +541,99 @@ subtest 'a state file: counts and tiles checked as they are loaded' => sub {
 
 ###############################################################################
 
+# the recipes of docs/patterns.md, as they are but for the port, the state
+# file and the allow-lists of the simulator's channels
+
+sub recipe {
+    my ($title, $n) = @_;
+
+    my $doc = slurp("$MpnsTest::ROOT/docs/patterns.md");
+    my ($section) = $doc =~ /^## \Q$title\E\n(.*?)(?=^## |\z)/ms;
+    my ($conf) = ($section // '') =~ /^```nginx\n(.*?)^```$/ms;
+
+    die "no nginx.conf in \"$title\"" if !defined $conf;
+
+    my $allow = "    %%TEST_GLOBALS_HTTP%%\n"
+                . "    mpns_allowed_hosts ^127\\.0\\.0\\.1\$;\n"
+                . "    mpns_allowed_addresses 127.0.0.0/8;\n"
+                . "    mpns_allowed_ports 1-65535;\n";
+
+    $conf =~ s{^load_module \S+;$}{%%TEST_GLOBALS%%}m or die 'load_module';
+    $conf =~ s{^(http \{\n)}{$1$allow}m or die 'http';
+    $conf =~ s{/var/lib/nginx/mpns/devices\.ndjson}
+              {%%TESTDIR%%/state/recipe$n.ndjson} or die 'state';
+    $conf =~ s{listen 127\.0\.0\.1:8080;}{listen 127.0.0.1:%%PORT%%;}
+        or die 'listen';
+
+    return $conf;
+}
+
+subtest 'the recipe: Counter that resets on logon' => sub {
+    $t->restart(recipe('Counter that resets on logon', 1));
+
+    my $r = $t->post_json('/channels', { channel => ch('active-r1'),
+                                         device => 'lumia-920',
+                                         user => 'alice' });
+    is($r->{status}, 201, 'registered');
+
+    $t->sim_reset;
+
+    for (1 .. 3) {
+        $r = $t->post_json('/push', { channel => ch('active-r1'),
+                                      type => 'flip', title => 'Mail',
+                                      back_content => 'From Bob: lunch?' });
+        is($r->{json}{outcome}, 'delivered', "tile $_");
+    }
+
+    is_deeply([counts()], [1, 2, 3], 'counts 1, 2, 3');
+    is(entry('/channels', ch('active-r1'))->{count}, 3, 'count 3');
+
+    $t->sim_reset;
+
+    $r = $t->post_json('/channels', { channel => ch('active-r1'),
+                                      device => 'lumia-920',
+                                      user => 'alice' });
+    is($r->{status}, 200, 'registered again');
+    is($r->{json}{tile_send}{outcome}, 'delivered', 'tile_send');
+    is_deeply([counts()], ['clear'], 'the count cleared');
+
+    $t->sim_reset;
+
+    $r = $t->post_json('/broadcast/tile?user=alice', { title => 'Mail' });
+    is($r->{json}{sent}, 1, 'broadcast');
+    is_deeply([counts()], [1], 'shows 1 again');
+};
+
+subtest 'the recipe: Ask to pin' => sub {
+    $t->restart(recipe('Ask to pin', 2));
+
+    my $r = $t->post_json('/channels', { channel => ch('unpinned-r2'),
+                                         device => 'lumia-920' });
+    is($r->{status}, 201, 'registered');
+    ok(!exists $r->{json}{tile_send}, 'no tile yet');
+
+    $t->sim_reset;
+
+    $r = $t->post_json('/push', { channel => ch('unpinned-r2'),
+                                  type => 'flip', title => 'Weather',
+                                  back_content => 'Sunny' });
+    is($r->{json}{outcome}, 'suppressed', 'tile suppressed');
+    is($r->{json}{pin_send}{outcome}, 'delivered', 'pin_send');
+    is_deeply([map { $_->[3] } grep { $_->[1] eq 'raw' } sent()],
+              ["<pin reason='tile'/>"], 'the pin request');
+
+    $t->sim_reset;
+
+    $r = $t->post_json('/channels', { channel => ch('unpinned-r2'),
+                                      device => 'lumia-920' });
+    is($r->{json}{tile_send}{outcome}, 'suppressed', 'tile sent again');
+    is($r->{json}{pin_send}{outcome}, 'delivered', 'pin_send');
+    like((sent())[0][3], qr{<wp:BackContent>Sunny</wp:BackContent>},
+         'the last tile');
+};
+
+###############################################################################
+
 # directives
 
 sub conf_test {
@@ -549,6 +642,7 @@ sub conf_test {
     my ($rc, $out) = $t->nginx_test(http_conf(<<"EOF_CONF"));
 
     mpns_registry_zone zone=r:1m;
+    mpns_outbox_zone zone=o:1m;
 
     server {
         listen       127.0.0.1:%%PORT%%;
@@ -580,6 +674,11 @@ for my $case (
       'payload is longer than 1024 bytes' ],
     [ 'mpns_pin_request a; mpns_pin_request b;',
       '"mpns_pin_request" directive is duplicate' ],
+    [ 'mpns_send; mpns_counter r; mpns_outbox o; mpns_mode background;',
+      'tiles of a registry are sent in wait mode' ],
+    [ 'mpns_broadcast r; mpns_pin_request a; mpns_outbox o; '
+      . 'mpns_mode background;',
+      'tiles of a registry are sent in wait mode' ],
     )
 {
     my ($rc, $msg) = conf_test($case->[0]);
@@ -588,7 +687,9 @@ for my $case (
 }
 
 for my $ok ('mpns_counter off;', 'mpns_last_tile r;', 'mpns_pin_request off;',
-            'mpns_register_tile replay; mpns_registry r;')
+            'mpns_register_tile replay; mpns_registry r;',
+            'mpns_send; mpns_outbox o; mpns_mode background;',
+            'mpns_send; mpns_counter r; mpns_outbox o; mpns_async on;')
 {
     my ($rc, $msg) = conf_test($ok);
     is($rc, 0, "$ok taken") or diag $msg;
