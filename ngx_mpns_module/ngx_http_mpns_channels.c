@@ -212,7 +212,6 @@ ngx_http_mpns_channels_body(ngx_http_request_t *r)
 }
 
 
-
 static ngx_int_t
 ngx_http_mpns_channels_post(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_str_t *body,

@@ -704,6 +704,8 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->report_failures, prev->report_failures,
                               100);
 
+    /* mpns_counter and mpns_last_tile are one setting */
+
     if (conf->tiles == NGX_CONF_UNSET_PTR) {
         conf->tiles = prev->tiles;
         conf->counter = prev->counter;
@@ -1233,8 +1235,6 @@ ngx_http_mpns_zone_param(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *name,
 }
 
 
-/* the module's own "nginx -V" line: its version and the nginx it is for */
-
 /* mpns_counter NAME, mpns_last_tile NAME: tile sends kept in a registry */
 
 static char *
@@ -1302,6 +1302,8 @@ ngx_http_mpns_pin_request(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return NGX_CONF_OK;
 }
 
+
+/* the module's own "nginx -V" line: its version and the nginx it is for */
 
 static ngx_int_t
 ngx_http_mpns_init_module(ngx_cycle_t *cycle)
