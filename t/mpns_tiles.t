@@ -294,6 +294,21 @@ subtest 'a broadcast sends each device its own count' => sub {
     is(entry('/c/channels', ch('active-c5'))->{count}, 1, 'c5 stored');
 };
 
+subtest 'a list: a channel not registered is refused, the others counted'
+=> sub {
+    $t->sim_reset;
+
+    my $r = $t->post_json('/c/push', { type => 'tile', title => 'List',
+                                       channels => [ ch('active-c5'),
+                                                     ch('active-none') ] });
+
+    is($r->{status}, 200, 'status 200');
+    is_deeply($r->{json}{outcomes}, { delivered => 1, refused => 1 },
+              'outcomes');
+    is_deeply([map { $_->[0] } sent()], ['active-c5'], 'one sent');
+    is_deeply([counts()], [2], 'counted');
+};
+
 subtest 'mistakes send nothing and count nothing' => sub {
     $t->sim_reset;
 
