@@ -52,7 +52,9 @@ print $fh join '', map { "$_\n" }
     . '"tile":"<?xml \u0001"}';
 close $fh;
 
-$t->write_conf(http_conf(<<"EOF_CONF"));
+# two workers: the counts are the registry's, whichever worker sends
+
+my $conf = http_conf(<<"EOF_CONF");
 
     mpns_allowed_hosts ^127\\.0\\.0\\.1\$;
     mpns_retries 0;
@@ -117,6 +119,9 @@ $t->write_conf(http_conf(<<"EOF_CONF"));
 
 EOF_CONF
 
+$conf =~ s/^(%%TEST_GLOBALS%%)$/$1\nworker_processes 2;/m;
+
+$t->write_conf($conf);
 $t->run;
 
 ###############################################################################
@@ -361,10 +366,24 @@ subtest 'counts survive a reload and a restart' => sub {
     tile('/c/push', ch('active-c1'));
     is_deeply([counts()], [3], 'after a reload');
 
+    # a zone of another size: the entries are copied into the new one
+
+    $t->write_conf($conf =~ s/zone=counted:1m/zone=counted:2m/r);
+    $t->reload(wait_old => 1);
+
+    like($t->error_log, qr/zone "counted": migrated \d+ entries/,
+         'a new zone');
+
+    $t->sim_reset;
+    tile('/c/push', ch('active-c1'));
+    is_deeply([counts()], [4], 'after a reload to a new zone');
+    like(entry('/c/channels', ch('active-c1'))->{tile},
+         qr{<wp:Count>4</wp:Count>}, 'the tile copied');
+
     $t->stop;
 
     like(slurp("$dir/state/counted.ndjson"),
-         qr/"channel":"\Q${\ ch('active-c1')}\E"[^\n]*"count":3,"tile":"/,
+         qr/"channel":"\Q${\ ch('active-c1')}\E"[^\n]*"count":4,"tile":"/,
          'count and tile in the state file');
 
     $t->run;
@@ -372,7 +391,7 @@ subtest 'counts survive a reload and a restart' => sub {
     $t->sim_reset;
     tile('/c/push', ch('active-c1'));
     tile('/c/push', ch('active-c3'));
-    is_deeply([counts()], [4, 6], 'after a restart');
+    is_deeply([counts()], [5, 6], 'after a restart');
 
     $t->sim_reset;
     $t->post_json('/c/channels', { channel => ch('active-c1'),
