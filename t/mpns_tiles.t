@@ -102,6 +102,12 @@ my $conf = http_conf(<<"EOF_CONF");
             mpns_pin_request "$pin";
         }
 
+        location = /p/long {
+            mpns_send;
+            mpns_last_tile pinned;
+            mpns_max_payload_size 4k;
+        }
+
         location = /p/broadcast {
             mpns_broadcast pinned flip;
             mpns_last_tile pinned;
@@ -531,6 +537,23 @@ subtest 'a registration sends the last tile again' => sub {
     is($r->{status}, 201, 'a device without a tile: 201');
     ok(!exists $r->{json}{tile_send}, 'nothing sent');
     is_deeply([sent()], [], 'nothing on the wire');
+};
+
+subtest 'tiles not kept: a channel not registered, a long tile' => sub {
+    $t->sim_reset;
+
+    my $r = tile('/p/push', ch('active-nobody'));
+    is($r->{json}{outcome}, 'delivered', 'sent to a channel not registered');
+    ok(!entry('/p/channels', ch('active-nobody')), 'nothing registered');
+
+    $t->post_json('/p/channels', { channel => ch('active-p4'),
+                                   device => 'p4' });
+    tile('/p/long', ch('active-p4'));
+    like(entry('/p/channels', ch('active-p4'))->{tile}, qr/Inbox/, 'kept');
+
+    tile('/p/long', ch('active-p4'), title => 'x' x 1100);
+    ok(!exists entry('/p/channels', ch('active-p4'))->{tile},
+       'a tile over 1024 bytes is not kept, nor the one before');
 };
 
 subtest 'a broadcast follows up on every device not showing it' => sub {
