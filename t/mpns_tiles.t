@@ -61,6 +61,7 @@ my $conf = http_conf(<<"EOF_CONF");
     mpns_registry_zone zone=counted:1m state=state/counted.ndjson;
     mpns_registry_zone zone=pinned:1m;
     mpns_registry_zone zone=loaded:1m state=state/loaded.ndjson;
+    mpns_registry_zone zone=tiny:32k;
     mpns_outbox_zone zone=out:1m;
     mpns_journal snapshot=1s;
 
@@ -116,6 +117,15 @@ my $conf = http_conf(<<"EOF_CONF");
 
         location = /l/channels {
             mpns_registry loaded;
+        }
+
+        location = /f/channels {
+            mpns_registry tiny;
+        }
+
+        location = /f/push {
+            mpns_send;
+            mpns_last_tile tiny;
         }
 
         location = /push {
@@ -554,6 +564,42 @@ subtest 'tiles not kept: a channel not registered, a long tile' => sub {
     tile('/p/long', ch('active-p4'), title => 'x' x 1100);
     ok(!exists entry('/p/channels', ch('active-p4'))->{tile},
        'a tile over 1024 bytes is not kept, nor the one before');
+};
+
+subtest 'a full registry: the tile is refused, nothing is sent' => sub {
+    $t->tolerate(qr/\[crit\].*mpns registry zone "tiny" is full/);
+
+    my ($r, $n);
+
+    for ($n = 0; $n < 2000; $n++) {
+        $r = $t->post_json('/f/channels', { channel => ch("active-f$n") });
+        last if $r->{status} != 201;
+    }
+
+    is($r->{status}, 507, "full after $n entries");
+
+    # an entry with a tile needs a larger slot: some are free, then none
+
+    $t->sim_reset;
+
+    my $full;
+
+    for my $i (0 .. $n - 1) {
+        $r = tile('/f/push', ch("active-f$i"));
+
+        if ($r->{status} != 200) {
+            $full = "active-f$i";
+            last;
+        }
+    }
+
+    ok(defined $full, 'a tile found no room');
+    is($r->{status}, 507, 'a tile to keep: 507');
+    is_deeply($r->{json}, { error => 'registry is full', field => 'channel' },
+              'error');
+    ok(!grep({ $_->[0] eq ($full // '') } sent()), 'nothing sent to it');
+    ok(!exists entry('/f/channels', ch($full // ''))->{tile}, 'nothing kept');
+    ok(entry('/f/channels', ch($full // '')), 'still registered');
 };
 
 subtest 'a broadcast follows up on every device not showing it' => sub {
