@@ -24,6 +24,9 @@ static ngx_int_t ngx_http_mpns_background(ngx_http_request_t *r,
 static void ngx_http_mpns_background_added(ngx_http_mpns_store_op_t *op);
 static ngx_int_t ngx_http_mpns_background_answer(ngx_http_request_t *r,
     ngx_http_mpns_ctx_t *ctx);
+static ngx_int_t ngx_http_mpns_tile_payload(ngx_http_mpns_message_t *msg,
+    ngx_str_t *channel, ngx_pool_t *pool, ngx_log_t *log,
+    ngx_http_mpns_message_t *own, ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_refuse(ngx_http_mpns_error_t *err,
     char *text, char *field);
 static ngx_int_t ngx_http_mpns_parse_rfc3339(ngx_str_t *s, ngx_msec_t *ms);
@@ -33,6 +36,7 @@ static ngx_str_t  ngx_http_mpns_allow = ngx_string("GET, POST");
 static ngx_str_t  ngx_http_mpns_method_field = ngx_string("method");
 static ngx_str_t  ngx_http_mpns_body_field = ngx_string("body");
 static ngx_str_t  ngx_http_mpns_channel_field = ngx_string("channel");
+static ngx_str_t  ngx_http_mpns_count_field = ngx_string("count");
 
 
 ngx_int_t
@@ -125,8 +129,8 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
 static void
 ngx_http_mpns_body_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc;
-    ngx_str_t                  *channel;
+    ngx_int_t                   rc, type;
+    ngx_str_t                  *channel, *v;
     ngx_http_mpns_ctx_t        *ctx;
     ngx_http_mpns_spec_t        spec;
     ngx_http_mpns_error_t       err;
@@ -163,6 +167,26 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
 
     ctx->channel = *channel;
 
+    v = &spec.values[NGX_HTTP_MPNS_F_TYPE];
+    type = v->data ? mlcf->service->type(v) : NGX_ERROR;
+
+    if (mlcf->tiles && mlcf->counter && type != NGX_ERROR
+        && (type & NGX_HTTP_MPNS_ANY_TILE))
+    {
+        /* the count is the recipient's, written in by the job step */
+
+        if (spec.values[NGX_HTTP_MPNS_F_COUNT].data
+            || (spec.clear & ((uint64_t) 1 << NGX_HTTP_MPNS_F_COUNT)))
+        {
+            err.status = NGX_HTTP_BAD_REQUEST;
+            err.text = "count is kept by mpns_counter";
+            err.field = ngx_http_mpns_count_field;
+            goto mistake;
+        }
+
+        ngx_str_set(&spec.values[NGX_HTTP_MPNS_F_COUNT], "0");
+    }
+
     if (spec.values[NGX_HTTP_MPNS_F_MESSAGE_ID].data == NULL) {
         spec.random = ngx_http_mpns_engine_random(mmcf->engine);
     }
@@ -179,6 +203,12 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
     }
 
     ctx->type = msg.type;
+
+    rc = ngx_http_mpns_tile_messages(r, &msg);
+
+    if (rc != NGX_OK) {
+        goto failed;
+    }
 
     rc = ngx_http_mpns_background(r, &msg, &targets, &err);
 
@@ -315,6 +345,12 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
                                     "type");
     }
 
+    if (msg->payload || msg->follow) {
+        return ngx_http_mpns_refuse(err,
+                                    "tiles of a registry are sent in wait "
+                                    "mode", "type");
+    }
+
     if (targets->broadcast) {
         ngx_str_null(&ctx->channel);
         goto add;
@@ -430,6 +466,115 @@ ngx_http_mpns_background_answer(ngx_http_request_t *r,
                    ctx->id);
 
     return ngx_http_mpns_send_json(r, NGX_HTTP_ACCEPTED, buf, p - buf);
+}
+
+
+/*
+ * A tile of mpns_counter or mpns_last_tile: each recipient's from the
+ * registry; with mpns_pin_request, the raw notification that follows a
+ * tile the device did not show.
+ */
+
+ngx_int_t
+ngx_http_mpns_tile_messages(ngx_http_request_t *r,
+    ngx_http_mpns_message_t *msg)
+{
+    ngx_int_t                   rc;
+    ngx_http_mpns_spec_t        spec;
+    ngx_http_mpns_error_t       err;
+    ngx_http_mpns_loc_conf_t   *mlcf;
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    if (!(msg->type & NGX_HTTP_MPNS_ANY_TILE)) {
+        return NGX_OK;
+    }
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    if (mlcf->tiles) {
+        msg->payload = ngx_http_mpns_tile_payload;
+        msg->data = mlcf;
+    }
+
+    if (mlcf->pin.len == 0) {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
+
+    ngx_memzero(&spec, sizeof(ngx_http_mpns_spec_t));
+
+    ngx_str_set(&spec.values[NGX_HTTP_MPNS_F_TYPE], "raw");
+    spec.values[NGX_HTTP_MPNS_F_PAYLOAD] = mlcf->pin;
+    spec.random = ngx_http_mpns_engine_random(mmcf->engine);
+
+    msg->follow = ngx_palloc(r->pool, sizeof(ngx_http_mpns_message_t));
+    if (msg->follow == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = mlcf->service->build(r->pool, &spec, NGX_HTTP_MPNS_MAX_TILE,
+                              msg->follow, &err);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_ERROR;
+}
+
+
+/* see ngx_http_mpns_payload_pt */
+
+static ngx_int_t
+ngx_http_mpns_tile_payload(ngx_http_mpns_message_t *msg, ngx_str_t *channel,
+    ngx_pool_t *pool, ngx_log_t *log, ngx_http_mpns_message_t *own,
+    ngx_http_mpns_error_t *err)
+{
+    ngx_int_t                  rc;
+    ngx_uint_t                 counted;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    mlcf = msg->data;
+
+    *own = *msg;
+    own->payload = NULL;
+
+    own->body.data = ngx_pnalloc(pool, msg->body.len + 2);
+    if (own->body.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    counted = mlcf->counter && msg->count_len;
+
+    rc = ngx_http_mpns_registry_tile(ngx_http_mpns_registry_get(mlcf->tiles),
+                                     channel, msg, counted, &own->body, log);
+
+    switch (rc) {
+
+    case NGX_OK:
+        return NGX_OK;
+
+    case NGX_DECLINED:
+
+        if (!counted) {
+            /* a channel not registered has no tile to remember */
+            own->body = msg->body;
+            return NGX_OK;
+        }
+
+        err->status = NGX_HTTP_NOT_FOUND;
+        err->text = "not registered";
+        break;
+
+    case NGX_BUSY:
+        err->status = NGX_HTTP_INSUFFICIENT_STORAGE;
+        err->text = "registry is full";
+        break;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    err->field = ngx_http_mpns_channel_field;
+
+    return NGX_DECLINED;
 }
 
 

@@ -638,3 +638,18 @@ ngx_http_mpns_json_str(u_char *p, ngx_str_t *s)
 
     return p;
 }
+
+
+u_char *
+ngx_http_mpns_json_sent(u_char *p, char *key, ngx_str_t *outcome,
+    ngx_uint_t status)
+{
+    p = ngx_sprintf(p, ",\"%s\":{\"outcome\":\"%V\",\"status\":", key,
+                    outcome);
+
+    if (status) {
+        return ngx_sprintf(p, "%ui}", status);
+    }
+
+    return ngx_cpymem(p, "null}", sizeof("null}") - 1);
+}

@@ -83,6 +83,7 @@ static ngx_int_t ngx_http_mpns_mpns_create_request(ngx_pool_t *pool,
 static ngx_uint_t ngx_http_mpns_mpns_classify(
     ngx_http_mpns_response_t *resp);
 static ngx_uint_t ngx_http_mpns_mpns_retryable(ngx_uint_t outcome);
+static ngx_uint_t ngx_http_mpns_mpns_shown(ngx_http_mpns_response_t *resp);
 static ngx_msec_t ngx_http_mpns_mpns_backoff(ngx_http_mpns_outbox_conf_t *oc,
     ngx_uint_t outcome, ngx_uint_t attempts);
 
@@ -121,7 +122,8 @@ ngx_http_mpns_service_t  ngx_http_mpns_service_mpns = {
     sizeof(ngx_http_mpns_mpns_headers) / sizeof(ngx_http_mpns_header_t),
     ngx_http_mpns_mpns_classify,
     ngx_http_mpns_mpns_retryable,
-    ngx_http_mpns_mpns_backoff
+    ngx_http_mpns_mpns_backoff,
+    ngx_http_mpns_mpns_shown
 };
 
 
@@ -760,6 +762,24 @@ ngx_http_mpns_mpns_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
         }
 
         ngx_str_set(&msg->content_type, "text/xml");
+
+        if (spec->values[NGX_HTTP_MPNS_F_COUNT].data) {
+
+            /* values are escaped: this is the one Count element */
+
+            p = ngx_strnstr(msg->body.data, "<wp:Count>", msg->body.len);
+
+            if (p) {
+                p += sizeof("<wp:Count>") - 1;
+                msg->count_pos = p - msg->body.data;
+
+                while (*p != '<') {
+                    p++;
+                }
+
+                msg->count_len = p - msg->body.data - msg->count_pos;
+            }
+        }
     }
 
     v = &spec->values[NGX_HTTP_MPNS_F_MESSAGE_ID];
@@ -1105,6 +1125,38 @@ ngx_http_mpns_mpns_classify(ngx_http_mpns_response_t *resp)
     return NGX_HTTP_MPNS_DELIVERED;
 }
 
+
+/* Received, Active, Connected: anything else is a tile the user missed */
+
+static ngx_uint_t
+ngx_http_mpns_mpns_shown(ngx_http_mpns_response_t *resp)
+{
+    ngx_str_t   *h;
+    ngx_uint_t   i;
+
+    /* indexed by NGX_HTTP_MPNS_H_* */
+    static ngx_str_t  shown[] = {
+        ngx_string("Received"),
+        ngx_string("Active"),
+        ngx_string("Connected")
+    };
+
+    if (resp->status != 200) {
+        return 0;
+    }
+
+    for (i = 0; i < sizeof(shown) / sizeof(ngx_str_t); i++) {
+        h = &resp->headers[i];
+
+        if (h->len != shown[i].len
+            || ngx_strncasecmp(h->data, shown[i].data, h->len) != 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
 
 
 /* MPNS asks for backoff on 503; a connection that failed may work again */
