@@ -1172,6 +1172,13 @@ ngx_http_mpns_valid_text(ngx_str_t *s)
 
     while (p < last) {
 
+        /* printable ASCII, most of any text, needs no decoding */
+
+        if (*p >= 0x20 && *p < 0x80) {
+            p++;
+            continue;
+        }
+
         u = ngx_http_mpns_json_utf8(&p, last);
 
         if ((u < 0x20 && u != '\t' && u != LF && u != CR)
