@@ -47,6 +47,7 @@ static ngx_int_t ngx_http_mpns_clear_list(ngx_http_mpns_source_t *src,
     ngx_str_t *list);
 static ngx_int_t ngx_http_mpns_authority(ngx_str_t *authority,
     in_port_t default_port, ngx_str_t *host, in_port_t *port);
+static ngx_uint_t ngx_http_mpns_dotted_quad(u_char *p, u_char *last);
 static ngx_int_t ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf,
     ngx_str_t *host, ngx_log_t *log);
 static ngx_uint_t ngx_http_mpns_port_allowed(ngx_array_t *ports,
@@ -343,7 +344,6 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     ngx_str_t    uri, host;
     ngx_int_t    rc;
     ngx_addr_t   addr;
-    u_char       text[NGX_INET_ADDRSTRLEN];
 
     if (channel->len > NGX_HTTP_MPNS_MAX_CHANNEL) {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
@@ -476,11 +476,8 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
 
     if (q == last
         && (rc != NGX_OK
-            || ngx_inet_ntop(AF_INET,
-                             &((struct sockaddr_in *) addr.sockaddr)->sin_addr,
-                             text, NGX_INET_ADDRSTRLEN)
-               != (size_t) (last - p)
-            || ngx_strncmp(text, p, last - p) != 0))
+            || addr.sockaddr->sa_family != AF_INET
+            || !ngx_http_mpns_dotted_quad(p, last)))
     {
         return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
                                      "channel address is not allowed",
@@ -634,6 +631,36 @@ ngx_http_mpns_authority(ngx_str_t *authority, in_port_t default_port,
     *port = (in_port_t) n;
 
     return NGX_OK;
+}
+
+
+/* "a.b.c.d", each 0-255 without leading zeros: how ngx_inet_ntop() writes */
+
+static ngx_uint_t
+ngx_http_mpns_dotted_quad(u_char *p, u_char *last)
+{
+    u_char      *start;
+    ngx_uint_t   n, octet;
+
+    for (n = 0; n < 4; n++) {
+
+        if (n && (p == last || *p++ != '.')) {
+            return 0;
+        }
+
+        start = p;
+        octet = 0;
+
+        while (p < last && p - start < 3 && *p >= '0' && *p <= '9') {
+            octet = octet * 10 + (*p++ - '0');
+        }
+
+        if (p == start || octet > 255 || (*start == '0' && p - start > 1)) {
+            return 0;
+        }
+    }
+
+    return p == last;
 }
 
 
