@@ -29,7 +29,7 @@ typedef struct {
 
 static ngx_int_t ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *conf,
-    ngx_http_mpns_error_t *err);
+    uint64_t *given, ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src);
 static ngx_int_t ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
@@ -80,7 +80,7 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
     ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err)
 {
-    uint64_t                     bit;
+    uint64_t                     bit, given;
     ngx_int_t                    rc;
     ngx_str_t                    body, *type;
     ngx_uint_t                   i, passthrough, format;
@@ -98,7 +98,7 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
         }
     }
 
-    rc = ngx_http_mpns_conf_values(r, mlcf, &conf, err);
+    rc = ngx_http_mpns_conf_values(r, mlcf, &conf, &given, err);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -183,9 +183,16 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
                                      &ngx_http_mpns_channels_field);
     }
 
-    /* nginx.conf wins, field by field */
+    /* nginx.conf wins, field by field: the fields it sets or clears */
 
-    for (i = 0; i < NGX_HTTP_MPNS_NFIELDS; i++) {
+    given |= conf.clear;
+
+    for (i = 0; given; i++, given >>= 1) {
+
+        if (!(given & 1)) {
+            continue;
+        }
+
         bit = NGX_HTTP_MPNS_BIT(i);
 
         if (conf.values[i].data) {
@@ -232,10 +239,12 @@ ngx_http_mpns_request_parse(ngx_pool_t *pool,
 }
 
 
+/* "given": a bit for each field the values set */
+
 static ngx_int_t
 ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *conf,
-    ngx_http_mpns_error_t *err)
+    uint64_t *given, ngx_http_mpns_error_t *err)
 {
     ngx_int_t                    rc;
     ngx_str_t                    value;
@@ -244,6 +253,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_conf_field_t  *cf;
 
     ngx_memzero(conf, sizeof(ngx_http_mpns_spec_t));
+    *given = 0;
 
     src.service = mlcf->service;
     src.spec = conf;
@@ -257,6 +267,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
     if (mlcf->type) {
         conf->values[NGX_HTTP_MPNS_F_TYPE] =
                                         *mlcf->service->type_name(mlcf->type);
+        *given |= NGX_HTTP_MPNS_BIT(NGX_HTTP_MPNS_F_TYPE);
     }
 
     if (mlcf->channel) {
@@ -281,6 +292,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
 
         if (value.len) {
             conf->values[NGX_HTTP_MPNS_F_CHANNEL] = value;
+            *given |= NGX_HTTP_MPNS_BIT(NGX_HTTP_MPNS_F_CHANNEL);
         }
     }
 
@@ -312,6 +324,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
         }
 
         conf->values[cf[i].index] = value;
+        *given |= NGX_HTTP_MPNS_BIT(cf[i].index);
     }
 
     return NGX_OK;
