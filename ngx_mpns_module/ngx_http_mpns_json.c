@@ -606,7 +606,7 @@ ngx_http_mpns_json_str_len(ngx_str_t *s)
 u_char *
 ngx_http_mpns_json_str(u_char *p, ngx_str_t *s)
 {
-    u_char  *src, *end;
+    u_char  *src, *end, *start;
 
     /* what ngx_escape_json() escapes: control bytes, '"' and '\\' */
 
@@ -626,9 +626,11 @@ ngx_http_mpns_json_str(u_char *p, ngx_str_t *s)
 
     /* most strings need no escaping: copied up to a byte that does */
 
-    while (src < end && !escape[*src]) {
-        *p++ = *src++;
+    for (start = src; src < end && !escape[*src]; src++) {
+        /* void */
     }
+
+    p = ngx_cpymem(p, start, src - start);
 
     if (src < end) {
         p = (u_char *) ngx_escape_json(p, src, end - src);
