@@ -468,7 +468,7 @@ ngx_http_mpns_mpns_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
     uint64_t               clear;
     ngx_int_t              n, rc, class;
     ngx_str_t             *v;
-    ngx_uint_t             i, *order, given;
+    ngx_uint_t             i, *order;
     ngx_http_mpns_type_t  *t;
 
     ngx_memzero(msg, sizeof(ngx_http_mpns_message_t));
@@ -491,13 +491,9 @@ ngx_http_mpns_mpns_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
     for (i = 0; i < NGX_HTTP_MPNS_NFIELDS; i++) {
         v = &spec->values[i];
 
-        given = (v->data != NULL);
-
-        if (i == NGX_HTTP_MPNS_F_CLEAR && spec->clear) {
-            given = 1;
-        }
-
-        if (!given) {
+        if (v->data == NULL
+            && !(i == NGX_HTTP_MPNS_F_CLEAR && spec->clear))
+        {
             continue;
         }
 
@@ -1164,20 +1160,22 @@ ngx_http_mpns_mpns_backoff(ngx_http_mpns_outbox_conf_t *oc,
 static ngx_int_t
 ngx_http_mpns_valid_text(ngx_str_t *s)
 {
-    u_char    *p, *last;
-    uint32_t   u;
+    u_char      *p, *last;
+    uint32_t     u;
+    ngx_uint_t   i;
 
-    p = s->data;
-    last = p + s->len;
+    /* printable ASCII, most of any text, needs no decoding */
+
+    for (i = 0; i < s->len; i++) {
+        if (s->data[i] < 0x20 || s->data[i] >= 0x80) {
+            break;
+        }
+    }
+
+    p = s->data + i;
+    last = s->data + s->len;
 
     while (p < last) {
-
-        /* printable ASCII, most of any text, needs no decoding */
-
-        if (*p >= 0x20 && *p < 0x80) {
-            p++;
-            continue;
-        }
 
         u = ngx_http_mpns_json_utf8(&p, last);
 
@@ -1309,7 +1307,10 @@ static ngx_int_t
 ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id, u_char *random,
     ngx_str_t *out)
 {
-    u_char  *p, rnd[16];
+    u_char      *p, rnd[16];
+    ngx_uint_t   i;
+
+    static u_char  hex[] = "0123456789abcdef";
 
     p = ngx_pnalloc(pool, NGX_HTTP_MPNS_UUID_LEN);
     if (p == NULL) {
@@ -1335,15 +1336,16 @@ ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id, u_char *random,
     rnd[6] = (rnd[6] & 0x0f) | 0x40;
     rnd[8] = (rnd[8] & 0x3f) | 0x80;
 
-    p = ngx_hex_dump(p, rnd, 4);
-    *p++ = '-';
-    p = ngx_hex_dump(p, rnd + 4, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, rnd + 6, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, rnd + 8, 2);
-    *p++ = '-';
-    ngx_hex_dump(p, rnd + 10, 6);
+    /* 8-4-4-4-12 hex digits */
+
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            *p++ = '-';
+        }
+
+        *p++ = hex[rnd[i] >> 4];
+        *p++ = hex[rnd[i] & 0xf];
+    }
 
     return NGX_OK;
 }
