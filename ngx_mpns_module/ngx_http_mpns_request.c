@@ -14,6 +14,14 @@
 #define NGX_HTTP_MPNS_BIT(i)            ((uint64_t) 1 << (i))
 
 
+/* the bytes of a channel URL, see ngx_http_mpns_url_byte[] */
+#define NGX_HTTP_MPNS_URL_INVALID       0    /* controls, space, 8-bit */
+#define NGX_HTTP_MPNS_URL_OK            1
+#define NGX_HTTP_MPNS_URL_END           2    /* "/", "?": the host ends */
+#define NGX_HTTP_MPNS_URL_NOT_HOST      3    /* "@", "\\", "%" */
+#define NGX_HTTP_MPNS_URL_FRAGMENT      4    /* "#" */
+
+
 /* one source of field values: query, body or nginx.conf */
 typedef struct {
     ngx_http_mpns_service_t       *service;
@@ -60,6 +68,32 @@ static ngx_str_t  ngx_http_mpns_body_field = ngx_string("body");
 static ngx_str_t  ngx_http_mpns_channel_field = ngx_string("channel");
 static ngx_str_t  ngx_http_mpns_clear_field = ngx_string("clear");
 static ngx_str_t  ngx_http_mpns_channels_field = ngx_string("channels");
+
+
+/*
+ * "%" in a host is percent-encoding or an IPv6 zone, neither a host
+ * name; "@" and "\\" would hide the host; a fragment is no part of a
+ * channel
+ */
+
+static u_char  ngx_http_mpns_url_byte[256] = {
+    /* 0x00 - 0x1f */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /*    !  "  #  $  %  &  '  (  )  *  +  ,  -  .  / */
+    0, 1, 1, 4, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+    /* 0  1  2  3  4  5  6  7  8  9  :  ;  <  =  >  ? */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+    /* @  A - O */
+    3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* P - Z                          [  \  ]  ^  _ */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, 1, 1,
+    /* `  a - o */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* p - z                          {  |  }  ~  DEL */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0
+    /* 0x80 - 0xff */
+};
 
 
 /* fields that choose recipients rather than fill the notification */
@@ -279,9 +313,11 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
          * a channel passed as a query argument ($arg_channel) arrives
          * percent-encoded: decoded like the module's own query parsing;
          * a channel that already starts with its scheme is kept as is
+         * (looked at first where the "%" of either scheme would be)
          */
 
         if (value.len > 7
+            && (value.data[4] == '%' || value.data[5] == '%')
             && (ngx_strncasecmp(value.data, (u_char *) "http%3A", 7) == 0
                 || ngx_strncasecmp(value.data, (u_char *) "https%3A", 8)
                    == 0)
@@ -356,6 +392,7 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     in_port_t    default_port, port;
     ngx_str_t    uri, host;
     ngx_int_t    rc;
+    ngx_uint_t   fragment;
     ngx_addr_t   addr;
 
     if (channel->len > NGX_HTTP_MPNS_MAX_CHANNEL) {
@@ -365,12 +402,20 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     }
 
     last = channel->data + channel->len;
+    fragment = 0;
 
     for (p = channel->data; p < last; p++) {
-        if (*p <= ' ' || *p >= 0x7f) {
+
+        switch (ngx_http_mpns_url_byte[*p]) {
+
+        case NGX_HTTP_MPNS_URL_INVALID:
             return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                          "invalid character",
                                          &ngx_http_mpns_channel_field);
+
+        case NGX_HTTP_MPNS_URL_FRAGMENT:
+            fragment = 1;
+            break;
         }
     }
 
@@ -395,17 +440,20 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
 
     authority = channel->data + skip;
 
-    /* "%": percent-encoding or an IPv6 zone, neither is a host name */
+    for (p = authority; p < last; p++) {
 
-    for (p = authority; p < last && *p != '/' && *p != '?'; p++) {
-        if (*p == '@' || *p == '#' || *p == '\\' || *p == '%') {
+        if (ngx_http_mpns_url_byte[*p] == NGX_HTTP_MPNS_URL_END) {
+            break;
+        }
+
+        if (ngx_http_mpns_url_byte[*p] == NGX_HTTP_MPNS_URL_NOT_HOST) {
             return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                          "invalid channel",
                                          &ngx_http_mpns_channel_field);
         }
     }
 
-    if (p == authority || ngx_strlchr(p, last, '#') != NULL) {
+    if (p == authority || fragment) {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                      "invalid channel",
                                      &ngx_http_mpns_channel_field);
