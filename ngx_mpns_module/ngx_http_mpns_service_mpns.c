@@ -781,13 +781,25 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
     u_char      *p;
     size_t       len;
     ngx_str_t   *id;
-    ngx_uint_t  *order;
+    ngx_uint_t   i, n, *order, fields[NGX_HTTP_MPNS_NFIELDS];
 
     static u_char  head[] = "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
                             "<wp:Notification xmlns:wp=\"WPNotification\"";
     static u_char  tail[] = "</wp:Notification>";
 
     id = &spec->values[NGX_HTTP_MPNS_F_ID];
+
+    /* the elements: the fields given or cleared, in the type's order */
+
+    n = 0;
+
+    for (order = t->order; *order != NGX_HTTP_MPNS_NFIELDS; order++) {
+        if (spec->values[*order].data
+            || (spec->clear & ((uint64_t) 1 << *order)))
+        {
+            fields[n++] = *order;
+        }
+    }
 
     len = sizeof(head) - 1 + sizeof(">") - 1 + sizeof(tail) - 1;
 
@@ -811,8 +823,8 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
         }
     }
 
-    for (order = t->order; *order != NGX_HTTP_MPNS_NFIELDS; order++) {
-        len += ngx_http_mpns_element(NULL, spec, *order);
+    for (i = 0; i < n; i++) {
+        len += ngx_http_mpns_element(NULL, spec, fields[i]);
     }
 
     if (len > max_payload) {
@@ -855,8 +867,8 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
         *p++ = '>';
     }
 
-    for (order = t->order; *order != NGX_HTTP_MPNS_NFIELDS; order++) {
-        p = (u_char *) ngx_http_mpns_element(p, spec, *order);
+    for (i = 0; i < n; i++) {
+        p = (u_char *) ngx_http_mpns_element(p, spec, fields[i]);
     }
 
     if (t->type == NGX_HTTP_MPNS_TOAST) {
