@@ -406,16 +406,18 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
 
     for (p = channel->data; p < last; p++) {
 
-        switch (ngx_http_mpns_url_byte[*p]) {
+        if (ngx_http_mpns_url_byte[*p] == NGX_HTTP_MPNS_URL_OK) {
+            continue;
+        }
 
-        case NGX_HTTP_MPNS_URL_INVALID:
+        if (ngx_http_mpns_url_byte[*p] == NGX_HTTP_MPNS_URL_INVALID) {
             return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                          "invalid character",
                                          &ngx_http_mpns_channel_field);
+        }
 
-        case NGX_HTTP_MPNS_URL_FRAGMENT:
+        if (ngx_http_mpns_url_byte[*p] == NGX_HTTP_MPNS_URL_FRAGMENT) {
             fragment = 1;
-            break;
         }
     }
 
