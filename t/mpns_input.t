@@ -569,7 +569,14 @@ for my $case (['truncated', qq|{"channel":"$CH","type":"toast"|],
               ['a colon before the object',
                qq| :{"channel":"$CH","type":"toast","text1":"Hi"}|],
               ['a key without its value, last',
-               qq|{"channel":"$CH","type":"toast","text1":}|])
+               qq|{"channel":"$CH","type":"toast","text1":}|],
+              # more tokens than the parser's first pass takes
+              ['truncated after many tokens',
+               q|{"type":"toast","text1":"Hi","channels":[|
+               . join(',', map { qq|"$CH/$_"| } 1 .. 40)],
+              ['a wrong bracket after many tokens',
+               q|{"type":"toast","text1":"Hi","channels":[|
+               . join(',', map { qq|"$CH/$_"| } 1 .. 40) . '}}'])
 {
     $t->refused("invalid json: $case->[0]", 400, 'invalid json', 'body', sub {
         $t->post_body('/push', 'application/json', $case->[1]);
