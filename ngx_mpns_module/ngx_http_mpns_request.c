@@ -848,8 +848,11 @@ ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max, ngx_str_t *body)
 ngx_int_t
 ngx_http_mpns_request_is_type(ngx_table_elt_t *h, char *type, size_t len)
 {
+    /* a media type in any case; clients write it as "type" is, mostly */
+
     if (h == NULL || h->value.len < len
-        || ngx_strncasecmp(h->value.data, (u_char *) type, len) != 0)
+        || (ngx_strncmp(h->value.data, type, len) != 0
+            && ngx_strncasecmp(h->value.data, (u_char *) type, len) != 0))
     {
         return 0;
     }
