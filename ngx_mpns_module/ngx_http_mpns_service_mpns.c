@@ -470,7 +470,7 @@ ngx_http_mpns_mpns_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
     uint64_t               clear;
     ngx_int_t              n, rc, class;
     ngx_str_t             *v;
-    ngx_uint_t             i, *order, given;
+    ngx_uint_t             i, *order;
     ngx_http_mpns_type_t  *t;
 
     ngx_memzero(msg, sizeof(ngx_http_mpns_message_t));
@@ -493,13 +493,9 @@ ngx_http_mpns_mpns_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
     for (i = 0; i < NGX_HTTP_MPNS_NFIELDS; i++) {
         v = &spec->values[i];
 
-        given = (v->data != NULL);
-
-        if (i == NGX_HTTP_MPNS_F_CLEAR && spec->clear) {
-            given = 1;
-        }
-
-        if (!given) {
+        if (v->data == NULL
+            && !(i == NGX_HTTP_MPNS_F_CLEAR && spec->clear))
+        {
             continue;
         }
 
@@ -805,13 +801,25 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
     u_char      *p;
     size_t       len;
     ngx_str_t   *id;
-    ngx_uint_t  *order;
+    ngx_uint_t   i, n, *order, fields[NGX_HTTP_MPNS_NFIELDS];
 
     static u_char  head[] = "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
                             "<wp:Notification xmlns:wp=\"WPNotification\"";
     static u_char  tail[] = "</wp:Notification>";
 
     id = &spec->values[NGX_HTTP_MPNS_F_ID];
+
+    /* the elements: the fields given or cleared, in the type's order */
+
+    n = 0;
+
+    for (order = t->order; *order != NGX_HTTP_MPNS_NFIELDS; order++) {
+        if (spec->values[*order].data
+            || (spec->clear & ((uint64_t) 1 << *order)))
+        {
+            fields[n++] = *order;
+        }
+    }
 
     len = sizeof(head) - 1 + sizeof(">") - 1 + sizeof(tail) - 1;
 
@@ -835,8 +843,8 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
         }
     }
 
-    for (order = t->order; *order != NGX_HTTP_MPNS_NFIELDS; order++) {
-        len += ngx_http_mpns_element(NULL, spec, *order);
+    for (i = 0; i < n; i++) {
+        len += ngx_http_mpns_element(NULL, spec, fields[i]);
     }
 
     if (len > max_payload) {
@@ -879,8 +887,8 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
         *p++ = '>';
     }
 
-    for (order = t->order; *order != NGX_HTTP_MPNS_NFIELDS; order++) {
-        p = (u_char *) ngx_http_mpns_element(p, spec, *order);
+    for (i = 0; i < n; i++) {
+        p = (u_char *) ngx_http_mpns_element(p, spec, fields[i]);
     }
 
     if (t->type == NGX_HTTP_MPNS_TOAST) {
@@ -1216,11 +1224,20 @@ ngx_http_mpns_mpns_backoff(ngx_http_mpns_outbox_conf_t *oc,
 static ngx_int_t
 ngx_http_mpns_valid_text(ngx_str_t *s)
 {
-    u_char    *p, *last;
-    uint32_t   u;
+    u_char      *p, *last;
+    uint32_t     u;
+    ngx_uint_t   i;
 
-    p = s->data;
-    last = p + s->len;
+    /* printable ASCII, most of any text, needs no decoding */
+
+    for (i = 0; i < s->len; i++) {
+        if (s->data[i] < 0x20 || s->data[i] >= 0x80) {
+            break;
+        }
+    }
+
+    p = s->data + i;
+    last = s->data + s->len;
 
     while (p < last) {
 
@@ -1354,7 +1371,10 @@ static ngx_int_t
 ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id, u_char *random,
     ngx_str_t *out)
 {
-    u_char  *p, rnd[16];
+    u_char      *p, rnd[16];
+    ngx_uint_t   i;
+
+    static u_char  hex[] = "0123456789abcdef";
 
     p = ngx_pnalloc(pool, NGX_HTTP_MPNS_UUID_LEN);
     if (p == NULL) {
@@ -1380,15 +1400,16 @@ ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id, u_char *random,
     rnd[6] = (rnd[6] & 0x0f) | 0x40;
     rnd[8] = (rnd[8] & 0x3f) | 0x80;
 
-    p = ngx_hex_dump(p, rnd, 4);
-    *p++ = '-';
-    p = ngx_hex_dump(p, rnd + 4, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, rnd + 6, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, rnd + 8, 2);
-    *p++ = '-';
-    ngx_hex_dump(p, rnd + 10, 6);
+    /* 8-4-4-4-12 hex digits */
+
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            *p++ = '-';
+        }
+
+        *p++ = hex[rnd[i] >> 4];
+        *p++ = hex[rnd[i] & 0xf];
+    }
 
     return NGX_OK;
 }
