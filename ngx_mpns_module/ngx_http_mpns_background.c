@@ -97,6 +97,14 @@ typedef struct {
 } ngx_http_mpns_report_t;
 
 
+/* DELETE <location>/<id>, answered once the outbox has kept it */
+typedef struct {
+    ngx_http_request_t            *request;
+    ngx_str_t                      json;
+    ngx_http_mpns_store_op_t       op;
+} ngx_http_mpns_cancel_t;
+
+
 static void ngx_http_mpns_background_drain(ngx_event_t *ev);
 static void ngx_http_mpns_background_claimed(ngx_http_mpns_store_op_t *op);
 static void ngx_http_mpns_background_go(ngx_http_mpns_runner_t *rn);
@@ -123,6 +131,8 @@ static ngx_msec_t ngx_http_mpns_background_delay(ngx_http_mpns_runner_t *rn,
 static ngx_http_mpns_job_t *ngx_http_mpns_background_report(
     ngx_http_mpns_runner_t *rn, ngx_http_mpns_outbox_entry_t *e);
 static void ngx_http_mpns_background_reported(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_background_cancelled(ngx_http_mpns_store_op_t *op);
+static ngx_int_t ngx_http_mpns_background_unknown(ngx_http_request_t *r);
 
 
 ngx_int_t
@@ -644,7 +654,7 @@ ngx_http_mpns_background_recipient(ngx_http_mpns_fanout_t *fo,
         /* tried again on its own, as a send of the outbox */
 
         if (ngx_http_mpns_outbox_add(run->runner->mlcf->outbox.zone,
-                                     &run->msg, &res->channel, NULL,
+                                     &run->msg, &res->channel, NULL, NULL,
                                      ngx_http_mpns_outbox_now() + delay,
                                      id, &run->op)
             == NGX_OK)
@@ -861,7 +871,6 @@ ngx_http_mpns_background_status(ngx_http_request_t *r, ngx_str_t *id)
 {
     ngx_int_t                  rc;
     ngx_str_t                  json;
-    ngx_http_mpns_error_t      err;
     ngx_http_mpns_store_op_t   op;
     ngx_http_mpns_loc_conf_t  *mlcf;
 
@@ -875,10 +884,7 @@ ngx_http_mpns_background_status(ngx_http_request_t *r, ngx_str_t *id)
                                   &json, &op);
 
     if (rc == NGX_DECLINED) {
-        err.status = NGX_HTTP_NOT_FOUND;
-        err.text = "not found";
-        ngx_str_set(&err.field, "id");
-        return ngx_http_mpns_send_error(r, &err);
+        return ngx_http_mpns_background_unknown(r);
     }
 
     if (rc != NGX_OK) {
@@ -886,4 +892,113 @@ ngx_http_mpns_background_status(ngx_http_request_t *r, ngx_str_t *id)
     }
 
     return ngx_http_mpns_send_json(r, NGX_HTTP_OK, json.data, json.len);
+}
+
+
+/* DELETE <location>/<id>: no further send of it */
+
+ngx_int_t
+ngx_http_mpns_background_cancel(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_int_t                  rc;
+    ngx_http_mpns_error_t      err;
+    ngx_http_mpns_cancel_t    *cn;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    cn = ngx_pcalloc(r->pool, sizeof(ngx_http_mpns_cancel_t));
+    if (cn == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cn->request = r;
+    cn->op.handler = ngx_http_mpns_background_cancelled;
+    cn->op.data = cn;
+    cn->op.log = r->connection->log;
+
+    rc = ngx_http_mpns_outbox_cancel(mlcf->outbox.zone->data, id, r->pool,
+                                     &cn->json, &cn->op);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_mpns_background_unknown(r);
+    }
+
+    if (rc == NGX_BUSY) {
+        err.status = NGX_HTTP_CONFLICT;
+        err.text = "already finished";
+        ngx_str_set(&err.field, "id");
+        return ngx_http_mpns_send_error(r, &err);
+    }
+
+    if (rc == NGX_AGAIN) {
+        /* answered once the journal has it */
+        r->main->count++;
+        return NGX_DONE;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "mpns background send %V cancelled", id);
+
+    return ngx_http_mpns_send_json(r, NGX_HTTP_OK, cn->json.data,
+                                   cn->json.len);
+}
+
+
+static void
+ngx_http_mpns_background_cancelled(ngx_http_mpns_store_op_t *op)
+{
+    ngx_http_mpns_cancel_t *cn = op->data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = cn->request;
+    c = r->connection;
+
+    rc = (op->rc == NGX_OK)
+         ? ngx_http_mpns_send_json(r, NGX_HTTP_OK, cn->json.data,
+                                   cn->json.len)
+         : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* GET <location>/recurring: the recurring sends */
+
+ngx_int_t
+ngx_http_mpns_background_list(ngx_http_request_t *r)
+{
+    ngx_str_t                  json;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    if (ngx_http_mpns_outbox_list(mlcf->outbox.zone->data, r->pool, &json)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mpns_send_json(r, NGX_HTTP_OK, json.data, json.len);
+}
+
+
+static ngx_int_t
+ngx_http_mpns_background_unknown(ngx_http_request_t *r)
+{
+    ngx_http_mpns_error_t  err;
+
+    err.status = NGX_HTTP_NOT_FOUND;
+    err.text = "not found";
+    ngx_str_set(&err.field, "id");
+
+    return ngx_http_mpns_send_error(r, &err);
 }
