@@ -75,6 +75,7 @@ typedef struct {
     ngx_http_mpns_reader_t        *reader;   /* NULL: one channel */
     ngx_str_t                      channel;
     uint32_t                       counts[NGX_HTTP_MPNS_OB_COUNTS];
+    ngx_http_mpns_removed_t        removed;
     ngx_queue_t                    spans;     /* oldest first */
     ngx_queue_t                    free;
     ngx_uint_t                     nspans;
@@ -119,6 +120,8 @@ static ngx_int_t ngx_http_mpns_background_sent(ngx_http_mpns_fanout_t *fo,
     ngx_http_mpns_result_t *res);
 static ngx_int_t ngx_http_mpns_background_recipient(
     ngx_http_mpns_fanout_t *fo, ngx_http_mpns_result_t *res);
+static void ngx_http_mpns_background_removed(ngx_http_mpns_run_t *run,
+    ngx_str_t *channel);
 static void ngx_http_mpns_background_done(ngx_http_mpns_fanout_t *fo);
 static ngx_int_t ngx_http_mpns_background_handed(ngx_http_mpns_run_t *run,
     ngx_str_t *channel, ngx_uint_t refilled);
@@ -414,6 +417,16 @@ ngx_http_mpns_background_run(ngx_http_mpns_runner_t *rn,
         ngx_memcpy(cursor->channel, e->cursor.data, e->cursor.len);
         ngx_memcpy(run->counts, e->counts, sizeof(run->counts));
 
+        run->removed = e->removed;
+        run->removed.list.data = ngx_pnalloc(pool,
+                                             NGX_HTTP_MPNS_REMOVED_LIST);
+        if (run->removed.list.data == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(run->removed.list.data, e->removed.list.data,
+                   e->removed.list.len);
+
         run->safe = ngx_palloc(pool, sizeof(ngx_http_mpns_cursor_t));
         run->last = ngx_palloc(pool, sizeof(ngx_http_mpns_cursor_t));
 
@@ -649,6 +662,10 @@ ngx_http_mpns_background_recipient(ngx_http_mpns_fanout_t *fo,
     } else if (res->outcome == NGX_HTTP_MPNS_EXPIRED) {
         run->counts[NGX_HTTP_MPNS_OB_EXPIRED]++;
 
+        if (res->removed) {
+            ngx_http_mpns_background_removed(run, &res->channel);
+        }
+
     } else if (delay) {
 
         /* tried again on its own, as a send of the outbox */
@@ -672,6 +689,37 @@ ngx_http_mpns_background_recipient(ngx_http_mpns_fanout_t *fo,
     ngx_http_mpns_background_answered(run, &res->channel);
 
     return NGX_OK;
+}
+
+
+/* a channel the broadcast removed, listed while the list has room */
+
+static void
+ngx_http_mpns_background_removed(ngx_http_mpns_run_t *run,
+    ngx_str_t *channel)
+{
+    u_char                   *p;
+    ngx_http_mpns_removed_t  *rm;
+
+    rm = &run->removed;
+    rm->count++;
+
+    if (rm->list.len + 1 + channel->len > NGX_HTTP_MPNS_REMOVED_LIST) {
+        rm->truncated = 1;
+        return;
+    }
+
+    /* one a line: a channel has no control characters */
+
+    p = rm->list.data + rm->list.len;
+
+    if (rm->list.len) {
+        *p++ = LF;
+    }
+
+    p = ngx_cpymem(p, channel->data, channel->len);
+
+    rm->list.len = p - rm->list.data;
 }
 
 
@@ -706,7 +754,7 @@ ngx_http_mpns_background_done(ngx_http_mpns_fanout_t *fo)
 
     } else if (!run->recorded) {
         (void) ngx_http_mpns_outbox_progress(run->runner->outbox, run->id,
-                                             NULL, NULL,
+                                             NULL, NULL, NULL,
                                              NGX_HTTP_MPNS_OB_BACK,
                                              &run->op);
     }
@@ -721,8 +769,8 @@ ngx_http_mpns_background_progress(ngx_http_mpns_run_t *run,
     ngx_http_mpns_cursor_t *cursor, ngx_uint_t done)
 {
     (void) ngx_http_mpns_outbox_progress(run->runner->outbox, run->id,
-                                         cursor, run->counts, done,
-                                         &run->op);
+                                         cursor, run->counts, &run->removed,
+                                         done, &run->op);
 }
 
 

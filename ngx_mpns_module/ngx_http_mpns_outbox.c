@@ -69,6 +69,9 @@ struct ngx_http_mpns_outbox_node_s {
     uint16_t                       cursor_len;
     uint32_t                       cursor_hash;
     uint32_t                       counts[5];
+    uint32_t                       removed;
+    uint16_t                       removed_len;
+    u_char                         removed_truncated;
 
     /* a recurring send: "at" is the time of this occurrence */
     ngx_msec_t                     every;     /* 0: once */
@@ -78,7 +81,10 @@ struct ngx_http_mpns_outbox_node_s {
     uint32_t                       runs;      /* occurrences ended */
     u_char                         cancelled;
 
-    /* channel, type, target, body; user, tag, os, cursor (1 KB) */
+    /*
+     * channel, type, target, body; user, tag, os, cursor (1 KB), the
+     * channels removed (NGX_HTTP_MPNS_REMOVED_LIST)
+     */
     u_char                         data[1];
 };
 
@@ -117,6 +123,9 @@ static ngx_int_t ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_filter_t *filter, ngx_http_mpns_recur_t *recur,
     ngx_msec_t due, u_char *id, ngx_http_mpns_store_op_t *op);
 static u_char *ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on);
+static u_char *ngx_http_mpns_outbox_removed(ngx_http_mpns_outbox_node_t *on);
+static size_t ngx_http_mpns_outbox_removed_json(u_char *buf,
+    ngx_http_mpns_outbox_node_t *on);
 static void ngx_http_mpns_outbox_view(ngx_http_mpns_outbox_node_t *on,
     ngx_http_mpns_outbox_entry_t *e);
 static void ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_t *ctx,
@@ -648,7 +657,7 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
 
     if (filter) {
         size += filter->user.len + filter->tag.len + filter->os.len
-                + NGX_HTTP_MPNS_MAX_CHANNEL;
+                + NGX_HTTP_MPNS_MAX_CHANNEL + NGX_HTTP_MPNS_REMOVED_LIST;
     }
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -894,6 +903,9 @@ ngx_http_mpns_outbox_claim(ngx_http_mpns_outbox_t *ctx, ngx_uint_t max,
         {
             /* a new occurrence: the last one's counts were shown so far */
             ngx_memzero(on->counts, sizeof(on->counts));
+            on->removed = 0;
+            on->removed_len = 0;
+            on->removed_truncated = 0;
         }
 
         ngx_http_mpns_outbox_view(on, &e);
@@ -1014,7 +1026,8 @@ ngx_http_mpns_outbox_reported(ngx_http_mpns_outbox_t *ctx, uint64_t id,
 
 ngx_int_t
 ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_t *ctx, uint64_t id,
-    ngx_http_mpns_cursor_t *cursor, uint32_t *counts, ngx_uint_t done,
+    ngx_http_mpns_cursor_t *cursor, uint32_t *counts,
+    ngx_http_mpns_removed_t *removed, ngx_uint_t done,
     ngx_http_mpns_store_op_t *op)
 {
     ngx_msec_t                    now;
@@ -1037,6 +1050,15 @@ ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_t *ctx, uint64_t id,
         ngx_memcpy(ngx_http_mpns_outbox_cursor(on), cursor->channel,
                    cursor->len);
         ngx_memcpy(on->counts, counts, sizeof(on->counts));
+    }
+
+    if (removed && on->broadcast) {
+        on->removed = (uint32_t) removed->count;
+        on->removed_len = (uint16_t) ngx_min(removed->list.len,
+                                             NGX_HTTP_MPNS_REMOVED_LIST);
+        on->removed_truncated = (u_char) removed->truncated;
+        ngx_memcpy(ngx_http_mpns_outbox_removed(on), removed->list.data,
+                   on->removed_len);
     }
 
     if (done == NGX_HTTP_MPNS_OB_DONE) {
@@ -1287,6 +1309,11 @@ ngx_http_mpns_outbox_view(ngx_http_mpns_outbox_node_t *on,
     e->cursor.data = p;
     e->cursor.len = on->cursor_len;
 
+    e->removed.list.data = ngx_http_mpns_outbox_removed(on);
+    e->removed.list.len = on->removed_len;
+    e->removed.count = on->removed;
+    e->removed.truncated = on->removed_truncated;
+
     ngx_memcpy(e->counts, on->counts, sizeof(e->counts));
 }
 
@@ -1508,7 +1535,12 @@ ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on,
                         "\"failed\":,\"deferred\":") + 5 * NGX_INT_T_LEN
                + sizeof(",\"every\":,\"times\":,\"until\":\"\","
                         "\"runs\":,\"due_in_ms\":")
-               + 4 * NGX_INT64_LEN + sizeof("1970-01-01T00:00:00.000Z");
+               + 4 * NGX_INT64_LEN + sizeof("1970-01-01T00:00:00.000Z")
+               + (on->broadcast
+                  ? sizeof(",\"removed\":,\"removed_channels\":[],"
+                           "\"removed_truncated\":false") + NGX_INT_T_LEN
+                    + ngx_http_mpns_outbox_removed_json(NULL, on)
+                  : 0);
     }
 
     p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":\"%V\",\"channel\":",
@@ -1521,6 +1553,12 @@ ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on,
                            "\"failed\":%uD,\"deferred\":%uD",
                         on->counts[0], on->counts[1], on->counts[2],
                         on->counts[3], on->counts[4]);
+
+        p = ngx_sprintf(p, ",\"removed\":%uD,\"removed_channels\":[",
+                        on->removed);
+        p += ngx_http_mpns_outbox_removed_json(p, on);
+        p = ngx_sprintf(p, "],\"removed_truncated\":%s",
+                        on->removed_truncated ? "true" : "false");
     }
     p = ngx_sprintf(p, ",\"message_id\":\"%*s\",\"attempts\":%ui,"
                        "\"outcome\":", (size_t) 36, on->message_id,
@@ -1686,6 +1724,7 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
     ngx_http_mpns_outbox_node_t *on)
 {
     u_char                   *p;
+    size_t                    len;
     ngx_str_t                 s, b64, *state, *type, none;
     ngx_http_mpns_outcome_t  *o;
 
@@ -1702,10 +1741,15 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
     }
 
     if (buf == NULL) {
+        s.len = on->removed_len;
+        s.data = ngx_http_mpns_outbox_removed(on);
+
+        len = on->broadcast ? ngx_http_mpns_json_str_len(&s) : 0;
+
         s.len = on->channel_len;
         s.data = on->data;
 
-        return sizeof("{\"id\":\"\",\"state\":\"\",\"created\":,\"due\":,"
+        return len + sizeof("{\"id\":\"\",\"state\":\"\",\"created\":,\"due\":,"
                       "\"finished\":,\"attempts\":,\"callbacks\":,"
                       "\"status\":,\"outcome\":\"\",\"reported\":,"
                       "\"gave_up\":,\"type\":\"\",\"class\":,"
@@ -1723,7 +1767,9 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
                + 6 * (on->user_len + on->tag_len + on->os_len
                       + on->cursor_len) + 8
                + sizeof(",\"every\":,\"times\":,\"until\":,\"at\":,"
-                        "\"runs\":,\"cancelled\":") + 6 * NGX_INT64_LEN;
+                        "\"runs\":,\"cancelled\":") + 6 * NGX_INT64_LEN
+               + sizeof(",\"removed\":,\"removed_truncated\":,"
+                        "\"removed_list\":") + 2 * NGX_INT_T_LEN;
     }
 
     p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":\"%V\",\"created\":%M,"
@@ -1794,6 +1840,13 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
         s.data += s.len;
         s.len = on->cursor_len;
         p = ngx_http_mpns_json_str(p, &s);
+
+        p = ngx_sprintf(p, ",\"removed\":%uD,\"removed_truncated\":%ui,"
+                           "\"removed_list\":",
+                        on->removed, (ngx_uint_t) on->removed_truncated);
+        s.data = ngx_http_mpns_outbox_removed(on);
+        s.len = on->removed_len;
+        p = ngx_http_mpns_json_str(p, &s);
     }
 
     if (on->every || on->cancelled) {
@@ -1818,8 +1871,8 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
 {
     u_char                       *p;
     uint64_t                      id;
-    ngx_int_t                     v[22], rc, state, outcome, type;
-    ngx_str_t                     key, val, str[12], body;
+    ngx_int_t                     v[24], rc, state, outcome, type;
+    ngx_str_t                     key, val, str[12], body, removed;
     ngx_uint_t                    i, j, k, nums, strs;
     ngx_http_mpns_json_t          json;
     ngx_http_mpns_json_tok_t     *t, *tv;
@@ -1833,7 +1886,8 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
                              "class", "broadcast", "cursor_hash", "sent",
                              "delivered", "expired", "failed", "deferred",
                              "every", "times", "until", "at", "runs",
-                             "cancelled", NULL };
+                             "cancelled", "removed", "removed_truncated",
+                             NULL };
     static char  *skey[] = { "id", "message_id", "channel", "content_type",
                              "target", "user", "tag", "os", "cursor",
                              "state", "outcome", "type", NULL };
@@ -1853,6 +1907,7 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
     ngx_memzero(v, sizeof(v));
     ngx_memzero(str, sizeof(str));
     ngx_str_null(&body);
+    ngx_str_null(&removed);
 
     t = json.tokens;
     k = 1;
@@ -1923,6 +1978,11 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
                                                     "body");
             }
 
+            continue;
+        }
+
+        if (key.len == 12 && ngx_strncmp(key.data, "removed_list", 12) == 0) {
+            removed = val;
             continue;
         }
 
@@ -2035,6 +2095,22 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
                                             "cancelled");
     }
 
+    /* what a broadcast removed */
+
+    if (v[22] > (ngx_int_t) NGX_MAX_UINT32_VALUE) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "removed");
+    }
+
+    if (v[23] > 1) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                            "removed_truncated");
+    }
+
+    if (removed.len > NGX_HTTP_MPNS_REMOVED_LIST) {
+        return ngx_http_mpns_outbox_mistake(err, "value too long",
+                                            "removed_list");
+    }
+
     on = ngx_http_mpns_outbox_lookup(ctx, id);
 
     if (on) {
@@ -2053,6 +2129,7 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
                                      + (v[9] ? str[5].len + str[6].len
                                                + str[7].len
                                                + NGX_HTTP_MPNS_MAX_CHANNEL
+                                               + NGX_HTTP_MPNS_REMOVED_LIST
                                              : 0));
     if (on == NULL) {
         return NGX_BUSY;
@@ -2105,6 +2182,12 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
         p = ngx_cpymem(p, str[6].data, str[6].len);
         p = ngx_cpymem(p, str[7].data, str[7].len);
         (void) ngx_cpymem(p, str[8].data, str[8].len);
+
+        on->removed = (uint32_t) v[22];
+        on->removed_truncated = (u_char) v[23];
+        on->removed_len = (uint16_t) removed.len;
+        ngx_memcpy(ngx_http_mpns_outbox_removed(on), removed.data,
+                   removed.len);
     }
 
     on->every = (ngx_msec_t) v[16];
@@ -2291,6 +2374,56 @@ ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on)
     return on->data + on->channel_len + on->content_type_len
            + on->target_len + on->body_len + on->user_len + on->tag_len
            + on->os_len;
+}
+
+
+/* a broadcast's only */
+
+static u_char *
+ngx_http_mpns_outbox_removed(ngx_http_mpns_outbox_node_t *on)
+{
+    return ngx_http_mpns_outbox_cursor(on) + NGX_HTTP_MPNS_MAX_CHANNEL;
+}
+
+
+/*
+ * The channels removed, kept one a line, as JSON strings with commas
+ * between; with buf NULL, an upper bound of the length
+ */
+
+static size_t
+ngx_http_mpns_outbox_removed_json(u_char *buf,
+    ngx_http_mpns_outbox_node_t *on)
+{
+    u_char     *p, *s, *last, *lf;
+    size_t      len;
+    ngx_str_t   ch;
+
+    s = ngx_http_mpns_outbox_removed(on);
+    last = s + on->removed_len;
+    p = buf;
+    len = 0;
+
+    while (s < last) {
+        lf = ngx_strlchr(s, last, LF);
+
+        ch.data = s;
+        ch.len = (lf ? lf : last) - s;
+        s += ch.len + 1;
+
+        if (buf == NULL) {
+            len += ngx_http_mpns_json_str_len(&ch) + 1;
+            continue;
+        }
+
+        if (p != buf) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_mpns_json_str(p, &ch);
+    }
+
+    return buf ? (size_t) (p - buf) : len;
 }
 
 

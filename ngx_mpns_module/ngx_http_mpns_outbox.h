@@ -88,6 +88,18 @@ ngx_int_t ngx_http_mpns_outbox_add(ngx_shm_zone_t *zone,
 #define NGX_HTTP_MPNS_OB_DEFERRED       4
 #define NGX_HTTP_MPNS_OB_COUNTS         5
 
+/*
+ * The channels a background broadcast removed from the registry, as
+ * expired: all counted, listed (one per line) while the list fits.
+ */
+#define NGX_HTTP_MPNS_REMOVED_LIST      4096
+
+typedef struct {
+    ngx_str_t                      list;
+    ngx_uint_t                     count;
+    ngx_uint_t                     truncated;
+} ngx_http_mpns_removed_t;
+
 /* a broadcast's progress */
 #define NGX_HTTP_MPNS_OB_GOING          0
 #define NGX_HTTP_MPNS_OB_DONE           1
@@ -108,6 +120,7 @@ typedef struct {
     uint32_t                       cursor_hash;
     ngx_str_t                      cursor;
     uint32_t                       counts[NGX_HTTP_MPNS_OB_COUNTS];
+    ngx_http_mpns_removed_t        removed;
     ngx_uint_t                     attempts;
     ngx_uint_t                     callbacks;
 
@@ -137,7 +150,8 @@ ngx_int_t ngx_http_mpns_outbox_reported(ngx_http_mpns_outbox_t *ob,
     ngx_http_mpns_store_op_t *op);
 ngx_int_t ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_t *ob,
     uint64_t id, ngx_http_mpns_cursor_t *cursor, uint32_t *counts,
-    ngx_uint_t done, ngx_http_mpns_store_op_t *op);
+    ngx_http_mpns_removed_t *removed, ngx_uint_t done,
+    ngx_http_mpns_store_op_t *op);
 ngx_int_t ngx_http_mpns_outbox_get(ngx_http_mpns_outbox_t *ob, ngx_str_t *id,
     ngx_pool_t *pool, ngx_str_t *json, ngx_http_mpns_store_op_t *op);
 ngx_int_t ngx_http_mpns_outbox_cancel(ngx_http_mpns_outbox_t *ob,
