@@ -402,6 +402,29 @@ EOF
     }
 };
 
+subtest 'the recipe of docs/patterns.md passes nginx -t' => sub {
+    my $doc = slurp("$MpnsTest::ROOT/docs/patterns.md");
+    my ($conf) = $doc =~ /^## Scheduled tile updates\n.*?^```nginx\n(.*?)^```/ms;
+    ok($conf, 'the recipe found');
+
+    my $tt = MpnsTest->new(tile => 1);
+    my $d = $tt->testdir;
+    my @so = $tt->modules;
+
+    $conf =~ s{^load_module modules/ngx_http_mpns_module\.so;}
+              {load_module $so[0];}m or die 'no load_module';
+    $conf =~ s{^load_module modules/ngx_http_mpns_tile_module\.so;}
+              {load_module $so[1];}m or die 'no tile load_module';
+    $conf =~ s{/var/lib/nginx/mpns/}{$d/}g;
+    $conf =~ s{listen       80;}{listen       127.0.0.1:%%PORT%%;};
+    $conf = "pid $d/nginx.pid;\n$conf";
+    $conf = "user root;\n$conf" if $> == 0;
+
+    my ($rc, $out) = $tt->nginx_test($conf);
+    is($rc, 0, 'nginx -t') or diag($out);
+    $tt->done;
+};
+
 $t->done;
 
 done_testing;
