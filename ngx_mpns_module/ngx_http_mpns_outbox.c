@@ -1521,7 +1521,9 @@ ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on,
         /* an occurrence in flight ends, none follows */
         state = &ngx_http_mpns_outbox_states[4];
     }
-    o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts)
+
+    /* a recurring send's pending again: the last occurrence's */
+    o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts || on->runs)
         ? ngx_http_mpns_outcome(on->outcome) : NULL;
 
     if (buf == NULL) {
@@ -1731,7 +1733,8 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
     ngx_str_null(&none);
 
     state = &ngx_http_mpns_outbox_states[on->state];
-    o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts)
+    /* a recurring send's pending again: the last occurrence's */
+    o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts || on->runs)
         ? ngx_http_mpns_outcome(on->outcome) : NULL;
 
     /* an unknown type is written empty: that line is skipped when read */

@@ -229,6 +229,8 @@ subtest 'listed, then cancelled: never sent again' => sub {
     is($l[0]{every}, 1, 'its interval');
     is($l[0]{times}, undef, 'no end');
     is($l[0]{state}, 'pending', 'waiting for its next time');
+    is($l[0]{outcome}, 'delivered', "the last occurrence's outcome");
+    cmp_ok($l[0]{runs}, '>=', 2, 'the occurrences made');
     cmp_ok($l[0]{due_in_ms}, '<=', 1000, 'due within a second');
 
     $r = $t->http('DELETE', "/rec/$id");
