@@ -2434,7 +2434,7 @@ void
 ngx_http_mpns_outbox_stat(ngx_shm_zone_t *zone,
     ngx_http_mpns_outbox_stat_t *st, ngx_uint_t walk)
 {
-    ngx_msec_t                    now;
+    ngx_msec_t                    now, since;
     ngx_rbtree_node_t            *node, *sentinel;
     ngx_http_mpns_outbox_t   *ctx;
     ngx_http_mpns_outbox_node_t  *on;
@@ -2462,9 +2462,11 @@ ngx_http_mpns_outbox_stat(ngx_shm_zone_t *zone,
         if (on->state == NGX_HTTP_MPNS_OB_PENDING) {
             st->pending++;
 
-            if (now > on->created && now - on->created > st->oldest_pending)
-            {
-                st->oldest_pending = now - on->created;
+            /* a recurring send's occurrence is as old as its time */
+            since = on->every ? on->at : on->created;
+
+            if (now > since && now - since > st->oldest_pending) {
+                st->oldest_pending = now - since;
             }
 
             if ((ngx_msec_t) on->due.key <= now) {

@@ -59,6 +59,10 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
             mpns_registry devices;
         }
 
+        location = /status {
+            mpns_status;
+        }
+
         location /bc {
             mpns_broadcast devices tile;
             mpns_outbox bc;
@@ -99,10 +103,11 @@ sub rfc3339 {
            . sprintf('.%03dZ', ($at - int $at) * 1000);
 }
 
-# when each send to $name was seen, polling until $n were or $secs passed
+# when each send to $name was seen, polling until $n were or $secs passed;
+# @at: those seen before
 sub send_times {
-    my ($name, $n, $secs) = @_;
-    my ($start, @at) = (time);
+    my ($name, $n, $secs, @at) = @_;
+    my $start = time;
 
     while (@at < $n && time - $start < $secs * $t->timeout_factor) {
         my $k = sent_to($name);
@@ -174,7 +179,17 @@ subtest 'every with times: on the schedule, then done' => sub {
     is($r->{status}, 202, 'accepted');
     my $id = $r->{json}{id};
 
-    my @at = send_times('active-times', 3, 8);
+    my @at = send_times('active-times', 2, 8);
+
+    # pending again since the second, made a second after it was created
+    my $z;
+    ok($t->wait_for(sub { $z = $t->http_get('/status')->{json}{zones}{rec};
+                          $z->{pending} == 1 }, 2),
+       'pending for the third');
+    cmp_ok($z->{oldest_pending_ms}, '<', 900,
+           'as old as its occurrence, not as the send');
+
+    @at = send_times('active-times', 3, 8, @at);
     is(scalar @at, 3, 'three sends');
     cmp_ok($at[1] - $at[0], '>', 0.7, 'the second a second after the first');
     cmp_ok($at[2] - $at[0], '>', 1.7, 'the third two seconds after it');
