@@ -283,8 +283,8 @@ subtest 'listed, then cancelled: never sent again' => sub {
 subtest 'a recurring broadcast' => sub {
     $t->sim_reset;
 
-    for my $d (qw(bc1 bc2)) {
-        is($t->post_json('/channels', { channel => ch("active-$d"),
+    for my $d (qw(active-bc1 active-bc2 expired-bc3)) {
+        is($t->post_json('/channels', { channel => ch($d),
                                         device => $d })->{status},
            201, "$d registered");
     }
@@ -294,10 +294,14 @@ subtest 'a recurring broadcast' => sub {
 
     my $s = wait_state("/bc/$r->{json}{id}", 'done');
     is($s->{runs}, 2, 'two occurrences');
-    is($s->{sent}, 2, 'the last one sent to both');
+    is($s->{sent}, 2, 'the last one sent to the two left');
     is($s->{delivered}, 2, 'delivered to both');
+    is($s->{expired}, 0, 'none expired in the last one');
+    is($s->{removed}, 0, 'none removed in it');
+    is_deeply($s->{removed_channels}, [], 'none listed');
     is(sent_to('active-bc1'), 2, 'the first channel twice');
     is(sent_to('active-bc2'), 2, 'the second twice');
+    is(sent_to('expired-bc3'), 1, 'the expired one once, then removed');
 };
 
 subtest 'across a stop and a start' => sub {
