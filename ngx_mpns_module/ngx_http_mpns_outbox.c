@@ -1733,6 +1733,7 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
     ngx_str_null(&none);
 
     state = &ngx_http_mpns_outbox_states[on->state];
+
     /* a recurring send's pending again: the last occurrence's */
     o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts || on->runs)
         ? ngx_http_mpns_outcome(on->outcome) : NULL;
@@ -1752,7 +1753,7 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
         s.len = on->channel_len;
         s.data = on->data;
 
-        return len + sizeof("{\"id\":\"\",\"state\":\"\",\"created\":,\"due\":,"
+        return sizeof("{\"id\":\"\",\"state\":\"\",\"created\":,\"due\":,"
                       "\"finished\":,\"attempts\":,\"callbacks\":,"
                       "\"status\":,\"outcome\":\"\",\"reported\":,"
                       "\"gave_up\":,\"type\":\"\",\"class\":,"
@@ -1772,7 +1773,7 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
                + sizeof(",\"every\":,\"times\":,\"until\":,\"at\":,"
                         "\"runs\":,\"cancelled\":") + 6 * NGX_INT64_LEN
                + sizeof(",\"removed\":,\"removed_truncated\":,"
-                        "\"removed_list\":") + 2 * NGX_INT_T_LEN;
+                        "\"removed_list\":") + 2 * NGX_INT_T_LEN + len;
     }
 
     p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":\"%V\",\"created\":%M,"
