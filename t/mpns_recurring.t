@@ -43,6 +43,7 @@ $t->write_conf(http_conf(<<'EOF_CONF'));
             mpns_mode background;
             mpns_min_interval 1s;
             mpns_result_keep 1m;
+            mpns_result_callback http://127.0.0.1:%%SIM_PORT%%/results;
         }
 
         location /slow {
@@ -101,6 +102,14 @@ sub rfc3339 {
     my ($at) = time + $_[0];
     return POSIX::strftime('%Y-%m-%dT%H:%M:%S', gmtime $at)
            . sprintf('.%03dZ', ($at - int $at) * 1000);
+}
+
+# the result callbacks POSTed for $id, decoded
+sub callbacks {
+    my ($id) = @_;
+    return grep { $_->{id} eq $id }
+           map { decode_json($_->{body}) }
+           grep { $_->{target} eq '/results' } @{$t->sim_requests};
 }
 
 # when each send to $name was seen, polling until $n were or $secs passed;
@@ -210,6 +219,11 @@ subtest 'every with times: on the schedule, then done' => sub {
 
     sleep 1.3;
     is(sent_to('active-times'), 3, 'no fourth');
+
+    my @cb = callbacks($id);
+    is(scalar @cb, 1, 'the result POSTed once, at the end');
+    is($cb[0]{runs}, 3, 'with the occurrences made');
+    is($cb[0]{state}, 'done', 'and its state');
 };
 
 subtest 'every with until: none after it' => sub {
@@ -262,6 +276,8 @@ subtest 'listed, then cancelled: never sent again' => sub {
     sleep 2.3;
     is(sent_to('active-cancel'), $n, 'not sent again');
     is(state_of("/rec/$id")->{state}, 'cancelled', 'GET says cancelled');
+
+    is(scalar callbacks($id), 0, 'a cancelled send not POSTed');
 
     $r = $t->http('DELETE', "/rec/$id");
     is($r->{status}, 409, 'cancelled twice: 409');
