@@ -1309,10 +1309,12 @@ ngx_http_mpns_outbox_view(ngx_http_mpns_outbox_node_t *on,
     e->cursor.data = p;
     e->cursor.len = on->cursor_len;
 
-    e->removed.list.data = ngx_http_mpns_outbox_removed(on);
-    e->removed.list.len = on->removed_len;
-    e->removed.count = on->removed;
-    e->removed.truncated = on->removed_truncated;
+    if (on->broadcast) {
+        e->removed.list.data = ngx_http_mpns_outbox_removed(on);
+        e->removed.list.len = on->removed_len;
+        e->removed.count = on->removed;
+        e->removed.truncated = on->removed_truncated;
+    }
 
     ngx_memcpy(e->counts, on->counts, sizeof(e->counts));
 }
@@ -1745,10 +1747,13 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
     }
 
     if (buf == NULL) {
-        s.len = on->removed_len;
-        s.data = ngx_http_mpns_outbox_removed(on);
+        len = 0;
 
-        len = on->broadcast ? ngx_http_mpns_json_str_len(&s) : 0;
+        if (on->broadcast) {
+            s.len = on->removed_len;
+            s.data = ngx_http_mpns_outbox_removed(on);
+            len = ngx_http_mpns_json_str_len(&s);
+        }
 
         s.len = on->channel_len;
         s.data = on->data;
