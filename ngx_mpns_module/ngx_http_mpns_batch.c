@@ -909,7 +909,8 @@ ngx_http_mpns_batch_line(ngx_http_mpns_batch_t *batch,
     size = sizeof("{\"channel\":,\"status\":,\"outcome\":\"\",\"time_ms\":}\n")
            - 1
            + ngx_http_mpns_json_str_len(&res->channel) + NGX_INT_T_LEN
-           + o->name.len + NGX_INT_T_LEN;
+           + o->name.len + NGX_INT_T_LEN
+           + sizeof(",\"removed\":true") - 1;
 
     for (i = 0; i < service->nheaders; i++) {
         if (h[i].key.len) {
@@ -985,6 +986,12 @@ ngx_http_mpns_batch_line(ngx_http_mpns_batch_t *batch,
         p = (resp && s->len) ? ngx_http_mpns_json_str(p, s)
                              : ngx_cpymem(p, ngx_http_mpns_null.data,
                                           ngx_http_mpns_null.len);
+    }
+
+    if (res->removed) {
+        /* out of the registry: the application's list may follow */
+        p = ngx_cpymem(p, ",\"removed\":true",
+                       sizeof(",\"removed\":true") - 1);
     }
 
     p = ngx_sprintf(p, ",\"time_ms\":%M}", res->elapsed);

@@ -27,12 +27,16 @@ static ngx_int_t ngx_http_mpns_background_answer(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mpns_tile_payload(ngx_http_mpns_message_t *msg,
     ngx_str_t *channel, ngx_pool_t *pool, ngx_log_t *log,
     ngx_http_mpns_message_t *own, ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_recurring(ngx_http_request_t *r,
+    ngx_http_mpns_targets_t *targets, ngx_msec_t due,
+    ngx_http_mpns_recur_t *recur, ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_refuse(ngx_http_mpns_error_t *err,
     char *text, char *field);
 static ngx_int_t ngx_http_mpns_parse_rfc3339(ngx_str_t *s, ngx_msec_t *ms);
 
 
 static ngx_str_t  ngx_http_mpns_allow = ngx_string("GET, POST");
+static ngx_str_t  ngx_http_mpns_allow_id = ngx_string("GET, DELETE");
 static ngx_str_t  ngx_http_mpns_method_field = ngx_string("method");
 static ngx_str_t  ngx_http_mpns_body_field = ngx_string("body");
 static ngx_str_t  ngx_http_mpns_channel_field = ngx_string("channel");
@@ -58,9 +62,29 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_mpns_module);
 
+    /* <location>/<id>: a background send */
+
+    ngx_str_null(&id);
+
+    if (mlcf->outbox.zone) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        if (r->uri.len > clcf->name.len) {
+            id.data = r->uri.data + clcf->name.len;
+            id.len = r->uri.len - clcf->name.len;
+
+            if (id.data[0] == '/') {
+                id.data++;
+                id.len--;
+            }
+        }
+    }
+
     err.status = 0;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))) {
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))
+        && !(id.len && (r->method & NGX_HTTP_DELETE)))
+    {
         err.status = NGX_HTTP_NOT_ALLOWED;
         err.text = "method not allowed";
         err.field = ngx_http_mpns_method_field;
@@ -80,7 +104,9 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
         }
 
         if (err.status == NGX_HTTP_NOT_ALLOWED) {
-            if (ngx_http_mpns_add_header(r, "Allow", &ngx_http_mpns_allow)
+            if (ngx_http_mpns_add_header(r, "Allow",
+                                         id.len ? &ngx_http_mpns_allow_id
+                                                : &ngx_http_mpns_allow)
                 != NGX_OK)
             {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -90,30 +116,29 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
         return ngx_http_mpns_send_error(r, &err);
     }
 
-    /* GET <location>/<id>: a background send's state */
+    /*
+     * GET <location>/<id>: a background send's state, DELETE cancels it;
+     * GET <location>/recurring lists the recurring sends
+     */
 
-    if (mlcf->outbox.zone && (r->method & NGX_HTTP_GET)) {
-        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    if (id.len && (r->method & (NGX_HTTP_GET|NGX_HTTP_DELETE))) {
+        rc = ngx_http_discard_request_body(r);
 
-        if (r->uri.len > clcf->name.len) {
-            id.data = r->uri.data + clcf->name.len;
-            id.len = r->uri.len - clcf->name.len;
-
-            if (id.data[0] == '/') {
-                id.data++;
-                id.len--;
-            }
-
-            if (id.len) {
-                rc = ngx_http_discard_request_body(r);
-
-                if (rc != NGX_OK) {
-                    return rc;
-                }
-
-                return ngx_http_mpns_background_status(r, &id);
-            }
+        if (rc != NGX_OK) {
+            return rc;
         }
+
+        if (r->method & NGX_HTTP_DELETE) {
+            return ngx_http_mpns_background_cancel(r, &id);
+        }
+
+        if (id.len == sizeof("recurring") - 1
+            && ngx_strncmp(id.data, "recurring", id.len) == 0)
+        {
+            return ngx_http_mpns_background_list(r);
+        }
+
+        return ngx_http_mpns_background_status(r, &id);
     }
 
     rc = ngx_http_read_client_request_body(r, ngx_http_mpns_body_handler);
@@ -259,8 +284,9 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
 {
     ngx_int_t                   rc, n;
     ngx_msec_t                  now, due;
-    ngx_uint_t                  background;
+    ngx_uint_t                  background, scheduled;
     ngx_http_mpns_ctx_t        *ctx;
+    ngx_http_mpns_recur_t       recur;
     ngx_http_mpns_target_t      target;
     ngx_http_mpns_loc_conf_t   *mlcf;
 
@@ -315,7 +341,15 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         }
     }
 
-    if ((targets->delay.len || targets->send_at.len) && mlcf->outbox.zone
+    rc = ngx_http_mpns_recurring(r, targets, due, &recur, err);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    scheduled = (targets->delay.len || targets->send_at.len || recur.every);
+
+    if (scheduled && mlcf->outbox.zone
         && (mlcf->outbox.async
             || mlcf->outbox.mode == NGX_HTTP_MPNS_MODE_BACKGROUND))
     {
@@ -324,7 +358,13 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
     }
 
     if (!background) {
-        if (targets->delay.len || targets->send_at.len) {
+        if (recur.every) {
+            return ngx_http_mpns_refuse(err,
+                                        "recurring sends are sent in the "
+                                        "background", "every");
+        }
+
+        if (scheduled) {
             return ngx_http_mpns_refuse(err,
                                         "scheduled sends are sent in the "
                                         "background", targets->delay.len
@@ -382,7 +422,8 @@ add:
     rc = ngx_http_mpns_outbox_add(mlcf->outbox.zone, msg, &ctx->channel,
                                   targets->broadcast ? &targets->filter
                                                      : NULL,
-                                  due, ctx->id, &ctx->op);
+                                  recur.every ? &recur : NULL, due, ctx->id,
+                                  &ctx->op);
 
     if (rc == NGX_AGAIN) {
         /* answered once the outbox has it: the body's reference waits */
@@ -575,6 +616,78 @@ ngx_http_mpns_tile_payload(ngx_http_mpns_message_t *msg, ngx_str_t *channel,
     err->field = ngx_http_mpns_channel_field;
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * "every", "times" and "until" of a recurring send whose first time is
+ * "due": NGX_OK (recur->every 0: no such send), NGX_BUSY for a mistake
+ */
+
+static ngx_int_t
+ngx_http_mpns_recurring(ngx_http_request_t *r,
+    ngx_http_mpns_targets_t *targets, ngx_msec_t due,
+    ngx_http_mpns_recur_t *recur, ngx_http_mpns_error_t *err)
+{
+    ngx_int_t                  n;
+    ngx_msec_t                 until;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    ngx_memzero(recur, sizeof(ngx_http_mpns_recur_t));
+
+    if (targets->every.len == 0) {
+        if (targets->times.len || targets->until.len) {
+            return ngx_http_mpns_refuse(err, "missing field", "every");
+        }
+
+        return NGX_OK;
+    }
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    /* seconds, or "90s", "15m", "1h", "1d" */
+
+    n = ngx_parse_time(&targets->every, 1);
+
+    if (n == NGX_ERROR || n > 30 * 86400) {
+        return ngx_http_mpns_refuse(err, "invalid value", "every");
+    }
+
+    if ((ngx_msec_t) n * 1000 < mlcf->outbox.min_interval) {
+        return ngx_http_mpns_refuse(err, "interval too short", "every");
+    }
+
+    recur->every = (ngx_msec_t) n * 1000;
+
+    if (targets->times.len) {
+        n = ngx_atoi(targets->times.data, targets->times.len);
+
+        if (n == NGX_ERROR || n < 1 || n > 1000000) {
+            return ngx_http_mpns_refuse(err, "invalid value", "times");
+        }
+
+        recur->times = n;
+    }
+
+    if (targets->until.len) {
+        if (ngx_http_mpns_parse_rfc3339(&targets->until, &until) != NGX_OK) {
+            return ngx_http_mpns_refuse(err, "invalid value", "until");
+        }
+
+        if (until <= ngx_http_mpns_outbox_now()) {
+            return ngx_http_mpns_refuse(err, "until is in the past",
+                                        "until");
+        }
+
+        if (until < due) {
+            return ngx_http_mpns_refuse(err, "until is before the first "
+                                        "send", "until");
+        }
+
+        recur->until = until;
+    }
+
+    return NGX_OK;
 }
 
 

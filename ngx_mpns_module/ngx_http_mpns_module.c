@@ -243,6 +243,13 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       offsetof(ngx_http_mpns_loc_conf_t, outbox.keep),
       NULL },
 
+    { ngx_string("mpns_min_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, outbox.min_interval),
+      NULL },
+
     { ngx_string("mpns_hold_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_mpns_hold_zone,

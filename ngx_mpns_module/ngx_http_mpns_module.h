@@ -132,6 +132,9 @@ typedef struct {
     ngx_str_t                      send_at;   /* RFC 3339 */
     ngx_str_t                      delay;     /* seconds */
     ngx_str_t                      async;     /* "true" or "false" */
+    ngx_str_t                      every;     /* seconds, or "1h" */
+    ngx_str_t                      times;
+    ngx_str_t                      until;     /* RFC 3339 */
     unsigned                       broadcast:1;
 } ngx_http_mpns_targets_t;
 

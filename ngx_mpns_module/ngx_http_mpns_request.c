@@ -105,6 +105,9 @@ static ngx_str_t  ngx_http_mpns_target_names[] = {
     ngx_string("send_at"),                 /* when, for both */
     ngx_string("delay"),
     ngx_string("async"),
+    ngx_string("every"),                   /* a recurring send */
+    ngx_string("times"),
+    ngx_string("until"),
     ngx_null_string
 };
 
@@ -1207,11 +1210,41 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
         return NGX_OK;
     }
 
-    if (i >= 5 && v->type == NGX_HTTP_MPNS_JSON_PRIMITIVE) {
+    /* an empty filter matches everything */
 
-        /* a number of seconds, true or false */
+    switch (i) {
+    case 1:
+        dst = &tg->filter.user;
+        break;
+    case 2:
+        dst = &tg->filter.tag;
+        break;
+    case 3:
+        dst = &tg->filter.os;
+        break;
+    case 4:
+        dst = &tg->send_at;
+        break;
+    case 5:
+        dst = &tg->delay;
+        break;
+    case 6:
+        dst = &tg->async;
+        break;
+    case 7:
+        dst = &tg->every;
+        break;
+    case 8:
+        dst = &tg->times;
+        break;
+    default:
+        dst = &tg->until;
+    }
 
-        dst = (i == 5) ? &tg->delay : &tg->async;
+    if (i >= 5 && i != 9 && v->type == NGX_HTTP_MPNS_JSON_PRIMITIVE) {
+
+        /* a number, true or false */
+
         *dst = v->raw;
 
         return NGX_OK;
@@ -1246,28 +1279,6 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
                                      "invalid character",
                                      &ngx_http_mpns_target_names[i]);
-    }
-
-    /* an empty filter matches everything */
-
-    switch (i) {
-    case 1:
-        dst = &tg->filter.user;
-        break;
-    case 2:
-        dst = &tg->filter.tag;
-        break;
-    case 3:
-        dst = &tg->filter.os;
-        break;
-    case 4:
-        dst = &tg->send_at;
-        break;
-    case 5:
-        dst = &tg->delay;
-        break;
-    default:
-        dst = &tg->async;
     }
 
     *dst = value;
