@@ -42,6 +42,9 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := json
 FUZZ_TARGETS += request
+FUZZ_TARGETS += response
+FUZZ_TARGETS += registry
+FUZZ_TARGETS += outbox
 
 .PHONY: all module test test-valgrind test-asan asan fuzz check-style clang \
         demo bench clean FORCE test-mainline test-matrix deb
