@@ -356,35 +356,44 @@ subtest 'a worker killed in the middle of a save blocks nobody' => sub {
 
     # Either worker may begin the save (the loaded file, then the change,
     # call for one): each gets a pipe of 64 KB as its temp file, and the
-    # one written to is the saving worker's.  A save that had begun before
-    # has a regular file there, renamed away when it is done.
+    # one written to is the saving worker's.  A pipe is made again when
+    # it is gone (a worker removes what it left when it starts, late
+    # under valgrind); a save that had begun before has a regular file
+    # there, renamed away when it is done.
 
-    my %pipes;
+    my (%pipes, $w);
 
-    for my $pid ($t->worker_pids) {
-        my $fifo = "$reg.$pid.tmp";
+    my $pipes = sub {
+        for my $pid ($t->worker_pids) {
+            my $fifo = "$reg.$pid.tmp";
+            my $ino = (stat $fifo)[1] // 0;
 
-        $t->wait_for(sub {
-            POSIX::mkfifo($fifo, 0600) || $! != POSIX::EEXIST
-        }, 10) && -p $fifo or die "mkfifo $fifo: $!";
+            next if $pipes{$pid} && $pipes{$pid}{ino} == $ino;
 
-        sysopen(my $r, $fifo, O_RDONLY | O_NONBLOCK) or die "$fifo: $!";
-        fcntl($r, 1031, 65536) or die "F_SETPIPE_SZ: $!";   # F_SETPIPE_SZ
-        $pipes{$pid} = $r;
-    }
+            delete $pipes{$pid};
+
+            POSIX::mkfifo($fifo, 0600) or $! == POSIX::EEXIST
+                or die "mkfifo $fifo: $!";
+            -p $fifo or next;
+
+            sysopen(my $r, $fifo, O_RDONLY | O_NONBLOCK) or next;
+            fcntl($r, 1031, 65536) or die "F_SETPIPE_SZ: $!";  # F_SETPIPE_SZ
+            $pipes{$pid} = { fh => $r, ino => (stat $r)[1] };
+        }
+
+        ($w) = grep { pipe_bytes($pipes{$_}{fh}) } keys %pipes;
+    };
+
+    $pipes->();
 
     is(reg({ channel => ch('first') })->{status}, 201, 'a change');
 
-    my $w;
-
-    ok($t->wait_for(sub {
-        ($w) = grep { pipe_bytes($pipes{$_}) } keys %pipes;
-    }, 15), 'a worker began a save') or return;
+    ok($t->wait_for($pipes, 15), 'a worker began a save') or return;
 
     # the others save to files again
 
     for my $pid (grep { $_ != $w } keys %pipes) {
-        close delete $pipes{$pid};
+        close delete($pipes{$pid})->{fh};
         unlink "$reg.$pid.tmp";
     }
 
@@ -413,7 +422,7 @@ subtest 'a worker killed in the middle of a save blocks nobody' => sub {
     ok($t->wait_for(sub { !$t->alive($w) && $t->worker_pids == 2 }, 10),
        'the writer killed, another worker started');
 
-    close delete $pipes{$w};
+    close delete($pipes{$w})->{fh};
     unlink "$reg.$w.tmp";
 
     # a graceful stop now: an exiting worker takes the save over
