@@ -165,7 +165,8 @@ clang:
 demo:
 	util/install-deps test
 	$(MAKE) module
-	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) util/demo
+	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
+	TEST_NGINX_TILE_MODULE=$(CURDIR)/$(TILE_MODULE) util/demo
 
 bench:
 	util/install-deps bench

@@ -75,6 +75,7 @@ typedef struct {
     ngx_http_mpns_reader_t        *reader;   /* NULL: one channel */
     ngx_str_t                      channel;
     uint32_t                       counts[NGX_HTTP_MPNS_OB_COUNTS];
+    ngx_http_mpns_removed_t        removed;
     ngx_queue_t                    spans;     /* oldest first */
     ngx_queue_t                    free;
     ngx_uint_t                     nspans;
@@ -97,6 +98,14 @@ typedef struct {
 } ngx_http_mpns_report_t;
 
 
+/* DELETE <location>/<id>, answered once the outbox has kept it */
+typedef struct {
+    ngx_http_request_t            *request;
+    ngx_str_t                      json;
+    ngx_http_mpns_store_op_t       op;
+} ngx_http_mpns_cancel_t;
+
+
 static void ngx_http_mpns_background_drain(ngx_event_t *ev);
 static void ngx_http_mpns_background_claimed(ngx_http_mpns_store_op_t *op);
 static void ngx_http_mpns_background_go(ngx_http_mpns_runner_t *rn);
@@ -111,6 +120,8 @@ static ngx_int_t ngx_http_mpns_background_sent(ngx_http_mpns_fanout_t *fo,
     ngx_http_mpns_result_t *res);
 static ngx_int_t ngx_http_mpns_background_recipient(
     ngx_http_mpns_fanout_t *fo, ngx_http_mpns_result_t *res);
+static void ngx_http_mpns_background_removed(ngx_http_mpns_run_t *run,
+    ngx_str_t *channel);
 static void ngx_http_mpns_background_done(ngx_http_mpns_fanout_t *fo);
 static ngx_int_t ngx_http_mpns_background_handed(ngx_http_mpns_run_t *run,
     ngx_str_t *channel, ngx_uint_t refilled);
@@ -123,6 +134,8 @@ static ngx_msec_t ngx_http_mpns_background_delay(ngx_http_mpns_runner_t *rn,
 static ngx_http_mpns_job_t *ngx_http_mpns_background_report(
     ngx_http_mpns_runner_t *rn, ngx_http_mpns_outbox_entry_t *e);
 static void ngx_http_mpns_background_reported(ngx_http_mpns_job_t *job);
+static void ngx_http_mpns_background_cancelled(ngx_http_mpns_store_op_t *op);
+static ngx_int_t ngx_http_mpns_background_unknown(ngx_http_request_t *r);
 
 
 ngx_int_t
@@ -404,6 +417,16 @@ ngx_http_mpns_background_run(ngx_http_mpns_runner_t *rn,
         ngx_memcpy(cursor->channel, e->cursor.data, e->cursor.len);
         ngx_memcpy(run->counts, e->counts, sizeof(run->counts));
 
+        run->removed = e->removed;
+        run->removed.list.data = ngx_pnalloc(pool,
+                                             NGX_HTTP_MPNS_REMOVED_LIST);
+        if (run->removed.list.data == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(run->removed.list.data, e->removed.list.data,
+                   e->removed.list.len);
+
         run->safe = ngx_palloc(pool, sizeof(ngx_http_mpns_cursor_t));
         run->last = ngx_palloc(pool, sizeof(ngx_http_mpns_cursor_t));
 
@@ -639,12 +662,16 @@ ngx_http_mpns_background_recipient(ngx_http_mpns_fanout_t *fo,
     } else if (res->outcome == NGX_HTTP_MPNS_EXPIRED) {
         run->counts[NGX_HTTP_MPNS_OB_EXPIRED]++;
 
+        if (res->removed) {
+            ngx_http_mpns_background_removed(run, &res->channel);
+        }
+
     } else if (delay) {
 
         /* tried again on its own, as a send of the outbox */
 
         if (ngx_http_mpns_outbox_add(run->runner->mlcf->outbox.zone,
-                                     &run->msg, &res->channel, NULL,
+                                     &run->msg, &res->channel, NULL, NULL,
                                      ngx_http_mpns_outbox_now() + delay,
                                      id, &run->op)
             == NGX_OK)
@@ -662,6 +689,37 @@ ngx_http_mpns_background_recipient(ngx_http_mpns_fanout_t *fo,
     ngx_http_mpns_background_answered(run, &res->channel);
 
     return NGX_OK;
+}
+
+
+/* a channel the broadcast removed, listed while the list has room */
+
+static void
+ngx_http_mpns_background_removed(ngx_http_mpns_run_t *run,
+    ngx_str_t *channel)
+{
+    u_char                   *p;
+    ngx_http_mpns_removed_t  *rm;
+
+    rm = &run->removed;
+    rm->count++;
+
+    if (rm->list.len + 1 + channel->len > NGX_HTTP_MPNS_REMOVED_LIST) {
+        rm->truncated = 1;
+        return;
+    }
+
+    /* one a line: a channel has no control characters */
+
+    p = rm->list.data + rm->list.len;
+
+    if (rm->list.len) {
+        *p++ = LF;
+    }
+
+    p = ngx_cpymem(p, channel->data, channel->len);
+
+    rm->list.len = p - rm->list.data;
 }
 
 
@@ -696,7 +754,7 @@ ngx_http_mpns_background_done(ngx_http_mpns_fanout_t *fo)
 
     } else if (!run->recorded) {
         (void) ngx_http_mpns_outbox_progress(run->runner->outbox, run->id,
-                                             NULL, NULL,
+                                             NULL, NULL, NULL,
                                              NGX_HTTP_MPNS_OB_BACK,
                                              &run->op);
     }
@@ -711,8 +769,8 @@ ngx_http_mpns_background_progress(ngx_http_mpns_run_t *run,
     ngx_http_mpns_cursor_t *cursor, ngx_uint_t done)
 {
     (void) ngx_http_mpns_outbox_progress(run->runner->outbox, run->id,
-                                         cursor, run->counts, done,
-                                         &run->op);
+                                         cursor, run->counts, &run->removed,
+                                         done, &run->op);
 }
 
 
@@ -861,7 +919,6 @@ ngx_http_mpns_background_status(ngx_http_request_t *r, ngx_str_t *id)
 {
     ngx_int_t                  rc;
     ngx_str_t                  json;
-    ngx_http_mpns_error_t      err;
     ngx_http_mpns_store_op_t   op;
     ngx_http_mpns_loc_conf_t  *mlcf;
 
@@ -875,10 +932,7 @@ ngx_http_mpns_background_status(ngx_http_request_t *r, ngx_str_t *id)
                                   &json, &op);
 
     if (rc == NGX_DECLINED) {
-        err.status = NGX_HTTP_NOT_FOUND;
-        err.text = "not found";
-        ngx_str_set(&err.field, "id");
-        return ngx_http_mpns_send_error(r, &err);
+        return ngx_http_mpns_background_unknown(r);
     }
 
     if (rc != NGX_OK) {
@@ -886,4 +940,113 @@ ngx_http_mpns_background_status(ngx_http_request_t *r, ngx_str_t *id)
     }
 
     return ngx_http_mpns_send_json(r, NGX_HTTP_OK, json.data, json.len);
+}
+
+
+/* DELETE <location>/<id>: no further send of it */
+
+ngx_int_t
+ngx_http_mpns_background_cancel(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_int_t                  rc;
+    ngx_http_mpns_error_t      err;
+    ngx_http_mpns_cancel_t    *cn;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    cn = ngx_pcalloc(r->pool, sizeof(ngx_http_mpns_cancel_t));
+    if (cn == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cn->request = r;
+    cn->op.handler = ngx_http_mpns_background_cancelled;
+    cn->op.data = cn;
+    cn->op.log = r->connection->log;
+
+    rc = ngx_http_mpns_outbox_cancel(mlcf->outbox.zone->data, id, r->pool,
+                                     &cn->json, &cn->op);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_mpns_background_unknown(r);
+    }
+
+    if (rc == NGX_BUSY) {
+        err.status = NGX_HTTP_CONFLICT;
+        err.text = "already finished";
+        ngx_str_set(&err.field, "id");
+        return ngx_http_mpns_send_error(r, &err);
+    }
+
+    if (rc == NGX_AGAIN) {
+        /* answered once the journal has it */
+        r->main->count++;
+        return NGX_DONE;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "mpns background send %V cancelled", id);
+
+    return ngx_http_mpns_send_json(r, NGX_HTTP_OK, cn->json.data,
+                                   cn->json.len);
+}
+
+
+static void
+ngx_http_mpns_background_cancelled(ngx_http_mpns_store_op_t *op)
+{
+    ngx_http_mpns_cancel_t *cn = op->data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = cn->request;
+    c = r->connection;
+
+    rc = (op->rc == NGX_OK)
+         ? ngx_http_mpns_send_json(r, NGX_HTTP_OK, cn->json.data,
+                                   cn->json.len)
+         : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* GET <location>/recurring: the recurring sends */
+
+ngx_int_t
+ngx_http_mpns_background_list(ngx_http_request_t *r)
+{
+    ngx_str_t                  json;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    if (ngx_http_mpns_outbox_list(mlcf->outbox.zone->data, r->pool, &json)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mpns_send_json(r, NGX_HTTP_OK, json.data, json.len);
+}
+
+
+static ngx_int_t
+ngx_http_mpns_background_unknown(ngx_http_request_t *r)
+{
+    ngx_http_mpns_error_t  err;
+
+    err.status = NGX_HTTP_NOT_FOUND;
+    err.text = "not found";
+    ngx_str_set(&err.field, "id");
+
+    return ngx_http_mpns_send_error(r, &err);
 }

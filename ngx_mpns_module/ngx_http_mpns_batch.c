@@ -43,6 +43,7 @@ struct ngx_http_mpns_batch_s {
 
     ngx_uint_t                     outcomes[NGX_HTTP_MPNS_NOUTCOMES];
     ngx_uint_t                     removed;
+    ngx_uint_t                     pins;      /* mpns_pin_request sends */
     ngx_array_t                    failures;  /* ngx_http_mpns_failure_t */
     ngx_uint_t                     omitted;
     ngx_msec_t                     start;
@@ -287,6 +288,13 @@ ngx_http_mpns_single_record(ngx_http_mpns_fanout_t *fo,
     r = fo->request;
     ctx = ngx_http_get_module_ctx(r, ngx_http_mpns_module);
 
+    if (res->pin) {
+        ctx->pin_outcome = res->outcome;
+        ctx->pin_status = res->response ? res->response->status : 0;
+        ctx->pin_sent = 1;
+        return NGX_OK;
+    }
+
     if (res->error) {
 
         /* the caller's mistake: answered as one, nothing was sent */
@@ -411,7 +419,8 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
           + 2 + 6 * ctx->channel.len
           + NGX_INT_T_LEN
           + ctx->message_id.len + outcome->name.len + outcome->action.len
-          + NGX_TIME_T_LEN + NGX_INT_T_LEN + NGX_INT_T_LEN;
+          + NGX_TIME_T_LEN + NGX_INT_T_LEN + NGX_INT_T_LEN
+          + NGX_HTTP_MPNS_JSON_SENT_LEN;
 
     for (i = 0; i < service->nheaders; i++) {
         s = &resp->headers[i];
@@ -477,6 +486,13 @@ ngx_http_mpns_single_answer(ngx_http_request_t *r, ngx_http_mpns_ctx_t *ctx)
     p = ngx_http_mpns_uint(p, ctx->attempts);
     p = ngx_cpymem(p, ",\"time_ms\":", sizeof(",\"time_ms\":") - 1);
     p = ngx_http_mpns_uint(p, ctx->elapsed);
+
+    if (ctx->pin_sent) {
+        outcome = ngx_http_mpns_outcome(ctx->pin_outcome);
+        p = ngx_http_mpns_json_sent(p, "pin_send", &outcome->name,
+                                    ctx->pin_status);
+    }
+
     *p++ = '}'; *p++ = LF;
 
     if ((size_t) (p - buf) > len) {
@@ -615,6 +631,12 @@ ngx_http_mpns_batch_record(ngx_http_mpns_fanout_t *fo,
 
     batch = fo->data;
     counts = &batch->ctx->counts;
+
+    if (res->pin) {
+        /* the raw notification after a tile, not another recipient */
+        batch->pins++;
+        return NGX_OK;
+    }
 
     counts->sent++;
     batch->outcomes[res->outcome]++;
@@ -768,7 +790,8 @@ ngx_http_mpns_batch_summary(ngx_http_mpns_batch_t *batch, size_t *len)
                     "\"removed\":,\"outcomes\":{},\"failures\":[],"
                     "\"failures_omitted\":,\"message_id\":\"\","
                     "\"time_ms\":}") - 1
-           + 7 * NGX_INT_T_LEN + batch->msg->message_id.len;
+           + 7 * NGX_INT_T_LEN + batch->msg->message_id.len
+           + sizeof(",\"pin_sends\":") - 1 + NGX_INT_T_LEN;
 
     for (i = 0; i < NGX_HTTP_MPNS_NOUTCOMES; i++) {
         if (batch->outcomes[i]) {
@@ -836,10 +859,14 @@ ngx_http_mpns_batch_summary(ngx_http_mpns_batch_t *batch, size_t *len)
         *p++ = '}';
     }
 
-    p = ngx_sprintf(p, "],\"failures_omitted\":%ui,\"message_id\":\"%V\","
-                       "\"time_ms\":%M}",
-                    batch->omitted, &batch->msg->message_id,
-                    batch->ctx->elapsed);
+    p = ngx_sprintf(p, "],\"failures_omitted\":%ui", batch->omitted);
+
+    if (batch->msg->follow) {
+        p = ngx_sprintf(p, ",\"pin_sends\":%ui", batch->pins);
+    }
+
+    p = ngx_sprintf(p, ",\"message_id\":\"%V\",\"time_ms\":%M}",
+                    &batch->msg->message_id, batch->ctx->elapsed);
 
     if (batch->stream) {
         *p++ = '}';
@@ -882,7 +909,8 @@ ngx_http_mpns_batch_line(ngx_http_mpns_batch_t *batch,
     size = sizeof("{\"channel\":,\"status\":,\"outcome\":\"\",\"time_ms\":}\n")
            - 1
            + ngx_http_mpns_json_str_len(&res->channel) + NGX_INT_T_LEN
-           + o->name.len + NGX_INT_T_LEN;
+           + o->name.len + NGX_INT_T_LEN
+           + sizeof(",\"removed\":true") - 1;
 
     for (i = 0; i < service->nheaders; i++) {
         if (h[i].key.len) {
@@ -958,6 +986,12 @@ ngx_http_mpns_batch_line(ngx_http_mpns_batch_t *batch,
         p = (resp && s->len) ? ngx_http_mpns_json_str(p, s)
                              : ngx_cpymem(p, ngx_http_mpns_null.data,
                                           ngx_http_mpns_null.len);
+    }
+
+    if (res->removed) {
+        /* out of the registry: the application's list may follow */
+        p = ngx_cpymem(p, ",\"removed\":true",
+                       sizeof(",\"removed\":true") - 1);
     }
 
     p = ngx_sprintf(p, ",\"time_ms\":%M}", res->elapsed);

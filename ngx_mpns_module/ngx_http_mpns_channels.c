@@ -16,6 +16,14 @@
 #define NGX_HTTP_MPNS_LIST_BUF          16384
 
 
+/* what became of a send of mpns_register_tile */
+typedef struct {
+    ngx_uint_t                     outcome;
+    ngx_uint_t                     status;    /* MPNS's, 0: none */
+    unsigned                       sent:1;
+} ngx_http_mpns_sent_t;
+
+
 /* a registration or a removal, until the registry has made it */
 typedef struct {
     ngx_http_mpns_store_op_t       op;
@@ -24,7 +32,14 @@ typedef struct {
     ngx_uint_t                     by;
     ngx_str_t                      value;
     ngx_uint_t                     deleted;
+
+    /* mpns_register_tile: a fan-out of one to the channel registered */
+    ngx_http_mpns_fanout_t         fanout;
+    ngx_http_mpns_sent_t           tile;
+    ngx_http_mpns_sent_t           pin;
+
     unsigned                       deleting:1;
+    unsigned                       sending:1;
 } ngx_http_mpns_change_t;
 
 
@@ -49,6 +64,14 @@ static ngx_int_t ngx_http_mpns_channels_delete(ngx_http_request_t *r,
     ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_channels_stored(ngx_http_request_t *r,
     ngx_http_mpns_change_t *chg);
+static ngx_int_t ngx_http_mpns_channels_tile(ngx_http_request_t *r,
+    ngx_http_mpns_change_t *chg);
+static ngx_int_t ngx_http_mpns_channels_tile_next(ngx_http_mpns_fanout_t *fo,
+    ngx_str_t *channel);
+static ngx_int_t ngx_http_mpns_channels_tile_record(
+    ngx_http_mpns_fanout_t *fo, ngx_http_mpns_result_t *res);
+static void ngx_http_mpns_channels_tile_done(ngx_http_mpns_fanout_t *fo);
+static void ngx_http_mpns_channels_cleanup(void *data);
 static ngx_int_t ngx_http_mpns_channels_deleted(ngx_http_request_t *r,
     ngx_http_mpns_change_t *chg);
 static void ngx_http_mpns_channels_changed(ngx_http_mpns_store_op_t *op);
@@ -268,7 +291,7 @@ ngx_http_mpns_channels_stored(ngx_http_request_t *r,
     u_char                 *p, *buf;
     size_t                  len;
     ngx_int_t               rc;
-    ngx_str_t               replaced;
+    ngx_str_t               replaced, *outcome;
     ngx_http_mpns_error_t   err;
     ngx_http_mpns_entry_t  *entry;
 
@@ -288,11 +311,26 @@ ngx_http_mpns_channels_stored(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "mpns registry %s \"%V\"",
-                   (rc == NGX_OK) ? "added" : "updated", &entry->channel);
+    if (!chg->sending) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mpns registry %s \"%V\"",
+                       (rc == NGX_OK) ? "added" : "updated", &entry->channel);
 
-    len = ngx_http_mpns_registry_json_len(entry) + 1;
+        switch (ngx_http_mpns_channels_tile(r, chg)) {
+
+        case NGX_OK:
+            break;
+
+        case NGX_DONE:
+            return NGX_DONE;
+
+        default:
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    len = ngx_http_mpns_registry_json_len(entry) + 1
+          + 2 * NGX_HTTP_MPNS_JSON_SENT_LEN;
 
     if (replaced.len) {
         len += sizeof(",\"replaced\":") - 1
@@ -313,6 +351,21 @@ ngx_http_mpns_channels_stored(ngx_http_request_t *r,
         *p++ = '}';
     }
 
+    if (chg->tile.sent) {
+        p--;
+        outcome = &ngx_http_mpns_outcome(chg->tile.outcome)->name;
+        p = ngx_http_mpns_json_sent(p, "tile_send", outcome,
+                                    chg->tile.status);
+
+        if (chg->pin.sent) {
+            outcome = &ngx_http_mpns_outcome(chg->pin.outcome)->name;
+            p = ngx_http_mpns_json_sent(p, "pin_send", outcome,
+                                        chg->pin.status);
+        }
+
+        *p++ = '}';
+    }
+
     *p++ = LF;
 
     if ((size_t) (p - buf) > len) {
@@ -324,6 +377,190 @@ ngx_http_mpns_channels_stored(ngx_http_request_t *r,
     return ngx_http_mpns_send_json(r, (rc == NGX_OK) ? NGX_HTTP_CREATED
                                                      : NGX_HTTP_OK,
                                    buf, p - buf);
+}
+
+
+/*
+ * mpns_register_tile: the app runs, so its tile is cleared (a counter
+ * back to 0) or sent again.  NGX_OK: nothing to send, NGX_DONE: under way.
+ */
+
+static ngx_int_t
+ngx_http_mpns_channels_tile(ngx_http_request_t *r, ngx_http_mpns_change_t *chg)
+{
+    ngx_str_t                   tile;
+    ngx_http_cleanup_t         *cln;
+    ngx_http_mpns_spec_t        spec;
+    ngx_http_mpns_error_t       err;
+    ngx_http_mpns_fanout_t     *fo;
+    ngx_http_mpns_message_t    *msg;
+    ngx_http_mpns_loc_conf_t   *mlcf;
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
+
+    switch (mlcf->register_tile) {
+
+    case NGX_HTTP_MPNS_REGISTER_CLEAR:
+
+        if (chg->entry.previous == 0) {
+            return NGX_OK;
+        }
+
+        ngx_str_null(&tile);
+        break;
+
+    case NGX_HTTP_MPNS_REGISTER_REPLAY:
+
+        if (ngx_http_mpns_registry_last_tile(
+                ngx_http_mpns_registry_get(mlcf->registry),
+                &chg->entry.channel, r->pool, &tile)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (tile.len == 0) {
+            return NGX_OK;
+        }
+
+        break;
+
+    default: /* NGX_HTTP_MPNS_REGISTER_OFF */
+        return NGX_OK;
+    }
+
+    /* a tile whose count is cleared; the service says how it is sent */
+
+    ngx_memzero(&spec, sizeof(ngx_http_mpns_spec_t));
+
+    ngx_str_set(&spec.values[NGX_HTTP_MPNS_F_TYPE], "tile");
+    spec.clear = (uint64_t) 1 << NGX_HTTP_MPNS_F_COUNT;
+    spec.random = ngx_http_mpns_engine_random(mmcf->engine);
+
+    msg = ngx_palloc(r->pool, sizeof(ngx_http_mpns_message_t));
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (mlcf->service->build(r->pool, &spec, mlcf->max_payload_size, msg,
+                             &err)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (tile.len) {
+        msg->body = tile;
+    }
+
+    if (ngx_http_mpns_tile_messages(r, msg) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* a registration's tile is not a tile sent: nothing is counted */
+    msg->payload = NULL;
+
+    fo = &chg->fanout;
+
+    fo->conf = mlcf;
+    fo->clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    fo->msg = msg;
+    fo->log = r->connection->log;
+    fo->request = r;
+    fo->concurrency = 1;
+    fo->retries = mlcf->retries;
+    fo->next = ngx_http_mpns_channels_tile_next;
+    fo->record = ngx_http_mpns_channels_tile_record;
+    fo->done = ngx_http_mpns_channels_tile_done;
+    fo->data = chg;
+
+    if (ngx_http_mpns_fanout_init(fo) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_mpns_channels_cleanup;
+    cln->data = chg;
+
+    chg->sending = 1;
+
+    /* answered once sent, the caller's finalization is balanced */
+    r->main->count++;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mpns registry %s tile to \"%V\"",
+                   tile.len ? "sends the last" : "clears the",
+                   &chg->entry.channel);
+
+    ngx_http_mpns_fanout_pump(fo);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_channels_tile_next(ngx_http_mpns_fanout_t *fo,
+    ngx_str_t *channel)
+{
+    ngx_http_mpns_change_t *chg = fo->data;
+
+    if (fo->started) {
+        return NGX_DONE;
+    }
+
+    *channel = chg->entry.channel;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpns_channels_tile_record(ngx_http_mpns_fanout_t *fo,
+    ngx_http_mpns_result_t *res)
+{
+    ngx_http_mpns_change_t *chg = fo->data;
+
+    ngx_http_mpns_sent_t  *sent;
+
+    sent = res->pin ? &chg->pin : &chg->tile;
+
+    sent->outcome = res->outcome;
+    sent->status = res->response ? res->response->status : 0;
+    sent->sent = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpns_channels_tile_done(ngx_http_mpns_fanout_t *fo)
+{
+    ngx_http_mpns_change_t *chg = fo->data;
+
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = fo->request;
+
+    rc = fo->error ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                   : ngx_http_mpns_channels_stored(r, chg);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static void
+ngx_http_mpns_channels_cleanup(void *data)
+{
+    ngx_http_mpns_change_t *chg = data;
+
+    ngx_http_mpns_fanout_cancel(&chg->fanout);
 }
 
 

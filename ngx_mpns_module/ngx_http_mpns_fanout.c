@@ -22,6 +22,7 @@
 typedef struct {
     ngx_http_mpns_fanout_t        *fanout;
     ngx_str_t                      channel;
+    ngx_http_mpns_message_t       *msg;       /* the owner's, as sent */
 
     /* the hold check, which may answer later */
     ngx_http_mpns_store_op_t       op;
@@ -32,7 +33,7 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_mpns_fanout_send(ngx_http_mpns_fanout_t *fo,
-    ngx_str_t *channel);
+    ngx_str_t *channel, ngx_http_mpns_message_t *msg);
 static ngx_int_t ngx_http_mpns_fanout_go(ngx_http_mpns_job_t *job,
     ngx_int_t held);
 static void ngx_http_mpns_fanout_held(ngx_http_mpns_store_op_t *op);
@@ -54,9 +55,10 @@ static void ngx_http_mpns_fanout_stop(ngx_http_mpns_fanout_t *fo);
  * The one step that readies a job for a channel, whatever the path:
  * the channel checked against the location (allow-lists of hosts, ports
  * and addresses, scheme, length),
- * where to connect (address or name, TLS profile, proxy), the request
- * bytes from the service, the timeouts and the retries.  NGX_DECLINED
- * with "err" when the location does not take the channel.
+ * where to connect (address or name, TLS profile, proxy), the message of
+ * this recipient, the request bytes from the service, the timeouts and
+ * the retries.  NGX_DECLINED with "err" when the location does not take
+ * the channel, or the message's payload callback refuses it.
  */
 
 ngx_int_t
@@ -65,13 +67,28 @@ ngx_http_mpns_job_ready(ngx_http_mpns_job_t *job,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
     ngx_http_mpns_error_t *err)
 {
-    ngx_int_t                rc;
-    ngx_http_mpns_target_t   target;
+    ngx_int_t                 rc;
+    ngx_http_mpns_target_t    target;
+    ngx_http_mpns_message_t  *own;
 
     rc = ngx_http_mpns_channel_check(job->parent_log, clcf, mlcf, channel,
                                      job->pool, job, &target, err);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (msg->payload) {
+        own = ngx_palloc(job->pool, sizeof(ngx_http_mpns_message_t));
+        if (own == NULL) {
+            return NGX_ERROR;
+        }
+
+        rc = msg->payload(msg, channel, job->pool, job->parent_log, own, err);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        msg = own;
     }
 
     if (msg->secure && job->ssl == NULL) {
@@ -199,7 +216,7 @@ ngx_http_mpns_fanout_pump(ngx_http_mpns_fanout_t *fo)
 
         if (rc == NGX_OK) {
             fo->started++;
-            rc = ngx_http_mpns_fanout_send(fo, &channel);
+            rc = ngx_http_mpns_fanout_send(fo, &channel, fo->msg);
         }
 
         if (rc != NGX_OK) {
@@ -230,7 +247,8 @@ ngx_http_mpns_fanout_pump(ngx_http_mpns_fanout_t *fo)
 
 
 static ngx_int_t
-ngx_http_mpns_fanout_send(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
+ngx_http_mpns_fanout_send(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel,
+    ngx_http_mpns_message_t *msg)
 {
     ngx_int_t                   rc;
     ngx_http_mpns_job_t        *job;
@@ -251,6 +269,7 @@ ngx_http_mpns_fanout_send(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
     /* the job's strings live in its own pool, not in the owner's */
 
     rcpt->fanout = fo;
+    rcpt->msg = msg;
     rcpt->channel.len = channel->len;
     rcpt->channel.data = ngx_pstrdup(job->pool, channel);
 
@@ -262,8 +281,9 @@ ngx_http_mpns_fanout_send(ngx_http_mpns_fanout_t *fo, ngx_str_t *channel)
 
     res.channel = rcpt->channel;
     res.log = fo->log;
+    res.pin = (msg != fo->msg);
 
-    rc = ngx_http_mpns_job_ready(job, fo->conf, fo->clcf, fo->msg,
+    rc = ngx_http_mpns_job_ready(job, fo->conf, fo->clcf, msg,
                                  &rcpt->channel, &err);
 
     if (rc == NGX_DECLINED) {
@@ -360,6 +380,7 @@ ngx_http_mpns_fanout_go(ngx_http_mpns_job_t *job, ngx_int_t held)
     res.retry_after = rcpt->left;
     res.log = fo->log;
     res.held = 1;
+    res.pin = (rcpt->msg != fo->msg);
 
     ngx_queue_remove(&job->queue);
     fo->active--;
@@ -426,12 +447,30 @@ ngx_http_mpns_fanout_job_done(ngx_http_mpns_job_t *job)
     res.attempts = job->attempts;
     res.elapsed = job->elapsed;
     res.log = &job->log;
+    res.pin = (rcpt->msg != fo->msg);
 
     if (ngx_http_mpns_fanout_complete(fo, &res, job->response.status)
         != NGX_OK)
     {
         fo->error = 1;
         fo->exhausted = 1;
+
+    } else if (rcpt->msg->follow
+               && (res.outcome == NGX_HTTP_MPNS_DELIVERED
+                   || res.outcome == NGX_HTTP_MPNS_SUPPRESSED)
+               && fo->conf->service->shown
+               && !fo->conf->service->shown(&job->response)
+               && !fo->finished)
+    {
+        /* the same recipient again, with the raw notification */
+
+        if (ngx_http_mpns_fanout_send(fo, &rcpt->channel,
+                                      rcpt->msg->follow)
+            != NGX_OK)
+        {
+            fo->error = 1;
+            fo->exhausted = 1;
+        }
     }
 
     ngx_http_mpns_fanout_wake_next(fo->engine, fo->limit);
@@ -501,8 +540,10 @@ static ngx_int_t
 ngx_http_mpns_fanout_result(ngx_http_mpns_fanout_t *fo,
     ngx_http_mpns_result_t *res)
 {
-    ngx_http_mpns_status_result(fo->conf->status, fo->msg->type, res->outcome,
-                                res->attempts, res->elapsed);
+    ngx_http_mpns_status_result(fo->conf->status,
+                                res->pin ? fo->msg->follow->type
+                                         : fo->msg->type,
+                                res->outcome, res->attempts, res->elapsed);
 
     return fo->record(fo, res);
 }

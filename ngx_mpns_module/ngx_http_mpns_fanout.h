@@ -29,6 +29,7 @@ typedef struct {
 
     unsigned                       held:1;    /* answered by mpns_hold */
     unsigned                       removed:1; /* expired, out of the registry */
+    unsigned                       pin:1;     /* of the follow-up message */
 } ngx_http_mpns_result_t;
 
 

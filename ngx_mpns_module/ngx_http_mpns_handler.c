@@ -24,15 +24,23 @@ static ngx_int_t ngx_http_mpns_background(ngx_http_request_t *r,
 static void ngx_http_mpns_background_added(ngx_http_mpns_store_op_t *op);
 static ngx_int_t ngx_http_mpns_background_answer(ngx_http_request_t *r,
     ngx_http_mpns_ctx_t *ctx);
+static ngx_int_t ngx_http_mpns_tile_payload(ngx_http_mpns_message_t *msg,
+    ngx_str_t *channel, ngx_pool_t *pool, ngx_log_t *log,
+    ngx_http_mpns_message_t *own, ngx_http_mpns_error_t *err);
+static ngx_int_t ngx_http_mpns_recurring(ngx_http_request_t *r,
+    ngx_http_mpns_targets_t *targets, ngx_msec_t due,
+    ngx_http_mpns_recur_t *recur, ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_refuse(ngx_http_mpns_error_t *err,
     char *text, char *field);
 static ngx_int_t ngx_http_mpns_parse_rfc3339(ngx_str_t *s, ngx_msec_t *ms);
 
 
 static ngx_str_t  ngx_http_mpns_allow = ngx_string("GET, POST");
+static ngx_str_t  ngx_http_mpns_allow_id = ngx_string("GET, DELETE");
 static ngx_str_t  ngx_http_mpns_method_field = ngx_string("method");
 static ngx_str_t  ngx_http_mpns_body_field = ngx_string("body");
 static ngx_str_t  ngx_http_mpns_channel_field = ngx_string("channel");
+static ngx_str_t  ngx_http_mpns_count_field = ngx_string("count");
 
 
 ngx_int_t
@@ -54,9 +62,29 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_mpns_module);
 
+    /* <location>/<id>: a background send */
+
+    ngx_str_null(&id);
+
+    if (mlcf->outbox.zone) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        if (r->uri.len > clcf->name.len) {
+            id.data = r->uri.data + clcf->name.len;
+            id.len = r->uri.len - clcf->name.len;
+
+            if (id.data[0] == '/') {
+                id.data++;
+                id.len--;
+            }
+        }
+    }
+
     err.status = 0;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))) {
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))
+        && !(id.len && (r->method & NGX_HTTP_DELETE)))
+    {
         err.status = NGX_HTTP_NOT_ALLOWED;
         err.text = "method not allowed";
         err.field = ngx_http_mpns_method_field;
@@ -76,7 +104,9 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
         }
 
         if (err.status == NGX_HTTP_NOT_ALLOWED) {
-            if (ngx_http_mpns_add_header(r, "Allow", &ngx_http_mpns_allow)
+            if (ngx_http_mpns_add_header(r, "Allow",
+                                         id.len ? &ngx_http_mpns_allow_id
+                                                : &ngx_http_mpns_allow)
                 != NGX_OK)
             {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -86,30 +116,29 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
         return ngx_http_mpns_send_error(r, &err);
     }
 
-    /* GET <location>/<id>: a background send's state */
+    /*
+     * GET <location>/<id>: a background send's state, DELETE cancels it;
+     * GET <location>/recurring lists the recurring sends
+     */
 
-    if (mlcf->outbox.zone && (r->method & NGX_HTTP_GET)) {
-        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    if (id.len && (r->method & (NGX_HTTP_GET|NGX_HTTP_DELETE))) {
+        rc = ngx_http_discard_request_body(r);
 
-        if (r->uri.len > clcf->name.len) {
-            id.data = r->uri.data + clcf->name.len;
-            id.len = r->uri.len - clcf->name.len;
-
-            if (id.data[0] == '/') {
-                id.data++;
-                id.len--;
-            }
-
-            if (id.len) {
-                rc = ngx_http_discard_request_body(r);
-
-                if (rc != NGX_OK) {
-                    return rc;
-                }
-
-                return ngx_http_mpns_background_status(r, &id);
-            }
+        if (rc != NGX_OK) {
+            return rc;
         }
+
+        if (r->method & NGX_HTTP_DELETE) {
+            return ngx_http_mpns_background_cancel(r, &id);
+        }
+
+        if (id.len == sizeof("recurring") - 1
+            && ngx_strncmp(id.data, "recurring", id.len) == 0)
+        {
+            return ngx_http_mpns_background_list(r);
+        }
+
+        return ngx_http_mpns_background_status(r, &id);
     }
 
     rc = ngx_http_read_client_request_body(r, ngx_http_mpns_body_handler);
@@ -125,8 +154,8 @@ ngx_http_mpns_send_handler(ngx_http_request_t *r)
 static void
 ngx_http_mpns_body_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc;
-    ngx_str_t                  *channel;
+    ngx_int_t                   rc, type;
+    ngx_str_t                  *channel, *v;
     ngx_http_mpns_ctx_t        *ctx;
     ngx_http_mpns_spec_t        spec;
     ngx_http_mpns_error_t       err;
@@ -163,6 +192,26 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
 
     ctx->channel = *channel;
 
+    v = &spec.values[NGX_HTTP_MPNS_F_TYPE];
+    type = v->data ? mlcf->service->type(v) : NGX_ERROR;
+
+    if (mlcf->tiles && mlcf->counter && type != NGX_ERROR
+        && (type & NGX_HTTP_MPNS_ANY_TILE))
+    {
+        /* the count is the recipient's, written in by the job step */
+
+        if (spec.values[NGX_HTTP_MPNS_F_COUNT].data
+            || (spec.clear & ((uint64_t) 1 << NGX_HTTP_MPNS_F_COUNT)))
+        {
+            err.status = NGX_HTTP_BAD_REQUEST;
+            err.text = "count is kept by mpns_counter";
+            err.field = ngx_http_mpns_count_field;
+            goto mistake;
+        }
+
+        ngx_str_set(&spec.values[NGX_HTTP_MPNS_F_COUNT], "0");
+    }
+
     if (spec.values[NGX_HTTP_MPNS_F_MESSAGE_ID].data == NULL) {
         spec.random = ngx_http_mpns_engine_random(mmcf->engine);
     }
@@ -179,6 +228,12 @@ ngx_http_mpns_body_handler(ngx_http_request_t *r)
     }
 
     ctx->type = msg.type;
+
+    rc = ngx_http_mpns_tile_messages(r, &msg);
+
+    if (rc != NGX_OK) {
+        goto failed;
+    }
 
     rc = ngx_http_mpns_background(r, &msg, &targets, &err);
 
@@ -229,8 +284,9 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
 {
     ngx_int_t                   rc, n;
     ngx_msec_t                  now, due;
-    ngx_uint_t                  background;
+    ngx_uint_t                  background, scheduled;
     ngx_http_mpns_ctx_t        *ctx;
+    ngx_http_mpns_recur_t       recur;
     ngx_http_mpns_target_t      target;
     ngx_http_mpns_loc_conf_t   *mlcf;
 
@@ -285,7 +341,15 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         }
     }
 
-    if ((targets->delay.len || targets->send_at.len) && mlcf->outbox.zone
+    rc = ngx_http_mpns_recurring(r, targets, due, &recur, err);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    scheduled = (targets->delay.len || targets->send_at.len || recur.every);
+
+    if (scheduled && mlcf->outbox.zone
         && (mlcf->outbox.async
             || mlcf->outbox.mode == NGX_HTTP_MPNS_MODE_BACKGROUND))
     {
@@ -294,7 +358,13 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
     }
 
     if (!background) {
-        if (targets->delay.len || targets->send_at.len) {
+        if (recur.every) {
+            return ngx_http_mpns_refuse(err,
+                                        "recurring sends are sent in the "
+                                        "background", "every");
+        }
+
+        if (scheduled) {
             return ngx_http_mpns_refuse(err,
                                         "scheduled sends are sent in the "
                                         "background", targets->delay.len
@@ -313,6 +383,12 @@ ngx_http_mpns_background(ngx_http_request_t *r, ngx_http_mpns_message_t *msg,
         return ngx_http_mpns_refuse(err,
                                     "a callback is registered in wait mode",
                                     "type");
+    }
+
+    if (msg->payload || msg->follow) {
+        return ngx_http_mpns_refuse(err,
+                                    "tiles of a registry are sent in wait "
+                                    "mode", "type");
     }
 
     if (targets->broadcast) {
@@ -346,7 +422,8 @@ add:
     rc = ngx_http_mpns_outbox_add(mlcf->outbox.zone, msg, &ctx->channel,
                                   targets->broadcast ? &targets->filter
                                                      : NULL,
-                                  due, ctx->id, &ctx->op);
+                                  recur.every ? &recur : NULL, due, ctx->id,
+                                  &ctx->op);
 
     if (rc == NGX_AGAIN) {
         /* answered once the outbox has it: the body's reference waits */
@@ -430,6 +507,187 @@ ngx_http_mpns_background_answer(ngx_http_request_t *r,
                    ctx->id);
 
     return ngx_http_mpns_send_json(r, NGX_HTTP_ACCEPTED, buf, p - buf);
+}
+
+
+/*
+ * A tile of mpns_counter or mpns_last_tile: each recipient's from the
+ * registry; with mpns_pin_request, the raw notification that follows a
+ * tile the device did not show.
+ */
+
+ngx_int_t
+ngx_http_mpns_tile_messages(ngx_http_request_t *r,
+    ngx_http_mpns_message_t *msg)
+{
+    ngx_int_t                   rc;
+    ngx_http_mpns_spec_t        spec;
+    ngx_http_mpns_error_t       err;
+    ngx_http_mpns_loc_conf_t   *mlcf;
+    ngx_http_mpns_main_conf_t  *mmcf;
+
+    if (!(msg->type & NGX_HTTP_MPNS_ANY_TILE)) {
+        return NGX_OK;
+    }
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    if (mlcf->tiles) {
+        msg->payload = ngx_http_mpns_tile_payload;
+        msg->data = mlcf;
+    }
+
+    if (mlcf->pin.len == 0) {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mpns_module);
+
+    ngx_memzero(&spec, sizeof(ngx_http_mpns_spec_t));
+
+    ngx_str_set(&spec.values[NGX_HTTP_MPNS_F_TYPE], "raw");
+    spec.values[NGX_HTTP_MPNS_F_PAYLOAD] = mlcf->pin;
+    spec.random = ngx_http_mpns_engine_random(mmcf->engine);
+
+    msg->follow = ngx_palloc(r->pool, sizeof(ngx_http_mpns_message_t));
+    if (msg->follow == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = mlcf->service->build(r->pool, &spec, NGX_HTTP_MPNS_MAX_TILE,
+                              msg->follow, &err);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_ERROR;
+}
+
+
+/* see ngx_http_mpns_payload_pt */
+
+static ngx_int_t
+ngx_http_mpns_tile_payload(ngx_http_mpns_message_t *msg, ngx_str_t *channel,
+    ngx_pool_t *pool, ngx_log_t *log, ngx_http_mpns_message_t *own,
+    ngx_http_mpns_error_t *err)
+{
+    ngx_int_t                  rc;
+    ngx_uint_t                 counted;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    mlcf = msg->data;
+
+    *own = *msg;
+    own->payload = NULL;
+
+    own->body.data = ngx_pnalloc(pool, msg->body.len + 2);
+    if (own->body.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    counted = mlcf->counter && msg->count_len;
+
+    rc = ngx_http_mpns_registry_tile(ngx_http_mpns_registry_get(mlcf->tiles),
+                                     channel, msg, counted, &own->body, log);
+
+    switch (rc) {
+
+    case NGX_OK:
+        return NGX_OK;
+
+    case NGX_DECLINED:
+
+        if (!counted) {
+            /* a channel not registered has no tile to remember */
+            own->body = msg->body;
+            return NGX_OK;
+        }
+
+        err->status = NGX_HTTP_NOT_FOUND;
+        err->text = "not registered";
+        break;
+
+    case NGX_BUSY:
+        err->status = NGX_HTTP_INSUFFICIENT_STORAGE;
+        err->text = "registry is full";
+        break;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    err->field = ngx_http_mpns_channel_field;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * "every", "times" and "until" of a recurring send whose first time is
+ * "due": NGX_OK (recur->every 0: no such send), NGX_BUSY for a mistake
+ */
+
+static ngx_int_t
+ngx_http_mpns_recurring(ngx_http_request_t *r,
+    ngx_http_mpns_targets_t *targets, ngx_msec_t due,
+    ngx_http_mpns_recur_t *recur, ngx_http_mpns_error_t *err)
+{
+    ngx_int_t                  n;
+    ngx_msec_t                 until;
+    ngx_http_mpns_loc_conf_t  *mlcf;
+
+    ngx_memzero(recur, sizeof(ngx_http_mpns_recur_t));
+
+    if (targets->every.len == 0) {
+        if (targets->times.len || targets->until.len) {
+            return ngx_http_mpns_refuse(err, "missing field", "every");
+        }
+
+        return NGX_OK;
+    }
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mpns_module);
+
+    /* seconds, or "90s", "15m", "1h", "1d" */
+
+    n = ngx_parse_time(&targets->every, 1);
+
+    if (n == NGX_ERROR || n > 30 * 86400) {
+        return ngx_http_mpns_refuse(err, "invalid value", "every");
+    }
+
+    if ((ngx_msec_t) n * 1000 < mlcf->outbox.min_interval) {
+        return ngx_http_mpns_refuse(err, "interval too short", "every");
+    }
+
+    recur->every = (ngx_msec_t) n * 1000;
+
+    if (targets->times.len) {
+        n = ngx_atoi(targets->times.data, targets->times.len);
+
+        if (n == NGX_ERROR || n < 1 || n > 1000000) {
+            return ngx_http_mpns_refuse(err, "invalid value", "times");
+        }
+
+        recur->times = n;
+    }
+
+    if (targets->until.len) {
+        if (ngx_http_mpns_parse_rfc3339(&targets->until, &until) != NGX_OK) {
+            return ngx_http_mpns_refuse(err, "invalid value", "until");
+        }
+
+        if (until <= ngx_http_mpns_outbox_now()) {
+            return ngx_http_mpns_refuse(err, "until is in the past",
+                                        "until");
+        }
+
+        if (until < due) {
+            return ngx_http_mpns_refuse(err, "until is before the first "
+                                        "send", "until");
+        }
+
+        recur->until = until;
+    }
+
+    return NGX_OK;
 }
 
 

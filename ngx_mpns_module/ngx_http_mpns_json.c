@@ -19,6 +19,10 @@
 #include <jsmn.h>
 
 
+/* the tokens a body is parsed into first: a send's body has a dozen */
+#define NGX_HTTP_MPNS_JSON_TOKENS       32
+
+
 static ngx_int_t ngx_http_mpns_json_depth(ngx_str_t *text);
 static ngx_int_t ngx_http_mpns_json_check(ngx_str_t *text, jsmntok_t *t,
     ngx_http_mpns_json_tok_t *tok, ngx_uint_t n);
@@ -51,21 +55,41 @@ ngx_http_mpns_json_parse(ngx_pool_t *pool, ngx_str_t *text,
         return NGX_DECLINED;
     }
 
-    jsmn_init(&parser);
+    /*
+     * one pass into a few tokens; a larger text is counted first and
+     * parsed again into as many as it has
+     */
 
-    n = jsmn_parse(&parser, (char *) text->data, text->len, NULL, 0);
-    if (n <= 0) {
-        return NGX_DECLINED;
-    }
-
-    t = ngx_palloc(pool, n * sizeof(jsmntok_t));
+    t = ngx_palloc(pool, NGX_HTTP_MPNS_JSON_TOKENS * sizeof(jsmntok_t));
     if (t == NULL) {
         return NGX_ERROR;
     }
 
     jsmn_init(&parser);
 
-    if (jsmn_parse(&parser, (char *) text->data, text->len, t, n) != n) {
+    n = jsmn_parse(&parser, (char *) text->data, text->len, t,
+                   NGX_HTTP_MPNS_JSON_TOKENS);
+
+    if (n == JSMN_ERROR_NOMEM) {
+        jsmn_init(&parser);
+
+        n = jsmn_parse(&parser, (char *) text->data, text->len, NULL, 0);
+        if (n <= 0) {
+            return NGX_DECLINED;
+        }
+
+        t = ngx_palloc(pool, n * sizeof(jsmntok_t));
+        if (t == NULL) {
+            return NGX_ERROR;
+        }
+
+        jsmn_init(&parser);
+
+        if (jsmn_parse(&parser, (char *) text->data, text->len, t, n) != n) {
+            return NGX_DECLINED;
+        }
+
+    } else if (n <= 0) {
         return NGX_DECLINED;
     }
 
@@ -606,7 +630,7 @@ ngx_http_mpns_json_str_len(ngx_str_t *s)
 u_char *
 ngx_http_mpns_json_str(u_char *p, ngx_str_t *s)
 {
-    u_char  *src, *end;
+    u_char  *src, *end, *start;
 
     /* what ngx_escape_json() escapes: control bytes, '"' and '\\' */
 
@@ -626,9 +650,11 @@ ngx_http_mpns_json_str(u_char *p, ngx_str_t *s)
 
     /* most strings need no escaping: copied up to a byte that does */
 
-    while (src < end && !escape[*src]) {
-        *p++ = *src++;
+    for (start = src; src < end && !escape[*src]; src++) {
+        /* void */
     }
+
+    p = ngx_cpymem(p, start, src - start);
 
     if (src < end) {
         p = (u_char *) ngx_escape_json(p, src, end - src);
@@ -637,4 +663,19 @@ ngx_http_mpns_json_str(u_char *p, ngx_str_t *s)
     *p++ = '"';
 
     return p;
+}
+
+
+u_char *
+ngx_http_mpns_json_sent(u_char *p, char *key, ngx_str_t *outcome,
+    ngx_uint_t status)
+{
+    p = ngx_sprintf(p, ",\"%s\":{\"outcome\":\"%V\",\"status\":", key,
+                    outcome);
+
+    if (status) {
+        return ngx_sprintf(p, "%ui}", status);
+    }
+
+    return ngx_cpymem(p, "null}", sizeof("null}") - 1);
 }

@@ -23,6 +23,11 @@
 
 #define NGX_HTTP_MPNS_UTF8_INVALID      0xffffffff
 
+/* the most ngx_http_mpns_json_sent() writes, with a key of 15 bytes */
+#define NGX_HTTP_MPNS_JSON_SENT_LEN                                          \
+    (sizeof(",\"\":{\"outcome\":\"\",\"status\":}") - 1 + 15 + 32             \
+     + NGX_INT_T_LEN)
+
 
 /* a parsed value; strings are raw, between the quotes, not unescaped */
 typedef struct {
@@ -50,6 +55,10 @@ ngx_int_t ngx_http_mpns_json_valid_name(ngx_str_t *s);
 
 size_t ngx_http_mpns_json_str_len(ngx_str_t *s);
 u_char *ngx_http_mpns_json_str(u_char *p, ngx_str_t *s);
+
+/* ,"KEY":{"outcome":"OUTCOME","status":STATUS}, status 0: null */
+u_char *ngx_http_mpns_json_sent(u_char *p, char *key, ngx_str_t *outcome,
+    ngx_uint_t status);
 
 
 #endif /* _NGX_HTTP_MPNS_JSON_H_INCLUDED_ */

@@ -75,3 +75,26 @@ ngx_http_mpns_outcome_by_name(ngx_str_t *name)
 
     return NGX_ERROR;
 }
+
+
+u_char *
+ngx_http_mpns_message_count(u_char *dst, ngx_http_mpns_message_t *msg,
+    ngx_uint_t count)
+{
+    u_char  *p;
+
+    p = msg->body.data;
+
+    dst = ngx_cpymem(dst, p, msg->count_pos);
+
+    if (count >= 10) {
+        *dst++ = (u_char) ('0' + count / 10 % 10);
+    }
+
+    *dst++ = (u_char) ('0' + count % 10);
+
+    p += msg->count_pos + msg->count_len;
+
+    return ngx_cpymem(dst, p, msg->body.len - msg->count_pos
+                              - msg->count_len);
+}

@@ -97,8 +97,19 @@ typedef struct {
 } ngx_http_mpns_error_t;
 
 
+typedef struct ngx_http_mpns_message_s  ngx_http_mpns_message_t;
+
+/*
+ * The message of one recipient, from the message of all: "own" is made
+ * in "pool".  NGX_DECLINED with "err" refuses the recipient.
+ */
+typedef ngx_int_t (*ngx_http_mpns_payload_pt)(ngx_http_mpns_message_t *msg,
+    ngx_str_t *channel, ngx_pool_t *pool, ngx_log_t *log,
+    ngx_http_mpns_message_t *own, ngx_http_mpns_error_t *err);
+
+
 /* a notification ready to be POSTed to one channel */
-typedef struct {
+struct ngx_http_mpns_message_s {
     ngx_uint_t                  type;
     ngx_uint_t                  notification_class;  /* 1..23 */
     ngx_str_t                   target;        /* "toast", "token" or empty */
@@ -107,9 +118,19 @@ typedef struct {
     ngx_str_t                   callback_uri;  /* callback only */
     ngx_str_t                   body;
 
+    /* the digits of a tile's count in "body"; count_len 0: none */
+    size_t                      count_pos;
+    size_t                      count_len;
+
+    ngx_http_mpns_payload_pt    payload;       /* NULL: the same for all */
+    void                       *data;
+
+    /* sent after a tile the device did not show, NULL: nothing */
+    ngx_http_mpns_message_t    *follow;
+
     unsigned                    single:1;      /* one channel, right away */
     unsigned                    secure:1;      /* https channels only */
-} ngx_http_mpns_message_t;
+};
 
 
 /* the parts of a channel URI the request line and Host header need */
@@ -167,6 +188,10 @@ typedef struct {
 
 ngx_http_mpns_outcome_t *ngx_http_mpns_outcome(ngx_uint_t outcome);
 ngx_int_t ngx_http_mpns_outcome_by_name(ngx_str_t *name);
+
+/* "msg"'s body with "count" for the count it has, into "dst" */
+u_char *ngx_http_mpns_message_count(u_char *dst,
+    ngx_http_mpns_message_t *msg, ngx_uint_t count);
 
 
 #endif /* _NGX_HTTP_MPNS_MESSAGE_H_INCLUDED_ */

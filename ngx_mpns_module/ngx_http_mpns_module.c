@@ -37,6 +37,10 @@ static char *ngx_http_mpns_broadcast(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mpns_proxy(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_mpns_tiles(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mpns_pin_request(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_mpns_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_mpns_init_process(ngx_cycle_t *cycle);
 static void ngx_http_mpns_exit_process(ngx_cycle_t *cycle);
@@ -65,6 +69,13 @@ static ngx_conf_num_bounds_t  ngx_http_mpns_retries_bounds = {
 static ngx_conf_enum_t  ngx_http_mpns_modes[] = {
     { ngx_string("wait"), NGX_HTTP_MPNS_MODE_WAIT },
     { ngx_string("background"), NGX_HTTP_MPNS_MODE_BACKGROUND },
+    { ngx_null_string, 0 }
+};
+
+static ngx_conf_enum_t  ngx_http_mpns_register_tiles[] = {
+    { ngx_string("off"), NGX_HTTP_MPNS_REGISTER_OFF },
+    { ngx_string("clear"), NGX_HTTP_MPNS_REGISTER_CLEAR },
+    { ngx_string("replay"), NGX_HTTP_MPNS_REGISTER_REPLAY },
     { ngx_null_string, 0 }
 };
 
@@ -232,6 +243,13 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
       offsetof(ngx_http_mpns_loc_conf_t, outbox.keep),
       NULL },
 
+    { ngx_string("mpns_min_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, outbox.min_interval),
+      NULL },
+
     { ngx_string("mpns_hold_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_mpns_hold_zone,
@@ -354,6 +372,34 @@ static ngx_command_t  ngx_http_mpns_commands[] = {
     { ngx_string("mpns_broadcast"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_mpns_broadcast,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_counter"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpns_tiles,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_last_tile"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpns_tiles,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpns_register_tile"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpns_loc_conf_t, register_tile),
+      &ngx_http_mpns_register_tiles },
+
+    { ngx_string("mpns_pin_request"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpns_pin_request,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -544,6 +590,7 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
      *     mlcf->registry = NULL;
      *     mlcf->broadcast = NULL;
      *     mlcf->allowed = NULL;
+     *     mlcf->pin = { 0, NULL };
      */
 
     /* the one push service there is, until a directive chooses */
@@ -568,6 +615,9 @@ ngx_http_mpns_create_loc_conf(ngx_conf_t *cf)
     mlcf->rate = NGX_CONF_UNSET_UINT;
     mlcf->remove_expired = NGX_CONF_UNSET;
     mlcf->report_failures = NGX_CONF_UNSET_UINT;
+    mlcf->tiles = NGX_CONF_UNSET_PTR;
+    mlcf->counter = NGX_CONF_UNSET;
+    mlcf->register_tile = NGX_CONF_UNSET_UINT;
 
     ngx_http_mpns_ssl_create_conf(&mlcf->ssl);
     ngx_http_mpns_hold_create_conf(&mlcf->hold);
@@ -661,9 +711,37 @@ ngx_http_mpns_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->report_failures, prev->report_failures,
                               100);
 
+    /* mpns_counter and mpns_last_tile are one setting */
+
+    if (conf->tiles == NGX_CONF_UNSET_PTR) {
+        conf->tiles = prev->tiles;
+        conf->counter = prev->counter;
+    }
+
+    ngx_conf_merge_ptr_value(conf->tiles, prev->tiles, NULL);
+    ngx_conf_merge_value(conf->counter, prev->counter, 0);
+    ngx_conf_merge_uint_value(conf->register_tile, prev->register_tile,
+                              NGX_HTTP_MPNS_REGISTER_OFF);
+
+    if (conf->pin.data == NULL) {
+        conf->pin = prev->pin;
+    }
+
     if (ngx_http_mpns_registry_check(cf, conf->registry) != NGX_CONF_OK
-        || ngx_http_mpns_registry_check(cf, conf->broadcast) != NGX_CONF_OK)
+        || ngx_http_mpns_registry_check(cf, conf->broadcast) != NGX_CONF_OK
+        || ngx_http_mpns_registry_check(cf, conf->tiles) != NGX_CONF_OK)
     {
+        return NGX_CONF_ERROR;
+    }
+
+    /* a tile's count and its pin request are known only as it is sent */
+
+    if ((conf->send || conf->broadcast)
+        && conf->outbox.mode == NGX_HTTP_MPNS_MODE_BACKGROUND
+        && (conf->tiles || conf->pin.len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tiles of a registry are sent in wait mode");
         return NGX_CONF_ERROR;
     }
 
@@ -1161,6 +1239,74 @@ ngx_http_mpns_zone_param(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *name,
     }
 
     return NGX_OK;
+}
+
+
+/* mpns_counter NAME, mpns_last_tile NAME: tile sends kept in a registry */
+
+static char *
+ngx_http_mpns_tiles(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (mlcf->tiles != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    mlcf->counter = (cmd->name.len == sizeof("mpns_counter") - 1);
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        mlcf->tiles = NULL;
+        return NGX_CONF_OK;
+    }
+
+    mlcf->tiles = ngx_http_mpns_registry_add(cf, &value[1]);
+    if (mlcf->tiles == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mpns_pin_request(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpns_loc_conf_t *mlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (mlcf->pin.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_str_set(&mlcf->pin, "");
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len > NGX_HTTP_MPNS_MAX_TILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "payload is longer than %d bytes",
+                           NGX_HTTP_MPNS_MAX_TILE);
+        return NGX_CONF_ERROR;
+    }
+
+    mlcf->pin = value[1];
+
+    return NGX_CONF_OK;
 }
 
 

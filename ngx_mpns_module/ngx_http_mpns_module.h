@@ -37,6 +37,12 @@
 #define NGX_HTTP_MPNS_JSON_BODY         2
 
 
+/* mpns_register_tile */
+#define NGX_HTTP_MPNS_REGISTER_OFF      0
+#define NGX_HTTP_MPNS_REGISTER_CLEAR    1
+#define NGX_HTTP_MPNS_REGISTER_REPLAY   2
+
+
 /* mpns_allowed_ports: "low" to "high" */
 typedef struct {
     in_port_t                      low;
@@ -109,6 +115,11 @@ struct ngx_http_mpns_loc_conf_s {
     ngx_flag_t                     remove_expired;
     ngx_uint_t                     report_failures;
 
+    ngx_shm_zone_t                *tiles;     /* mpns_counter, mpns_last_tile */
+    ngx_flag_t                     counter;
+    ngx_uint_t                     register_tile;
+    ngx_str_t                      pin;       /* mpns_pin_request */
+
     ngx_http_mpns_status_slot_t   *status;    /* sending locations */
 };
 
@@ -121,6 +132,9 @@ typedef struct {
     ngx_str_t                      send_at;   /* RFC 3339 */
     ngx_str_t                      delay;     /* seconds */
     ngx_str_t                      async;     /* "true" or "false" */
+    ngx_str_t                      every;     /* seconds, or "1h" */
+    ngx_str_t                      times;
+    ngx_str_t                      until;     /* RFC 3339 */
     unsigned                       broadcast:1;
 } ngx_http_mpns_targets_t;
 
@@ -159,7 +173,12 @@ typedef struct {
 
     ngx_uint_t                     type;
 
+    /* mpns_pin_request: the raw notification after the tile */
+    ngx_uint_t                     pin_outcome;
+    ngx_uint_t                     pin_status;
+
     unsigned                       done:1;
+    unsigned                       pin_sent:1;
 } ngx_http_mpns_ctx_t;
 
 
@@ -193,6 +212,8 @@ ngx_int_t ngx_http_mpns_send_json(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_http_mpns_add_header(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
 
+ngx_int_t ngx_http_mpns_tile_messages(ngx_http_request_t *r,
+    ngx_http_mpns_message_t *msg);
 ngx_int_t ngx_http_mpns_send_start(ngx_http_request_t *r,
     ngx_http_mpns_message_t *msg, ngx_http_mpns_targets_t *targets,
     ngx_http_mpns_error_t *err);

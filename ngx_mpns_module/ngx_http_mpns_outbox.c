@@ -36,6 +36,10 @@
 /* an entry keeps the body's length in 16 bits */
 #define NGX_HTTP_MPNS_OB_MAX_PAYLOAD    65535
 
+/* what a state file may say of a recurring send */
+#define NGX_HTTP_MPNS_OB_MAX_EVERY      2592000000
+#define NGX_HTTP_MPNS_OB_MAX_TIMES      1000000
+
 
 struct ngx_http_mpns_outbox_node_s {
     ngx_rbtree_node_t              node;      /* key: the id */
@@ -65,8 +69,22 @@ struct ngx_http_mpns_outbox_node_s {
     uint16_t                       cursor_len;
     uint32_t                       cursor_hash;
     uint32_t                       counts[5];
+    uint32_t                       removed;
+    uint16_t                       removed_len;
+    u_char                         removed_truncated;
 
-    /* channel, type, target, body; user, tag, os, cursor (1 KB) */
+    /* a recurring send: "at" is the time of this occurrence */
+    ngx_msec_t                     every;     /* 0: once */
+    ngx_msec_t                     until;     /* 0: none */
+    ngx_msec_t                     at;
+    uint32_t                       times;     /* 0: any */
+    uint32_t                       runs;      /* occurrences ended */
+    u_char                         cancelled;
+
+    /*
+     * channel, type, target, body; user, tag, os, cursor (1 KB), the
+     * channels removed (NGX_HTTP_MPNS_REMOVED_LIST)
+     */
     u_char                         data[1];
 };
 
@@ -102,12 +120,17 @@ static ngx_int_t ngx_http_mpns_outbox_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_int_t ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_engine_t *engine, ngx_log_t *log,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
-    ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id,
-    ngx_http_mpns_store_op_t *op);
+    ngx_http_mpns_filter_t *filter, ngx_http_mpns_recur_t *recur,
+    ngx_msec_t due, u_char *id, ngx_http_mpns_store_op_t *op);
 static u_char *ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on);
+static u_char *ngx_http_mpns_outbox_removed(ngx_http_mpns_outbox_node_t *on);
+static size_t ngx_http_mpns_outbox_removed_json(u_char *buf,
+    ngx_http_mpns_outbox_node_t *on);
 static void ngx_http_mpns_outbox_view(ngx_http_mpns_outbox_node_t *on,
     ngx_http_mpns_outbox_entry_t *e);
 static void ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_t *ctx,
+    ngx_http_mpns_outbox_node_t *on, ngx_msec_t now);
+static ngx_int_t ngx_http_mpns_outbox_again(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t now);
 static void ngx_http_mpns_outbox_schedule(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t when);
@@ -118,7 +141,8 @@ static void ngx_http_mpns_outbox_free(ngx_http_mpns_outbox_t *ctx,
 static ngx_http_mpns_outbox_node_t *ngx_http_mpns_outbox_lookup(
     ngx_http_mpns_outbox_t *ctx, uint64_t id);
 static size_t ngx_http_mpns_outbox_json(u_char *buf,
-    ngx_http_mpns_outbox_node_t *on);
+    ngx_http_mpns_outbox_node_t *on, ngx_msec_t now);
+static u_char *ngx_http_mpns_outbox_time(u_char *p, ngx_msec_t ms);
 static ngx_int_t ngx_http_mpns_outbox_render(ngx_http_mpns_state_t *st,
     void *cursor, ngx_buf_t *b);
 static size_t ngx_http_mpns_outbox_record(u_char *buf,
@@ -137,12 +161,13 @@ static ngx_int_t ngx_http_mpns_outbox_mistake(ngx_http_mpns_error_t *err,
     const char *text, char *field);
 
 
-/* by NGX_HTTP_MPNS_OB_*, then the state shown for an entry given up */
+/* by NGX_HTTP_MPNS_OB_*, then as shown: given up, cancelled */
 static ngx_str_t  ngx_http_mpns_outbox_states[] = {
     ngx_string("pending"),
     ngx_string("sending"),
     ngx_string("done"),
-    ngx_string("expired")
+    ngx_string("expired"),
+    ngx_string("cancelled")
 };
 
 
@@ -445,6 +470,7 @@ ngx_http_mpns_outbox_create_conf(ngx_http_mpns_outbox_conf_t *oc)
     oc->throttled = NGX_CONF_UNSET_MSEC;
     oc->max_age = NGX_CONF_UNSET_MSEC;
     oc->keep = NGX_CONF_UNSET_MSEC;
+    oc->min_interval = NGX_CONF_UNSET_MSEC;
 }
 
 
@@ -466,6 +492,13 @@ ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *conf,
     ngx_conf_merge_msec_value(oc->throttled, prev->throttled, 3600000);
     ngx_conf_merge_msec_value(oc->max_age, prev->max_age, 86400000);
     ngx_conf_merge_msec_value(oc->keep, prev->keep, 3600000);
+    ngx_conf_merge_msec_value(oc->min_interval, prev->min_interval, 60000);
+
+    if (oc->min_interval < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mpns_min_interval\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
 
     if (oc->zone == NULL) {
 
@@ -590,8 +623,9 @@ ngx_http_mpns_outbox_now(void)
 
 ngx_int_t
 ngx_http_mpns_outbox_add(ngx_shm_zone_t *zone, ngx_http_mpns_message_t *msg,
-    ngx_str_t *channel, ngx_http_mpns_filter_t *filter, ngx_msec_t due,
-    u_char *id, ngx_http_mpns_store_op_t *op)
+    ngx_str_t *channel, ngx_http_mpns_filter_t *filter,
+    ngx_http_mpns_recur_t *recur, ngx_msec_t due, u_char *id,
+    ngx_http_mpns_store_op_t *op)
 {
     ngx_http_mpns_main_conf_t  *mmcf;
 
@@ -599,7 +633,8 @@ ngx_http_mpns_outbox_add(ngx_shm_zone_t *zone, ngx_http_mpns_message_t *msg,
                                                ngx_http_mpns_module);
 
     return ngx_http_mpns_outbox_insert(zone->data, mmcf->engine, op->log,
-                                       msg, channel, filter, due, id, op);
+                                       msg, channel, filter, recur, due, id,
+                                       op);
 }
 
 
@@ -607,8 +642,8 @@ static ngx_int_t
 ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_engine_t *engine, ngx_log_t *log,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
-    ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id,
-    ngx_http_mpns_store_op_t *op)
+    ngx_http_mpns_filter_t *filter, ngx_http_mpns_recur_t *recur,
+    ngx_msec_t due, u_char *id, ngx_http_mpns_store_op_t *op)
 {
     u_char                       *p, *rnd;
     size_t                        size;
@@ -622,7 +657,7 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
 
     if (filter) {
         size += filter->user.len + filter->tag.len + filter->os.len
-                + NGX_HTTP_MPNS_MAX_CHANNEL;
+                + NGX_HTTP_MPNS_MAX_CHANNEL + NGX_HTTP_MPNS_REMOVED_LIST;
     }
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -695,6 +730,13 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
         p = ngx_http_mpns_cpymem(p, filter->user.data, filter->user.len);
         p = ngx_http_mpns_cpymem(p, filter->tag.data, filter->tag.len);
         (void) ngx_http_mpns_cpymem(p, filter->os.data, filter->os.len);
+    }
+
+    if (recur) {
+        on->every = recur->every;
+        on->until = recur->until;
+        on->times = (uint32_t) recur->times;
+        on->at = due;
     }
 
     ngx_rbtree_insert(&ctx->sh->ids, &on->node);
@@ -817,8 +859,11 @@ ngx_http_mpns_outbox_claim(ngx_http_mpns_outbox_t *ctx, ngx_uint_t max,
         next = ngx_rbtree_next(&ctx->sh->due, node);
 
         on = ngx_rbtree_data(node, ngx_http_mpns_outbox_node_t, due);
-        age = now - on->created;
         node = next;
+
+        /* an occurrence of a recurring send is as old as its time */
+        age = on->every ? (now > on->at ? now - on->at : 0)
+                        : now - on->created;
         n++;
 
         if (on->state != NGX_HTTP_MPNS_OB_FINAL && age >= oc->max_age) {
@@ -851,6 +896,16 @@ ngx_http_mpns_outbox_claim(ngx_http_mpns_outbox_t *ctx, ngx_uint_t max,
             on->reported = 1;
             ngx_http_mpns_outbox_schedule(ctx, on, now + oc->keep);
             continue;
+        }
+
+        if (on->every && on->state == NGX_HTTP_MPNS_OB_PENDING
+            && on->attempts == 0)
+        {
+            /* a new occurrence: the last one's counts were shown so far */
+            ngx_memzero(on->counts, sizeof(on->counts));
+            on->removed = 0;
+            on->removed_len = 0;
+            on->removed_truncated = 0;
         }
 
         ngx_http_mpns_outbox_view(on, &e);
@@ -915,7 +970,7 @@ ngx_http_mpns_outbox_sent(ngx_http_mpns_outbox_t *ctx, uint64_t id,
     on->outcome = (u_char) outcome;
     on->status = (uint16_t) status;
 
-    if (delay) {
+    if (delay && !on->cancelled) {
         on->state = NGX_HTTP_MPNS_OB_PENDING;
         ngx_http_mpns_outbox_schedule(ctx, on, now + delay);
 
@@ -971,7 +1026,8 @@ ngx_http_mpns_outbox_reported(ngx_http_mpns_outbox_t *ctx, uint64_t id,
 
 ngx_int_t
 ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_t *ctx, uint64_t id,
-    ngx_http_mpns_cursor_t *cursor, uint32_t *counts, ngx_uint_t done,
+    ngx_http_mpns_cursor_t *cursor, uint32_t *counts,
+    ngx_http_mpns_removed_t *removed, ngx_uint_t done,
     ngx_http_mpns_store_op_t *op)
 {
     ngx_msec_t                    now;
@@ -996,8 +1052,20 @@ ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_t *ctx, uint64_t id,
         ngx_memcpy(on->counts, counts, sizeof(on->counts));
     }
 
+    if (removed && on->broadcast) {
+        on->removed = (uint32_t) removed->count;
+        on->removed_len = (uint16_t) ngx_min(removed->list.len,
+                                             NGX_HTTP_MPNS_REMOVED_LIST);
+        on->removed_truncated = (u_char) removed->truncated;
+        ngx_memcpy(ngx_http_mpns_outbox_removed(on), removed->list.data,
+                   on->removed_len);
+    }
+
     if (done == NGX_HTTP_MPNS_OB_DONE) {
         on->outcome = NGX_HTTP_MPNS_DELIVERED;
+        ngx_http_mpns_outbox_final(ctx, on, now);
+
+    } else if (done == NGX_HTTP_MPNS_OB_BACK && on->cancelled) {
         ngx_http_mpns_outbox_final(ctx, on, now);
 
     } else if (done == NGX_HTTP_MPNS_OB_BACK) {
@@ -1022,6 +1090,7 @@ ngx_http_mpns_outbox_get(ngx_http_mpns_outbox_t *ctx, ngx_str_t *id,
 {
     uint64_t                      key;
     ngx_int_t                     rc;
+    ngx_msec_t                    now;
     ngx_http_mpns_outbox_node_t  *on;
 
     if (ngx_http_mpns_outbox_parse_id(id, &key) != NGX_OK) {
@@ -1029,16 +1098,18 @@ ngx_http_mpns_outbox_get(ngx_http_mpns_outbox_t *ctx, ngx_str_t *id,
     }
 
     rc = NGX_DECLINED;
+    now = ngx_http_mpns_outbox_now();
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     on = ngx_http_mpns_outbox_lookup(ctx, key);
 
     if (on) {
-        json->data = ngx_pnalloc(pool, ngx_http_mpns_outbox_json(NULL, on));
+        json->data = ngx_pnalloc(pool,
+                                 ngx_http_mpns_outbox_json(NULL, on, now));
 
         if (json->data) {
-            json->len = ngx_http_mpns_outbox_json(json->data, on);
+            json->len = ngx_http_mpns_outbox_json(json->data, on, now);
             rc = NGX_OK;
 
         } else {
@@ -1052,12 +1123,138 @@ ngx_http_mpns_outbox_get(ngx_http_mpns_outbox_t *ctx, ngx_str_t *id,
 }
 
 
+/*
+ * DELETE: an entry not sent yet is final, cancelled, and not reported; an
+ * occurrence being sent ends, and no other follows.  NGX_OK with the
+ * entry as JSON in "pool", NGX_DECLINED if there is none, NGX_BUSY if it
+ * had ended.
+ */
+
+ngx_int_t
+ngx_http_mpns_outbox_cancel(ngx_http_mpns_outbox_t *ctx, ngx_str_t *id,
+    ngx_pool_t *pool, ngx_str_t *json, ngx_http_mpns_store_op_t *op)
+{
+    uint64_t                      key;
+    ngx_msec_t                    now;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    if (ngx_http_mpns_outbox_parse_id(id, &key) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    now = ngx_http_mpns_outbox_now();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    on = ngx_http_mpns_outbox_lookup(ctx, key);
+
+    if (on == NULL || on->state == NGX_HTTP_MPNS_OB_FINAL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return on ? NGX_BUSY : NGX_DECLINED;
+    }
+
+    on->cancelled = 1;
+
+    if (on->state == NGX_HTTP_MPNS_OB_PENDING) {
+        on->state = NGX_HTTP_MPNS_OB_FINAL;
+        on->finished = now;
+        on->reported = 1;
+        ngx_http_mpns_outbox_schedule(ctx, on, now + ctx->mlcf->outbox.keep);
+
+    } else {
+        ngx_http_mpns_outbox_journal(ctx, on);
+    }
+
+    json->data = ngx_pnalloc(pool, ngx_http_mpns_outbox_json(NULL, on, now));
+
+    if (json->data) {
+        json->len = ngx_http_mpns_outbox_json(json->data, on, now);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return ngx_http_mpns_state_commit(&ctx->file, op,
+                                      json->data ? NGX_OK : NGX_ERROR);
+}
+
+
+/*
+ * The recurring sends the outbox keeps, as {"recurring":[...]} in "pool",
+ * by id; every entry is looked at, under the zone lock
+ */
+
+ngx_int_t
+ngx_http_mpns_outbox_list(ngx_http_mpns_outbox_t *ctx, ngx_pool_t *pool,
+    ngx_str_t *json)
+{
+    u_char                       *p;
+    size_t                        len;
+    ngx_msec_t                    now;
+    ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_mpns_outbox_node_t  *on;
+
+    now = ngx_http_mpns_outbox_now();
+    sentinel = ctx->sh->ids.sentinel;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    len = sizeof("{\"recurring\":[]}\n") - 1;
+
+    node = (ctx->sh->ids.root == sentinel)
+           ? NULL : ngx_rbtree_min(ctx->sh->ids.root, sentinel);
+
+    for ( /* void */ ; node; node = ngx_rbtree_next(&ctx->sh->ids, node)) {
+        on = (ngx_http_mpns_outbox_node_t *) node;
+
+        if (on->every) {
+            /* a comma for its line feed */
+            len += ngx_http_mpns_outbox_json(NULL, on, now);
+        }
+    }
+
+    p = ngx_pnalloc(pool, len);
+
+    if (p == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    json->data = p;
+    p = ngx_cpymem(p, "{\"recurring\":[", sizeof("{\"recurring\":[") - 1);
+
+    node = (ctx->sh->ids.root == sentinel)
+           ? NULL : ngx_rbtree_min(ctx->sh->ids.root, sentinel);
+
+    for ( /* void */ ; node; node = ngx_rbtree_next(&ctx->sh->ids, node)) {
+        on = (ngx_http_mpns_outbox_node_t *) node;
+
+        if (on->every) {
+            p += ngx_http_mpns_outbox_json(p, on, now);
+            p[-1] = ',';
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (p[-1] == ',') {
+        p--;
+    }
+
+    p = ngx_cpymem(p, "]}\n", sizeof("]}\n") - 1);
+
+    json->len = p - json->data;
+
+    return NGX_OK;
+}
+
+
 /* the entry's JSON, as GET shows it, for a result callback's body */
 
 size_t
 ngx_http_mpns_outbox_result(ngx_http_mpns_outbox_entry_t *e, u_char *buf)
 {
-    return ngx_http_mpns_outbox_json(buf, e->node);
+    return ngx_http_mpns_outbox_json(buf, e->node,
+                                     ngx_http_mpns_outbox_now());
 }
 
 
@@ -1112,6 +1309,13 @@ ngx_http_mpns_outbox_view(ngx_http_mpns_outbox_node_t *on,
     e->cursor.data = p;
     e->cursor.len = on->cursor_len;
 
+    if (on->broadcast) {
+        e->removed.list.data = ngx_http_mpns_outbox_removed(on);
+        e->removed.list.len = on->removed_len;
+        e->removed.count = on->removed;
+        e->removed.truncated = on->removed_truncated;
+    }
+
     ngx_memcpy(e->counts, on->counts, sizeof(e->counts));
 }
 
@@ -1145,10 +1349,20 @@ static void
 ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_t *ctx,
     ngx_http_mpns_outbox_node_t *on, ngx_msec_t now)
 {
+    if (on->every) {
+        on->runs++;
+
+        if (ngx_http_mpns_outbox_again(ctx, on, now) == NGX_OK) {
+            return;
+        }
+    }
+
     on->state = NGX_HTTP_MPNS_OB_FINAL;
     on->finished = now;
 
-    if (ctx->mlcf->outbox.callback) {
+    /* the application knows what it cancelled */
+
+    if (ctx->mlcf->outbox.callback && !on->cancelled) {
         on->reported = 0;
         ngx_http_mpns_outbox_schedule(ctx, on, now);
 
@@ -1156,6 +1370,46 @@ ngx_http_mpns_outbox_final(ngx_http_mpns_outbox_t *ctx,
         on->reported = 1;
         ngx_http_mpns_outbox_schedule(ctx, on, now + ctx->mlcf->outbox.keep);
     }
+}
+
+
+/*
+ * The next occurrence of a recurring send, called with the zone locked:
+ * on its schedule, "every" after the last one's time, not after its end;
+ * occurrences whose time passed (nginx was stopped, the sends took long)
+ * are skipped.  NGX_DECLINED: the series has ended.
+ */
+
+static ngx_int_t
+ngx_http_mpns_outbox_again(ngx_http_mpns_outbox_t *ctx,
+    ngx_http_mpns_outbox_node_t *on, ngx_msec_t now)
+{
+    ngx_msec_t  next;
+
+    if (on->cancelled || (on->times && on->runs >= on->times)) {
+        return NGX_DECLINED;
+    }
+
+    next = on->at + on->every;
+
+    if (next <= now) {
+        next += ((now - next) / on->every + 1) * on->every;
+    }
+
+    if (on->until && next > on->until) {
+        return NGX_DECLINED;
+    }
+
+    on->at = next;
+    on->state = NGX_HTTP_MPNS_OB_PENDING;
+    on->attempts = 0;
+    on->gave_up = 0;
+    on->cursor_hash = 0;
+    on->cursor_len = 0;
+
+    ngx_http_mpns_outbox_schedule(ctx, on, next);
+
+    return NGX_OK;
 }
 
 
@@ -1253,7 +1507,8 @@ ngx_http_mpns_outbox_lookup(ngx_http_mpns_outbox_t *ctx, uint64_t id)
 /* with buf NULL, the length; called with the zone locked */
 
 static size_t
-ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on)
+ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on,
+    ngx_msec_t now)
 {
     u_char                   *p;
     ngx_str_t                 channel, *state;
@@ -1263,7 +1518,14 @@ ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on)
     channel.len = on->channel_len;
 
     state = &ngx_http_mpns_outbox_states[on->gave_up ? 3 : on->state];
-    o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts)
+
+    if (on->cancelled) {
+        /* an occurrence in flight ends, none follows */
+        state = &ngx_http_mpns_outbox_states[4];
+    }
+
+    /* a recurring send's pending again: the last occurrence's */
+    o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts || on->runs)
         ? ngx_http_mpns_outcome(on->outcome) : NULL;
 
     if (buf == NULL) {
@@ -1274,7 +1536,15 @@ ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on)
                + ngx_http_mpns_json_str_len(&channel) + 36
                + NGX_INT_T_LEN + sizeof("\"\"") - 1 + 32 + NGX_INT_T_LEN
                + sizeof(",\"sent\":,\"delivered\":,\"expired\":,"
-                        "\"failed\":,\"deferred\":") + 5 * NGX_INT_T_LEN;
+                        "\"failed\":,\"deferred\":") + 5 * NGX_INT_T_LEN
+               + sizeof(",\"every\":,\"times\":,\"until\":\"\","
+                        "\"runs\":,\"due_in_ms\":")
+               + 4 * NGX_INT64_LEN + sizeof("1970-01-01T00:00:00.000Z")
+               + (on->broadcast
+                  ? sizeof(",\"removed\":,\"removed_channels\":[],"
+                           "\"removed_truncated\":false") + NGX_INT_T_LEN
+                    + ngx_http_mpns_outbox_removed_json(NULL, on)
+                  : 0);
     }
 
     p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":\"%V\",\"channel\":",
@@ -1287,6 +1557,12 @@ ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on)
                            "\"failed\":%uD,\"deferred\":%uD",
                         on->counts[0], on->counts[1], on->counts[2],
                         on->counts[3], on->counts[4]);
+
+        p = ngx_sprintf(p, ",\"removed\":%uD,\"removed_channels\":[",
+                        on->removed);
+        p += ngx_http_mpns_outbox_removed_json(p, on);
+        p = ngx_sprintf(p, "],\"removed_truncated\":%s",
+                        on->removed_truncated ? "true" : "false");
     }
     p = ngx_sprintf(p, ",\"message_id\":\"%*s\",\"attempts\":%ui,"
                        "\"outcome\":", (size_t) 36, on->message_id,
@@ -1299,10 +1575,51 @@ ngx_http_mpns_outbox_json(u_char *buf, ngx_http_mpns_outbox_node_t *on)
     p = on->status ? ngx_sprintf(p, "%ui", (ngx_uint_t) on->status)
                    : ngx_cpymem(p, "null", 4);
 
+    if (on->every) {
+        p = ngx_sprintf(p, ",\"every\":%M,\"times\":", on->every / 1000);
+        p = on->times ? ngx_sprintf(p, "%uD", on->times)
+                      : ngx_cpymem(p, "null", 4);
+
+        p = ngx_cpymem(p, ",\"until\":", sizeof(",\"until\":") - 1);
+        p = on->until ? ngx_http_mpns_outbox_time(p, on->until)
+                      : ngx_cpymem(p, "null", 4);
+
+        p = ngx_sprintf(p, ",\"runs\":%uD,\"due_in_ms\":", on->runs);
+
+        if (on->state == NGX_HTTP_MPNS_OB_PENDING) {
+            p = ngx_sprintf(p, "%M", (ngx_msec_t) on->due.key > now
+                                     ? (ngx_msec_t) on->due.key - now : 0);
+
+        } else {
+            p = ngx_cpymem(p, "null", 4);
+        }
+    }
+
     *p++ = '}';
     *p++ = LF;
 
     return p - buf;
+}
+
+
+/* "2026-12-02T16:00:00Z", with milliseconds if any, quoted */
+
+static u_char *
+ngx_http_mpns_outbox_time(u_char *p, ngx_msec_t ms)
+{
+    ngx_tm_t  tm;
+
+    ngx_gmtime((time_t) (ms / 1000), &tm);
+
+    p = ngx_sprintf(p, "\"%4d-%02d-%02dT%02d:%02d:%02d",
+                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                    tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+
+    if (ms % 1000) {
+        p = ngx_sprintf(p, ".%03M", ms % 1000);
+    }
+
+    return ngx_cpymem(p, "Z\"", 2);
 }
 
 
@@ -1411,13 +1728,16 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
     ngx_http_mpns_outbox_node_t *on)
 {
     u_char                   *p;
+    size_t                    len;
     ngx_str_t                 s, b64, *state, *type, none;
     ngx_http_mpns_outcome_t  *o;
 
     ngx_str_null(&none);
 
     state = &ngx_http_mpns_outbox_states[on->state];
-    o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts)
+
+    /* a recurring send's pending again: the last occurrence's */
+    o = (on->state == NGX_HTTP_MPNS_OB_FINAL || on->attempts || on->runs)
         ? ngx_http_mpns_outcome(on->outcome) : NULL;
 
     /* an unknown type is written empty: that line is skipped when read */
@@ -1427,6 +1747,14 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
     }
 
     if (buf == NULL) {
+        len = 0;
+
+        if (on->broadcast) {
+            s.len = on->removed_len;
+            s.data = ngx_http_mpns_outbox_removed(on);
+            len = ngx_http_mpns_json_str_len(&s);
+        }
+
         s.len = on->channel_len;
         s.data = on->data;
 
@@ -1446,7 +1774,11 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
                         "\"deferred\":,\"user\":,\"tag\":,\"os\":,"
                         "\"cursor\":") + 7 * NGX_INT_T_LEN
                + 6 * (on->user_len + on->tag_len + on->os_len
-                      + on->cursor_len) + 8;
+                      + on->cursor_len) + 8
+               + sizeof(",\"every\":,\"times\":,\"until\":,\"at\":,"
+                        "\"runs\":,\"cancelled\":") + 6 * NGX_INT64_LEN
+               + sizeof(",\"removed\":,\"removed_truncated\":,"
+                        "\"removed_list\":") + 2 * NGX_INT_T_LEN + len;
     }
 
     p = ngx_sprintf(buf, "{\"id\":\"%016xL\",\"state\":\"%V\",\"created\":%M,"
@@ -1517,6 +1849,20 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
         s.data += s.len;
         s.len = on->cursor_len;
         p = ngx_http_mpns_json_str(p, &s);
+
+        p = ngx_sprintf(p, ",\"removed\":%uD,\"removed_truncated\":%ui,"
+                           "\"removed_list\":",
+                        on->removed, (ngx_uint_t) on->removed_truncated);
+        s.data = ngx_http_mpns_outbox_removed(on);
+        s.len = on->removed_len;
+        p = ngx_http_mpns_json_str(p, &s);
+    }
+
+    if (on->every || on->cancelled) {
+        p = ngx_sprintf(p, ",\"every\":%M,\"times\":%uD,\"until\":%M,"
+                           "\"at\":%M,\"runs\":%uD,\"cancelled\":%ui",
+                        on->every, on->times, on->until, on->at, on->runs,
+                        (ngx_uint_t) on->cancelled);
     }
 
     *p++ = '}';
@@ -1534,8 +1880,8 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
 {
     u_char                       *p;
     uint64_t                      id;
-    ngx_int_t                     v[16], rc, state, outcome, type;
-    ngx_str_t                     key, val, str[12], body;
+    ngx_int_t                     v[24], rc, state, outcome, type;
+    ngx_str_t                     key, val, str[12], body, removed;
     ngx_uint_t                    i, j, k, nums, strs;
     ngx_http_mpns_json_t          json;
     ngx_http_mpns_json_tok_t     *t, *tv;
@@ -1548,6 +1894,8 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
                              "callbacks", "status", "reported", "gave_up",
                              "class", "broadcast", "cursor_hash", "sent",
                              "delivered", "expired", "failed", "deferred",
+                             "every", "times", "until", "at", "runs",
+                             "cancelled", "removed", "removed_truncated",
                              NULL };
     static char  *skey[] = { "id", "message_id", "channel", "content_type",
                              "target", "user", "tag", "os", "cursor",
@@ -1574,6 +1922,7 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
     }
 
     ngx_str_set(&body, "");
+    ngx_str_set(&removed, "");
 
     t = json.tokens;
     k = 1;
@@ -1644,6 +1993,11 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
                                                     "body");
             }
 
+            continue;
+        }
+
+        if (key.len == 12 && ngx_strncmp(key.data, "removed_list", 12) == 0) {
+            removed = val;
             continue;
         }
 
@@ -1737,6 +2091,41 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
         return ngx_http_mpns_outbox_mistake(err, "value too long", "body");
     }
 
+    /* a recurring send: "every" 0 is a send made once */
+
+    if (v[16] && (v[16] < 1000 || v[16] > NGX_HTTP_MPNS_OB_MAX_EVERY)) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "every");
+    }
+
+    if (v[17] > NGX_HTTP_MPNS_OB_MAX_TIMES) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "times");
+    }
+
+    if (v[20] > (ngx_int_t) NGX_MAX_UINT32_VALUE) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "runs");
+    }
+
+    if (v[21] > 1) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                            "cancelled");
+    }
+
+    /* what a broadcast removed */
+
+    if (v[22] > (ngx_int_t) NGX_MAX_UINT32_VALUE) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value", "removed");
+    }
+
+    if (v[23] > 1) {
+        return ngx_http_mpns_outbox_mistake(err, "invalid value",
+                                            "removed_truncated");
+    }
+
+    if (removed.len > NGX_HTTP_MPNS_REMOVED_LIST) {
+        return ngx_http_mpns_outbox_mistake(err, "value too long",
+                                            "removed_list");
+    }
+
     on = ngx_http_mpns_outbox_lookup(ctx, id);
 
     if (on) {
@@ -1755,6 +2144,7 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
                                      + (v[9] ? str[5].len + str[6].len
                                                + str[7].len
                                                + NGX_HTTP_MPNS_MAX_CHANNEL
+                                               + NGX_HTTP_MPNS_REMOVED_LIST
                                              : 0));
     if (on == NULL) {
         return NGX_BUSY;
@@ -1807,7 +2197,20 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
         p = ngx_cpymem(p, str[6].data, str[6].len);
         p = ngx_cpymem(p, str[7].data, str[7].len);
         (void) ngx_cpymem(p, str[8].data, str[8].len);
+
+        on->removed = (uint32_t) v[22];
+        on->removed_truncated = (u_char) v[23];
+        on->removed_len = (uint16_t) removed.len;
+        ngx_memcpy(ngx_http_mpns_outbox_removed(on), removed.data,
+                   removed.len);
     }
+
+    on->every = (ngx_msec_t) v[16];
+    on->times = (uint32_t) v[17];
+    on->until = (ngx_msec_t) v[18];
+    on->at = (ngx_msec_t) (v[19] ? v[19] : v[1]);
+    on->runs = (uint32_t) v[20];
+    on->cancelled = (u_char) v[21];
 
     ngx_rbtree_insert(&ctx->sh->ids, &on->node);
     ngx_rbtree_insert(&ctx->sh->due, &on->due);
@@ -1989,11 +2392,61 @@ ngx_http_mpns_outbox_cursor(ngx_http_mpns_outbox_node_t *on)
 }
 
 
+/* a broadcast's only */
+
+static u_char *
+ngx_http_mpns_outbox_removed(ngx_http_mpns_outbox_node_t *on)
+{
+    return ngx_http_mpns_outbox_cursor(on) + NGX_HTTP_MPNS_MAX_CHANNEL;
+}
+
+
+/*
+ * The channels removed, kept one a line, as JSON strings with commas
+ * between; with buf NULL, an upper bound of the length
+ */
+
+static size_t
+ngx_http_mpns_outbox_removed_json(u_char *buf,
+    ngx_http_mpns_outbox_node_t *on)
+{
+    u_char     *p, *s, *last, *lf;
+    size_t      len;
+    ngx_str_t   ch;
+
+    s = ngx_http_mpns_outbox_removed(on);
+    last = s + on->removed_len;
+    p = buf;
+    len = 0;
+
+    while (s < last) {
+        lf = ngx_strlchr(s, last, LF);
+
+        ch.data = s;
+        ch.len = (lf ? lf : last) - s;
+        s += ch.len + 1;
+
+        if (buf == NULL) {
+            len += ngx_http_mpns_json_str_len(&ch) + 1;
+            continue;
+        }
+
+        if (p != buf) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_mpns_json_str(p, &ch);
+    }
+
+    return buf ? (size_t) (p - buf) : len;
+}
+
+
 void
 ngx_http_mpns_outbox_stat(ngx_shm_zone_t *zone,
     ngx_http_mpns_outbox_stat_t *st, ngx_uint_t walk)
 {
-    ngx_msec_t                    now;
+    ngx_msec_t                    now, since;
     ngx_rbtree_node_t            *node, *sentinel;
     ngx_http_mpns_outbox_t   *ctx;
     ngx_http_mpns_outbox_node_t  *on;
@@ -2021,9 +2474,11 @@ ngx_http_mpns_outbox_stat(ngx_shm_zone_t *zone,
         if (on->state == NGX_HTTP_MPNS_OB_PENDING) {
             st->pending++;
 
-            if (now > on->created && now - on->created > st->oldest_pending)
-            {
-                st->oldest_pending = now - on->created;
+            /* a recurring send's occurrence is as old as its time */
+            since = on->every ? on->at : on->created;
+
+            if (now > since && now - since > st->oldest_pending) {
+                st->oldest_pending = now - since;
             }
 
             if ((ngx_msec_t) on->due.key <= now) {

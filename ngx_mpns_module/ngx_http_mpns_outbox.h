@@ -45,7 +45,16 @@ struct ngx_http_mpns_outbox_conf_s {
     ngx_msec_t                     throttled;
     ngx_msec_t                     max_age;
     ngx_msec_t                     keep;
+    ngx_msec_t                     min_interval;
 };
+
+
+/* a recurring send: "every" ms, "times" (0: any) or "until" (0: none) */
+typedef struct {
+    ngx_msec_t                     every;
+    ngx_msec_t                     until;
+    ngx_uint_t                     times;
+} ngx_http_mpns_recur_t;
 
 
 char *ngx_http_mpns_outbox_zone(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -61,14 +70,15 @@ char *ngx_http_mpns_outbox_merge_conf(ngx_conf_t *cf, void *mlcf,
 
 /*
  * A notification to send later, at "due" (milliseconds since the epoch),
- * to "channel" or, with a "filter", to the registry: NGX_OK with its id
- * (NGX_HTTP_MPNS_ID_LEN bytes), NGX_BUSY when the outbox is full, or
- * NGX_AGAIN and the same through "op" later (ngx_http_mpns_store.h).
+ * to "channel" or, with a "filter", to the registry, and again as "recur"
+ * says (NULL: once): NGX_OK with its id (NGX_HTTP_MPNS_ID_LEN bytes),
+ * NGX_BUSY when the outbox is full, or NGX_AGAIN and the same through
+ * "op" later (ngx_http_mpns_store.h).
  */
 ngx_int_t ngx_http_mpns_outbox_add(ngx_shm_zone_t *zone,
     ngx_http_mpns_message_t *msg, ngx_str_t *channel,
-    ngx_http_mpns_filter_t *filter, ngx_msec_t due, u_char *id,
-    ngx_http_mpns_store_op_t *op);
+    ngx_http_mpns_filter_t *filter, ngx_http_mpns_recur_t *recur,
+    ngx_msec_t due, u_char *id, ngx_http_mpns_store_op_t *op);
 
 /* a broadcast's counts, in an entry */
 #define NGX_HTTP_MPNS_OB_SENT           0
@@ -77,6 +87,18 @@ ngx_int_t ngx_http_mpns_outbox_add(ngx_shm_zone_t *zone,
 #define NGX_HTTP_MPNS_OB_FAILED         3
 #define NGX_HTTP_MPNS_OB_DEFERRED       4
 #define NGX_HTTP_MPNS_OB_COUNTS         5
+
+/*
+ * The channels a background broadcast removed from the registry, as
+ * expired: all counted, listed (one per line) while the list fits.
+ */
+#define NGX_HTTP_MPNS_REMOVED_LIST      4096
+
+typedef struct {
+    ngx_str_t                      list;
+    ngx_uint_t                     count;
+    ngx_uint_t                     truncated;
+} ngx_http_mpns_removed_t;
 
 /* a broadcast's progress */
 #define NGX_HTTP_MPNS_OB_GOING          0
@@ -98,6 +120,7 @@ typedef struct {
     uint32_t                       cursor_hash;
     ngx_str_t                      cursor;
     uint32_t                       counts[NGX_HTTP_MPNS_OB_COUNTS];
+    ngx_http_mpns_removed_t        removed;
     ngx_uint_t                     attempts;
     ngx_uint_t                     callbacks;
 
@@ -127,9 +150,15 @@ ngx_int_t ngx_http_mpns_outbox_reported(ngx_http_mpns_outbox_t *ob,
     ngx_http_mpns_store_op_t *op);
 ngx_int_t ngx_http_mpns_outbox_progress(ngx_http_mpns_outbox_t *ob,
     uint64_t id, ngx_http_mpns_cursor_t *cursor, uint32_t *counts,
-    ngx_uint_t done, ngx_http_mpns_store_op_t *op);
+    ngx_http_mpns_removed_t *removed, ngx_uint_t done,
+    ngx_http_mpns_store_op_t *op);
 ngx_int_t ngx_http_mpns_outbox_get(ngx_http_mpns_outbox_t *ob, ngx_str_t *id,
     ngx_pool_t *pool, ngx_str_t *json, ngx_http_mpns_store_op_t *op);
+ngx_int_t ngx_http_mpns_outbox_cancel(ngx_http_mpns_outbox_t *ob,
+    ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *json,
+    ngx_http_mpns_store_op_t *op);
+ngx_int_t ngx_http_mpns_outbox_list(ngx_http_mpns_outbox_t *ob,
+    ngx_pool_t *pool, ngx_str_t *json);
 
 size_t ngx_http_mpns_outbox_result(ngx_http_mpns_outbox_entry_t *e,
     u_char *buf);
@@ -142,6 +171,9 @@ ngx_http_mpns_loc_conf_t *ngx_http_mpns_outbox_location(
 ngx_int_t ngx_http_mpns_background_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_mpns_background_status(ngx_http_request_t *r,
     ngx_str_t *id);
+ngx_int_t ngx_http_mpns_background_cancel(ngx_http_request_t *r,
+    ngx_str_t *id);
+ngx_int_t ngx_http_mpns_background_list(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_mpns_outbox_init_process(ngx_cycle_t *cycle);
 void ngx_http_mpns_outbox_exit_process(ngx_cycle_t *cycle);

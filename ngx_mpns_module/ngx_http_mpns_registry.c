@@ -22,7 +22,7 @@
 
 
 /*
- * One registration, one slab allocation: a 64-byte header, so that with an
+ * One registration, one slab allocation: a 67-byte header, so that with an
  * MPNS channel of about 140 bytes and short user, device and os it still
  * fits a 256-byte slot.  Owners are found through a hash table of chains
  * rather than a second tree: a tree node would cost 28 bytes more.
@@ -41,8 +41,13 @@ struct ngx_http_mpns_registry_node_s {
     u_char                         device_len;
     u_char                         os_len;
     u_char                         ntags;
+    uint16_t                       tile_len;
+    u_char                         count;
 
-    /* channel, user, device, os, then each tag after its length byte */
+    /*
+     * channel, user, device, os, each tag after its length byte, then
+     * the last tile
+     */
     u_char                         data[1];
 };
 
@@ -122,6 +127,8 @@ static ngx_str_t  ngx_http_mpns_registry_fields[] = {
     ngx_string("os"),
     ngx_string("tags"),
     ngx_string("created"),
+    ngx_string("count"),
+    ngx_string("tile"),
     ngx_null_string
 };
 
@@ -131,6 +138,8 @@ static ngx_str_t  ngx_http_mpns_registry_fields[] = {
 #define NGX_HTTP_MPNS_R_OS              3
 #define NGX_HTTP_MPNS_R_TAGS            4
 #define NGX_HTTP_MPNS_R_CREATED         5
+#define NGX_HTTP_MPNS_R_COUNT           6
+#define NGX_HTTP_MPNS_R_TILE            7
 
 
 static ngx_str_t  ngx_http_mpns_registry_body_field = ngx_string("body");
@@ -515,6 +524,11 @@ ngx_http_mpns_registry_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
                                           &ngx_http_mpns_registry_fields[0]);
     }
 
+    if (entry.tile.data == NULL) {
+        /* as the line says: no tile, not the tile of a line before */
+        ngx_str_set(&entry.tile, "");
+    }
+
     rc = ngx_http_mpns_registry_set(st->data, &entry, NULL,
                                     st->shm_zone->shm.log, NULL);
 
@@ -572,10 +586,11 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     size_t                           size, tags;
     uint32_t                         hash;
     ngx_int_t                        rc;
-    ngx_str_t                        owner;
+    ngx_str_t                        owner, tile;
     ngx_uint_t                       i, kind;
     ngx_slab_pool_t                 *shpool;
-    ngx_http_mpns_registry_node_t   *rn, *old, *prev, **bucket;
+    ngx_http_mpns_entry_t            stored;
+    ngx_http_mpns_registry_node_t   *rn, *old, *prev, *from, **bucket;
     ngx_http_mpns_registry_shctx_t  *sh;
 
     if (replaced) {
@@ -588,11 +603,20 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
         tags += 1 + entry->tags[i].len;
     }
 
-    size = offsetof(ngx_http_mpns_registry_node_t, data)
-           + entry->channel.len + entry->user.len + entry->device.len
-           + entry->os.len + tags;
-
     hash = ngx_crc32_short(entry->channel.data, entry->channel.len);
+
+    if (entry->device.len) {
+        kind = NGX_HTTP_MPNS_OWNER_DEVICE;
+        owner = entry->device;
+
+    } else if (entry->user.len) {
+        kind = NGX_HTTP_MPNS_OWNER_USER;
+        owner = entry->user;
+
+    } else {
+        kind = NGX_HTTP_MPNS_OWNER_NONE;
+        ngx_str_null(&owner);
+    }
 
     sh = reg->sh;
     shpool = reg->shpool;
@@ -603,6 +627,27 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
         ngx_shmtx_unlock(&shpool->mutex);
         return ngx_http_mpns_registry_refused(reg, log);
     }
+
+    old = ngx_http_mpns_registry_lookup(sh, &entry->channel);
+
+    prev = (kind != NGX_HTTP_MPNS_OWNER_NONE)
+           ? ngx_http_mpns_registry_lookup_owner(sh, kind, &owner) : NULL;
+
+    /* the device's last tile stays with it, on a new channel too */
+
+    from = old ? old : prev;
+    tile = entry->tile;
+
+    if (tile.data == NULL && from) {
+        ngx_http_mpns_registry_entry(from, &stored);
+        tile = stored.tile;
+    }
+
+    entry->previous = from ? from->count : 0;
+
+    size = offsetof(ngx_http_mpns_registry_node_t, data)
+           + entry->channel.len + entry->user.len + entry->device.len
+           + entry->os.len + tags + tile.len;
 
     /* nothing changes unless the new entry has its memory */
 
@@ -627,6 +672,8 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
     rn->os_len = (u_char) entry->os.len;
     rn->ntags = (u_char) entry->ntags;
     rn->tags_len = (uint16_t) tags;
+    rn->tile_len = (uint16_t) tile.len;
+    rn->count = (u_char) entry->count;
 
     p = ngx_cpymem(rn->data, entry->channel.data, entry->channel.len);
     p = ngx_http_mpns_cpymem(p, entry->user.data, entry->user.len);
@@ -638,16 +685,12 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
         p = ngx_cpymem(p, entry->tags[i].data, entry->tags[i].len);
     }
 
-    kind = ngx_http_mpns_registry_owner(rn, &owner);
-
-    old = ngx_http_mpns_registry_lookup(sh, &entry->channel);
+    (void) ngx_http_mpns_cpymem(p, tile.data, tile.len);
 
     if (kind != NGX_HTTP_MPNS_OWNER_NONE) {
         rn->owner_hash = ngx_crc32_short(owner.data, owner.len);
 
         /* a device (or a user without one) keeps its newest channel */
-
-        prev = ngx_http_mpns_registry_lookup_owner(sh, kind, &owner);
 
         if (prev && prev != old) {
             if (replaced) {
@@ -688,16 +731,173 @@ ngx_http_mpns_registry_set(ngx_http_mpns_registry_t *reg,
 
     /* replayed, the record drops what this one dropped */
 
+    ngx_http_mpns_registry_entry(rn, &stored);
+
     p = ngx_http_mpns_state_record(&reg->file, NGX_HTTP_MPNS_RECORD_SET,
-                                   ngx_http_mpns_registry_json_len(entry));
+                                   ngx_http_mpns_registry_json_len(&stored));
     if (p) {
         ngx_http_mpns_state_recorded(&reg->file,
-                                     ngx_http_mpns_registry_json(p, entry));
+                                     ngx_http_mpns_registry_json(p, &stored));
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
 
     return ngx_http_mpns_state_commit(&reg->file, op, rc);
+}
+
+
+ngx_int_t
+ngx_http_mpns_registry_tile(ngx_http_mpns_registry_t *reg,
+    ngx_str_t *channel, ngx_http_mpns_message_t *msg, ngx_uint_t counted,
+    ngx_str_t *body, ngx_log_t *log)
+{
+    u_char                          *p;
+    size_t                           size;
+    ngx_str_t                        owner;
+    ngx_uint_t                       count;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_mpns_entry_t            stored;
+    ngx_http_mpns_registry_node_t   *rn, *new, **next;
+    ngx_http_mpns_registry_shctx_t  *sh;
+
+    sh = reg->sh;
+    shpool = reg->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (ngx_http_mpns_state_retired(&reg->file)) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return ngx_http_mpns_registry_refused(reg, log);
+    }
+
+    rn = ngx_http_mpns_registry_lookup(sh, channel);
+
+    if (rn == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    count = rn->count;
+
+    if (counted) {
+        if (count < NGX_HTTP_MPNS_MAX_COUNT) {
+            count++;
+        }
+
+        body->len = ngx_http_mpns_message_count(body->data, msg, count)
+                    - body->data;
+
+    } else {
+        body->len = msg->body.len;
+        ngx_memcpy(body->data, msg->body.data, msg->body.len);
+    }
+
+    if (body->len > NGX_HTTP_MPNS_MAX_TILE) {
+        /* too long to keep: the device has no tile to be sent again */
+        size = 0;
+
+    } else {
+        size = body->len;
+    }
+
+    new = rn;
+
+    if (size != rn->tile_len) {
+
+        /* the entry moves to an allocation of its new size */
+
+        new = ngx_slab_alloc_locked(shpool,
+                                    offsetof(ngx_http_mpns_registry_node_t,
+                                             data)
+                                    + rn->len + rn->user_len
+                                    + rn->device_len + rn->os_len
+                                    + rn->tags_len + size);
+        if (new == NULL) {
+            if (!sh->full) {
+                sh->full = 1;
+                ngx_log_error(NGX_LOG_CRIT, log, 0,
+                              "mpns registry zone \"%V\" is full",
+                              &reg->shm_zone->shm.name);
+            }
+
+            ngx_shmtx_unlock(&shpool->mutex);
+            return NGX_BUSY;
+        }
+
+        ngx_memcpy(new, rn, offsetof(ngx_http_mpns_registry_node_t, data)
+                            + rn->len + rn->user_len + rn->device_len
+                            + rn->os_len + rn->tags_len);
+
+        ngx_rbtree_delete(&sh->channels, &rn->node);
+        ngx_rbtree_insert(&sh->channels, &new->node);
+
+        if (ngx_http_mpns_registry_owner(rn, &owner)
+            != NGX_HTTP_MPNS_OWNER_NONE)
+        {
+            for (next = &sh->owners[rn->owner_hash & sh->owners_mask];
+                 *next;
+                 next = &(*next)->owner_next)
+            {
+                if (*next == rn) {
+                    *next = new;
+                    break;
+                }
+            }
+        }
+
+        ngx_slab_free_locked(shpool, rn);
+
+        new->tile_len = (uint16_t) size;
+    }
+
+    new->count = (u_char) count;
+
+    ngx_http_mpns_registry_entry(new, &stored);
+    ngx_memcpy(stored.tile.data, body->data, size);
+
+    p = ngx_http_mpns_state_record(&reg->file, NGX_HTTP_MPNS_RECORD_SET,
+                                   ngx_http_mpns_registry_json_len(&stored));
+    if (p) {
+        ngx_http_mpns_state_recorded(&reg->file,
+                                     ngx_http_mpns_registry_json(p, &stored));
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    (void) ngx_http_mpns_state_commit(&reg->file, NULL, NGX_OK);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mpns_registry_last_tile(ngx_http_mpns_registry_t *reg,
+    ngx_str_t *channel, ngx_pool_t *pool, ngx_str_t *tile)
+{
+    ngx_http_mpns_entry_t           stored;
+    ngx_http_mpns_registry_node_t  *rn;
+
+    tile->len = 0;
+    tile->data = ngx_pnalloc(pool, NGX_HTTP_MPNS_MAX_TILE);
+
+    if (tile->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&reg->shpool->mutex);
+
+    rn = ngx_http_mpns_registry_lookup(reg->sh, channel);
+
+    if (rn) {
+        ngx_http_mpns_registry_entry(rn, &stored);
+
+        tile->len = stored.tile.len;
+        ngx_memcpy(tile->data, stored.tile.data, stored.tile.len);
+    }
+
+    ngx_shmtx_unlock(&reg->shpool->mutex);
+
+    return NGX_OK;
 }
 
 
@@ -998,6 +1198,15 @@ ngx_http_mpns_registry_json_len(ngx_http_mpns_entry_t *entry)
         len += sizeof(",") - 1 + ngx_http_mpns_json_str_len(&entry->tags[i]);
     }
 
+    if (entry->count) {
+        len += sizeof(",\"count\":") - 1 + NGX_INT_T_LEN;
+    }
+
+    if (entry->tile.len) {
+        len += sizeof(",\"tile\":") - 1
+               + ngx_http_mpns_json_str_len(&entry->tile);
+    }
+
     return len;
 }
 
@@ -1034,14 +1243,29 @@ ngx_http_mpns_registry_json(u_char *p, ngx_http_mpns_entry_t *entry)
     p = entry->os.len ? ngx_http_mpns_json_str(p, &entry->os)
                       : ngx_cpymem(p, "null", sizeof("null") - 1);
 
-    return ngx_sprintf(p, ",\"created\":%T}", entry->created);
+    p = ngx_sprintf(p, ",\"created\":%T", entry->created);
+
+    /* only where used: the entries of other registries look as they did */
+
+    if (entry->count) {
+        p = ngx_sprintf(p, ",\"count\":%ui", entry->count);
+    }
+
+    if (entry->tile.len) {
+        p = ngx_cpymem(p, ",\"tile\":", sizeof(",\"tile\":") - 1);
+        p = ngx_http_mpns_json_str(p, &entry->tile);
+    }
+
+    *p++ = '}';
+
+    return p;
 }
 
 
 /*
  * {"channel": "...", "user": "...", "device": "...", "tags": [...],
- * "os": "..."}, and "created" in a state file ("stored"); null or an
- * empty string is the same as a missing key
+ * "os": "...", "count": N}, and "created" and "tile" in a state file
+ * ("stored"); null or an empty string is the same as a missing key
  */
 
 ngx_int_t
@@ -1049,7 +1273,7 @@ ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
     ngx_uint_t stored, ngx_http_mpns_entry_t *entry,
     ngx_http_mpns_error_t *err)
 {
-    ngx_int_t                  rc, created;
+    ngx_int_t                  rc, created, count;
     ngx_str_t                  name, value, *field;
     ngx_uint_t                 i, j, k, e, n, seen;
     ngx_http_mpns_json_t       json;
@@ -1102,7 +1326,10 @@ ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
 
         field = &ngx_http_mpns_registry_fields[k];
 
-        if (field->len == 0 || (k == NGX_HTTP_MPNS_R_CREATED && !stored)) {
+        if (field->len == 0
+            || ((k == NGX_HTTP_MPNS_R_CREATED || k == NGX_HTTP_MPNS_R_TILE)
+                && !stored))
+        {
             return ngx_http_mpns_registry_mistake(err, NGX_HTTP_BAD_REQUEST,
                                                   "unknown field", &name);
         }
@@ -1193,6 +1420,45 @@ ngx_http_mpns_registry_parse(ngx_pool_t *pool, ngx_str_t *text,
                 }
 
                 entry->tags[entry->ntags++] = value;
+            }
+
+            break;
+
+        case NGX_HTTP_MPNS_R_COUNT:
+
+            count = NGX_ERROR;
+
+            if (v->type == NGX_HTTP_MPNS_JSON_PRIMITIVE) {
+                count = ngx_atoi(v->raw.data, v->raw.len);
+            }
+
+            if (count == NGX_ERROR || count > NGX_HTTP_MPNS_MAX_COUNT) {
+                return ngx_http_mpns_registry_mistake(err,
+                                                      NGX_HTTP_BAD_REQUEST,
+                                                      "invalid value", field);
+            }
+
+            entry->count = count;
+            rc = NGX_OK;
+            break;
+
+        case NGX_HTTP_MPNS_R_TILE:
+
+            /* sent again as it is: what the service built, and no more */
+
+            rc = ngx_http_mpns_registry_string(pool, v, field,
+                                               NGX_HTTP_MPNS_MAX_TILE,
+                                               &entry->tile, err);
+
+            if (rc == NGX_OK && entry->tile.len
+                && (entry->tile.len < sizeof("<?xml ") - 1
+                    || ngx_strncmp(entry->tile.data, "<?xml ",
+                                   sizeof("<?xml ") - 1)
+                       != 0))
+            {
+                return ngx_http_mpns_registry_mistake(err,
+                                                      NGX_HTTP_BAD_REQUEST,
+                                                      "invalid value", field);
             }
 
             break;
@@ -1639,6 +1905,10 @@ ngx_http_mpns_registry_entry(ngx_http_mpns_registry_node_t *rn,
 
     entry->ntags = rn->ntags;
     entry->created = rn->created;
+
+    entry->count = rn->count;
+    entry->tile.data = p;
+    entry->tile.len = rn->tile_len;
 }
 
 

@@ -19,6 +19,8 @@
 #define NGX_HTTP_MPNS_MAX_TAGS          16
 #define NGX_HTTP_MPNS_MAX_TAG           64
 #define NGX_HTTP_MPNS_MAX_NAME          255     /* user, device, os */
+#define NGX_HTTP_MPNS_MAX_COUNT         99      /* what a tile shows */
+#define NGX_HTTP_MPNS_MAX_TILE          1024    /* a tile remembered */
 
 /* how many entries one ngx_http_mpns_registry_next() call may look at */
 #define NGX_HTTP_MPNS_SCAN              4096
@@ -37,6 +39,11 @@ typedef struct {
     ngx_str_t                      tags[NGX_HTTP_MPNS_MAX_TAGS];
     ngx_uint_t                     ntags;
     time_t                         created;
+    ngx_uint_t                     count;     /* mpns_counter's */
+    ngx_str_t                      tile;      /* the last tile sent */
+
+    /* set by ngx_http_mpns_registry_set(): the count the device had */
+    ngx_uint_t                     previous;
 } ngx_http_mpns_entry_t;
 
 
@@ -108,8 +115,9 @@ ngx_uint_t ngx_http_mpns_registry_count(ngx_http_mpns_registry_t *reg);
  * through "op" later (ngx_http_mpns_store.h).
  *
  * Stores "entry" (created 0: now, or kept from the same channel's entry;
- * set to what was stored).  NGX_OK: a new channel, NGX_DONE: the channel
- * was there, NGX_BUSY: the zone is full and nothing changed.  A channel
+ * set to what was stored; tile.data NULL: the tile of the entry it
+ * replaces).  NGX_OK: a new channel, NGX_DONE: the channel was there,
+ * NGX_BUSY: the zone is full and nothing changed.  A channel
  * of the same device (or of the same user, without a device) is dropped
  * and copied to "replaced" (room for NGX_HTTP_MPNS_MAX_CHANNEL bytes;
  * may be NULL).  "entry" and "replaced" stay the caller's until "op"
@@ -145,6 +153,22 @@ void ngx_http_mpns_registry_at(ngx_http_mpns_cursor_t *cursor,
     ngx_str_t *channel);
 ngx_uint_t ngx_http_mpns_registry_within(ngx_http_mpns_cursor_t *cursor,
     ngx_str_t *channel);
+
+/*
+ * A tile sent to a registered "channel", "msg" as built for every
+ * recipient: with "counted" the entry's count goes up by one (up to
+ * NGX_HTTP_MPNS_MAX_COUNT) and is written into "body" (room for
+ * msg->body.len + 2 bytes), which is the tile the entry then remembers.
+ * NGX_DECLINED: not registered, NGX_BUSY: the zone is full and nothing
+ * changed.  The caller does not wait for the journal.
+ */
+ngx_int_t ngx_http_mpns_registry_tile(ngx_http_mpns_registry_t *reg,
+    ngx_str_t *channel, ngx_http_mpns_message_t *msg, ngx_uint_t counted,
+    ngx_str_t *body, ngx_log_t *log);
+
+/* a copy of the tile "channel" last had, in "pool"; empty: none */
+ngx_int_t ngx_http_mpns_registry_last_tile(ngx_http_mpns_registry_t *reg,
+    ngx_str_t *channel, ngx_pool_t *pool, ngx_str_t *tile);
 
 /* removes entries by channel, device or user; "deleted" counts them */
 ngx_int_t ngx_http_mpns_registry_delete(ngx_http_mpns_registry_t *reg,

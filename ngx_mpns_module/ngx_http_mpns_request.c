@@ -14,6 +14,14 @@
 #define NGX_HTTP_MPNS_BIT(i)            ((uint64_t) 1 << (i))
 
 
+/* the bytes of a channel URL, see ngx_http_mpns_url_byte[] */
+#define NGX_HTTP_MPNS_URL_INVALID       0    /* controls, space, 8-bit */
+#define NGX_HTTP_MPNS_URL_OK            1
+#define NGX_HTTP_MPNS_URL_END           2    /* "/", "?": the host ends */
+#define NGX_HTTP_MPNS_URL_NOT_HOST      3    /* "@", "\\", "%" */
+#define NGX_HTTP_MPNS_URL_FRAGMENT      4    /* "#" */
+
+
 /* one source of field values: query, body or nginx.conf */
 typedef struct {
     ngx_http_mpns_service_t       *service;
@@ -29,7 +37,7 @@ typedef struct {
 
 static ngx_int_t ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *conf,
-    ngx_http_mpns_error_t *err);
+    uint64_t *given, ngx_http_mpns_error_t *err);
 static ngx_int_t ngx_http_mpns_parse_form(ngx_pool_t *pool, ngx_str_t *text,
     ngx_http_mpns_source_t *src);
 static ngx_int_t ngx_http_mpns_parse_json(ngx_pool_t *pool, ngx_str_t *text,
@@ -47,6 +55,7 @@ static ngx_int_t ngx_http_mpns_clear_list(ngx_http_mpns_source_t *src,
     ngx_str_t *list);
 static ngx_int_t ngx_http_mpns_authority(ngx_str_t *authority,
     in_port_t default_port, ngx_str_t *host, in_port_t *port);
+static ngx_uint_t ngx_http_mpns_dotted_quad(u_char *p, u_char *last);
 static ngx_int_t ngx_http_mpns_allowed(ngx_http_mpns_loc_conf_t *mlcf,
     ngx_str_t *host, ngx_log_t *log);
 static ngx_uint_t ngx_http_mpns_port_allowed(ngx_array_t *ports,
@@ -61,6 +70,32 @@ static ngx_str_t  ngx_http_mpns_clear_field = ngx_string("clear");
 static ngx_str_t  ngx_http_mpns_channels_field = ngx_string("channels");
 
 
+/*
+ * "%" in a host is percent-encoding or an IPv6 zone, neither a host
+ * name; "@" and "\\" would hide the host; a fragment is no part of a
+ * channel
+ */
+
+static u_char  ngx_http_mpns_url_byte[256] = {
+    /* 0x00 - 0x1f */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /*    !  "  #  $  %  &  '  (  )  *  +  ,  -  .  / */
+    0, 1, 1, 4, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+    /* 0  1  2  3  4  5  6  7  8  9  :  ;  <  =  >  ? */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+    /* @  A - O */
+    3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* P - Z                          [  \  ]  ^  _ */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, 1, 1,
+    /* `  a - o */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* p - z                          {  |  }  ~  DEL */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0
+    /* 0x80 - 0xff */
+};
+
+
 /* fields that choose recipients rather than fill the notification */
 static ngx_str_t  ngx_http_mpns_target_names[] = {
     ngx_string("channels"),                /* mpns_send */
@@ -70,6 +105,9 @@ static ngx_str_t  ngx_http_mpns_target_names[] = {
     ngx_string("send_at"),                 /* when, for both */
     ngx_string("delay"),
     ngx_string("async"),
+    ngx_string("every"),                   /* a recurring send */
+    ngx_string("times"),
+    ngx_string("until"),
     ngx_null_string
 };
 
@@ -79,7 +117,7 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *spec,
     ngx_http_mpns_targets_t *targets, ngx_http_mpns_error_t *err)
 {
-    uint64_t                     bit;
+    uint64_t                     bit, given;
     ngx_int_t                    rc;
     ngx_str_t                    body, *type;
     ngx_uint_t                   i, passthrough, format;
@@ -97,7 +135,7 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
         }
     }
 
-    rc = ngx_http_mpns_conf_values(r, mlcf, &conf, err);
+    rc = ngx_http_mpns_conf_values(r, mlcf, &conf, &given, err);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -182,9 +220,16 @@ ngx_http_mpns_request_spec(ngx_http_request_t *r,
                                      &ngx_http_mpns_channels_field);
     }
 
-    /* nginx.conf wins, field by field */
+    /* nginx.conf wins, field by field: the fields it sets or clears */
 
-    for (i = 0; i < NGX_HTTP_MPNS_NFIELDS; i++) {
+    given |= conf.clear;
+
+    for (i = 0; given; i++, given >>= 1) {
+
+        if (!(given & 1)) {
+            continue;
+        }
+
         bit = NGX_HTTP_MPNS_BIT(i);
 
         if (conf.values[i].data) {
@@ -231,10 +276,12 @@ ngx_http_mpns_request_parse(ngx_pool_t *pool,
 }
 
 
+/* "given": a bit for each field the values set */
+
 static ngx_int_t
 ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_loc_conf_t *mlcf, ngx_http_mpns_spec_t *conf,
-    ngx_http_mpns_error_t *err)
+    uint64_t *given, ngx_http_mpns_error_t *err)
 {
     ngx_int_t                    rc;
     ngx_str_t                    value;
@@ -243,6 +290,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
     ngx_http_mpns_conf_field_t  *cf;
 
     ngx_memzero(conf, sizeof(ngx_http_mpns_spec_t));
+    *given = 0;
 
     src.service = mlcf->service;
     src.spec = conf;
@@ -256,6 +304,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
     if (mlcf->type) {
         conf->values[NGX_HTTP_MPNS_F_TYPE] =
                                         *mlcf->service->type_name(mlcf->type);
+        *given |= NGX_HTTP_MPNS_BIT(NGX_HTTP_MPNS_F_TYPE);
     }
 
     if (mlcf->channel) {
@@ -267,9 +316,11 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
          * a channel passed as a query argument ($arg_channel) arrives
          * percent-encoded: decoded like the module's own query parsing;
          * a channel that already starts with its scheme is kept as is
+         * (looked at first where the "%" of either scheme would be)
          */
 
         if (value.len > 7
+            && (value.data[4] == '%' || value.data[5] == '%')
             && (ngx_strncasecmp(value.data, (u_char *) "http%3A", 7) == 0
                 || ngx_strncasecmp(value.data, (u_char *) "https%3A", 8)
                    == 0)
@@ -280,6 +331,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
 
         if (value.len) {
             conf->values[NGX_HTTP_MPNS_F_CHANNEL] = value;
+            *given |= NGX_HTTP_MPNS_BIT(NGX_HTTP_MPNS_F_CHANNEL);
         }
     }
 
@@ -311,6 +363,7 @@ ngx_http_mpns_conf_values(ngx_http_request_t *r,
         }
 
         conf->values[cf[i].index] = value;
+        *given |= NGX_HTTP_MPNS_BIT(cf[i].index);
     }
 
     return NGX_OK;
@@ -342,8 +395,8 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     in_port_t    default_port, port;
     ngx_str_t    uri, host;
     ngx_int_t    rc;
+    ngx_uint_t   fragment;
     ngx_addr_t   addr;
-    u_char       text[NGX_INET_ADDRSTRLEN];
 
     if (channel->len > NGX_HTTP_MPNS_MAX_CHANNEL) {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
@@ -352,12 +405,22 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
     }
 
     last = channel->data + channel->len;
+    fragment = 0;
 
     for (p = channel->data; p < last; p++) {
-        if (*p <= ' ' || *p >= 0x7f) {
+
+        if (ngx_http_mpns_url_byte[*p] == NGX_HTTP_MPNS_URL_OK) {
+            continue;
+        }
+
+        if (ngx_http_mpns_url_byte[*p] == NGX_HTTP_MPNS_URL_INVALID) {
             return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                          "invalid character",
                                          &ngx_http_mpns_channel_field);
+        }
+
+        if (ngx_http_mpns_url_byte[*p] == NGX_HTTP_MPNS_URL_FRAGMENT) {
+            fragment = 1;
         }
     }
 
@@ -382,17 +445,20 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
 
     authority = channel->data + skip;
 
-    /* "%": percent-encoding or an IPv6 zone, neither is a host name */
+    for (p = authority; p < last; p++) {
 
-    for (p = authority; p < last && *p != '/' && *p != '?'; p++) {
-        if (*p == '@' || *p == '#' || *p == '\\' || *p == '%') {
+        if (ngx_http_mpns_url_byte[*p] == NGX_HTTP_MPNS_URL_END) {
+            break;
+        }
+
+        if (ngx_http_mpns_url_byte[*p] == NGX_HTTP_MPNS_URL_NOT_HOST) {
             return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                          "invalid channel",
                                          &ngx_http_mpns_channel_field);
         }
     }
 
-    if (p == authority || ngx_strlchr(p, last, '#') != NULL) {
+    if (p == authority || fragment) {
         return ngx_http_mpns_mistake(err, NGX_HTTP_BAD_REQUEST,
                                      "invalid channel",
                                      &ngx_http_mpns_channel_field);
@@ -476,11 +542,8 @@ ngx_http_mpns_channel_check(ngx_log_t *log, ngx_http_core_loc_conf_t *clcf,
 
     if (q == last
         && (rc != NGX_OK
-            || ngx_inet_ntop(AF_INET,
-                             &((struct sockaddr_in *) addr.sockaddr)->sin_addr,
-                             text, NGX_INET_ADDRSTRLEN)
-               != (size_t) (last - p)
-            || ngx_strncmp(text, p, last - p) != 0))
+            || addr.sockaddr->sa_family != AF_INET
+            || !ngx_http_mpns_dotted_quad(p, last)))
     {
         return ngx_http_mpns_mistake(err, NGX_HTTP_FORBIDDEN,
                                      "channel address is not allowed",
@@ -637,6 +700,36 @@ ngx_http_mpns_authority(ngx_str_t *authority, in_port_t default_port,
 }
 
 
+/* "a.b.c.d", each 0-255 without leading zeros: how ngx_inet_ntop() writes */
+
+static ngx_uint_t
+ngx_http_mpns_dotted_quad(u_char *p, u_char *last)
+{
+    u_char      *start;
+    ngx_uint_t   n, octet;
+
+    for (n = 0; n < 4; n++) {
+
+        if (n && (p == last || *p++ != '.')) {
+            return 0;
+        }
+
+        start = p;
+        octet = 0;
+
+        while (p < last && p - start < 3 && *p >= '0' && *p <= '9') {
+            octet = octet * 10 + (*p++ - '0');
+        }
+
+        if (p == start || octet > 255 || (*start == '0' && p - start > 1)) {
+            return 0;
+        }
+    }
+
+    return p == last;
+}
+
+
 /*
  * mpns_allowed_hosts; the last host a worker found allowed for a location
  * is remembered, as fan-outs and busy senders repeat the same few hosts
@@ -758,8 +851,11 @@ ngx_http_mpns_request_body(ngx_http_request_t *r, size_t max, ngx_str_t *body)
 ngx_int_t
 ngx_http_mpns_request_is_type(ngx_table_elt_t *h, char *type, size_t len)
 {
+    /* a media type in any case; clients write it as "type" is, mostly */
+
     if (h == NULL || h->value.len < len
-        || ngx_strncasecmp(h->value.data, (u_char *) type, len) != 0)
+        || (ngx_strncmp(h->value.data, type, len) != 0
+            && ngx_strncasecmp(h->value.data, (u_char *) type, len) != 0))
     {
         return 0;
     }
@@ -1114,11 +1210,41 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
         return NGX_OK;
     }
 
-    if (i >= 5 && v->type == NGX_HTTP_MPNS_JSON_PRIMITIVE) {
+    /* an empty filter matches everything */
 
-        /* a number of seconds, true or false */
+    switch (i) {
+    case 1:
+        dst = &tg->filter.user;
+        break;
+    case 2:
+        dst = &tg->filter.tag;
+        break;
+    case 3:
+        dst = &tg->filter.os;
+        break;
+    case 4:
+        dst = &tg->send_at;
+        break;
+    case 5:
+        dst = &tg->delay;
+        break;
+    case 6:
+        dst = &tg->async;
+        break;
+    case 7:
+        dst = &tg->every;
+        break;
+    case 8:
+        dst = &tg->times;
+        break;
+    default:
+        dst = &tg->until;
+    }
 
-        dst = (i == 5) ? &tg->delay : &tg->async;
+    if (i >= 5 && i != 9 && v->type == NGX_HTTP_MPNS_JSON_PRIMITIVE) {
+
+        /* a number, true or false */
+
         *dst = v->raw;
 
         return NGX_OK;
@@ -1153,28 +1279,6 @@ ngx_http_mpns_set_target(ngx_http_mpns_source_t *src, ngx_str_t *name,
         return ngx_http_mpns_mistake(src->err, NGX_HTTP_BAD_REQUEST,
                                      "invalid character",
                                      &ngx_http_mpns_target_names[i]);
-    }
-
-    /* an empty filter matches everything */
-
-    switch (i) {
-    case 1:
-        dst = &tg->filter.user;
-        break;
-    case 2:
-        dst = &tg->filter.tag;
-        break;
-    case 3:
-        dst = &tg->filter.os;
-        break;
-    case 4:
-        dst = &tg->send_at;
-        break;
-    case 5:
-        dst = &tg->delay;
-        break;
-    default:
-        dst = &tg->async;
     }
 
     *dst = value;

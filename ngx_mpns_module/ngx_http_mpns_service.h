@@ -71,6 +71,9 @@ struct ngx_http_mpns_service_s {
     /* tried again from the outbox after this long, 0: the outcome stands */
     ngx_msec_t                   (*backoff)(ngx_http_mpns_outbox_conf_t *oc,
                                      ngx_uint_t outcome, ngx_uint_t attempts);
+
+    /* a tile the device shows, NULL: no way to tell */
+    ngx_uint_t                   (*shown)(ngx_http_mpns_response_t *resp);
 };
 
 

@@ -36,6 +36,7 @@ ngx_http_mpns_service_t  ngx_http_mpns_service_http = {
     0,
     ngx_http_mpns_http_classify,
     ngx_http_mpns_http_retryable,
+    NULL,
     NULL
 };
 

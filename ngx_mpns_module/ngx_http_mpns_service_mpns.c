@@ -83,6 +83,7 @@ static ngx_int_t ngx_http_mpns_mpns_create_request(ngx_pool_t *pool,
 static ngx_uint_t ngx_http_mpns_mpns_classify(
     ngx_http_mpns_response_t *resp);
 static ngx_uint_t ngx_http_mpns_mpns_retryable(ngx_uint_t outcome);
+static ngx_uint_t ngx_http_mpns_mpns_shown(ngx_http_mpns_response_t *resp);
 static ngx_msec_t ngx_http_mpns_mpns_backoff(ngx_http_mpns_outbox_conf_t *oc,
     ngx_uint_t outcome, ngx_uint_t attempts);
 
@@ -121,7 +122,8 @@ ngx_http_mpns_service_t  ngx_http_mpns_service_mpns = {
     sizeof(ngx_http_mpns_mpns_headers) / sizeof(ngx_http_mpns_header_t),
     ngx_http_mpns_mpns_classify,
     ngx_http_mpns_mpns_retryable,
-    ngx_http_mpns_mpns_backoff
+    ngx_http_mpns_mpns_backoff,
+    ngx_http_mpns_mpns_shown
 };
 
 
@@ -468,7 +470,7 @@ ngx_http_mpns_mpns_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
     uint64_t               clear;
     ngx_int_t              n, rc, class;
     ngx_str_t             *v;
-    ngx_uint_t             i, *order, given;
+    ngx_uint_t             i, *order;
     ngx_http_mpns_type_t  *t;
 
     ngx_memzero(msg, sizeof(ngx_http_mpns_message_t));
@@ -491,13 +493,9 @@ ngx_http_mpns_mpns_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
     for (i = 0; i < NGX_HTTP_MPNS_NFIELDS; i++) {
         v = &spec->values[i];
 
-        given = (v->data != NULL);
-
-        if (i == NGX_HTTP_MPNS_F_CLEAR && spec->clear) {
-            given = 1;
-        }
-
-        if (!given) {
+        if (v->data == NULL
+            && !(i == NGX_HTTP_MPNS_F_CLEAR && spec->clear))
+        {
             continue;
         }
 
@@ -760,6 +758,24 @@ ngx_http_mpns_mpns_build(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
         }
 
         ngx_str_set(&msg->content_type, "text/xml");
+
+        if (spec->values[NGX_HTTP_MPNS_F_COUNT].data) {
+
+            /* values are escaped: this is the one Count element */
+
+            p = ngx_strnstr(msg->body.data, "<wp:Count>", msg->body.len);
+
+            if (p) {
+                p += sizeof("<wp:Count>") - 1;
+                msg->count_pos = p - msg->body.data;
+
+                while (*p != '<') {
+                    p++;
+                }
+
+                msg->count_len = p - msg->body.data - msg->count_pos;
+            }
+        }
     }
 
     v = &spec->values[NGX_HTTP_MPNS_F_MESSAGE_ID];
@@ -785,13 +801,25 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
     u_char      *p;
     size_t       len;
     ngx_str_t   *id;
-    ngx_uint_t  *order;
+    ngx_uint_t   i, n, *order, fields[NGX_HTTP_MPNS_NFIELDS];
 
     static u_char  head[] = "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
                             "<wp:Notification xmlns:wp=\"WPNotification\"";
     static u_char  tail[] = "</wp:Notification>";
 
     id = &spec->values[NGX_HTTP_MPNS_F_ID];
+
+    /* the elements: the fields given or cleared, in the type's order */
+
+    n = 0;
+
+    for (order = t->order; *order != NGX_HTTP_MPNS_NFIELDS; order++) {
+        if (spec->values[*order].data
+            || (spec->clear & ((uint64_t) 1 << *order)))
+        {
+            fields[n++] = *order;
+        }
+    }
 
     len = sizeof(head) - 1 + sizeof(">") - 1 + sizeof(tail) - 1;
 
@@ -815,8 +843,8 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
         }
     }
 
-    for (order = t->order; *order != NGX_HTTP_MPNS_NFIELDS; order++) {
-        len += ngx_http_mpns_element(NULL, spec, *order);
+    for (i = 0; i < n; i++) {
+        len += ngx_http_mpns_element(NULL, spec, fields[i]);
     }
 
     if (len > max_payload) {
@@ -859,8 +887,8 @@ ngx_http_mpns_xml(ngx_pool_t *pool, ngx_http_mpns_spec_t *spec,
         *p++ = '>';
     }
 
-    for (order = t->order; *order != NGX_HTTP_MPNS_NFIELDS; order++) {
-        p = (u_char *) ngx_http_mpns_element(p, spec, *order);
+    for (i = 0; i < n; i++) {
+        p = (u_char *) ngx_http_mpns_element(p, spec, fields[i]);
     }
 
     if (t->type == NGX_HTTP_MPNS_TOAST) {
@@ -1106,6 +1134,38 @@ ngx_http_mpns_mpns_classify(ngx_http_mpns_response_t *resp)
 }
 
 
+/* Received, Active, Connected: anything else is a tile the user missed */
+
+static ngx_uint_t
+ngx_http_mpns_mpns_shown(ngx_http_mpns_response_t *resp)
+{
+    ngx_str_t   *h;
+    ngx_uint_t   i;
+
+    /* indexed by NGX_HTTP_MPNS_H_* */
+    static ngx_str_t  shown[] = {
+        ngx_string("Received"),
+        ngx_string("Active"),
+        ngx_string("Connected")
+    };
+
+    if (resp->status != 200) {
+        return 0;
+    }
+
+    for (i = 0; i < sizeof(shown) / sizeof(ngx_str_t); i++) {
+        h = &resp->headers[i];
+
+        if (h->len != shown[i].len
+            || ngx_strncasecmp(h->data, shown[i].data, h->len) != 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
 
 /* MPNS asks for backoff on 503; a connection that failed may work again */
 
@@ -1164,11 +1224,20 @@ ngx_http_mpns_mpns_backoff(ngx_http_mpns_outbox_conf_t *oc,
 static ngx_int_t
 ngx_http_mpns_valid_text(ngx_str_t *s)
 {
-    u_char    *p, *last;
-    uint32_t   u;
+    u_char      *p, *last;
+    uint32_t     u;
+    ngx_uint_t   i;
 
-    p = s->data;
-    last = p + s->len;
+    /* printable ASCII, most of any text, needs no decoding */
+
+    for (i = 0; i < s->len; i++) {
+        if (s->data[i] < 0x20 || s->data[i] >= 0x80) {
+            break;
+        }
+    }
+
+    p = s->data + i;
+    last = s->data + s->len;
 
     while (p < last) {
 
@@ -1302,7 +1371,10 @@ static ngx_int_t
 ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id, u_char *random,
     ngx_str_t *out)
 {
-    u_char  *p, rnd[16];
+    u_char      *p, rnd[16];
+    ngx_uint_t   i;
+
+    static u_char  hex[] = "0123456789abcdef";
 
     p = ngx_pnalloc(pool, NGX_HTTP_MPNS_UUID_LEN);
     if (p == NULL) {
@@ -1328,15 +1400,16 @@ ngx_http_mpns_message_id(ngx_pool_t *pool, ngx_str_t *id, u_char *random,
     rnd[6] = (rnd[6] & 0x0f) | 0x40;
     rnd[8] = (rnd[8] & 0x3f) | 0x80;
 
-    p = ngx_hex_dump(p, rnd, 4);
-    *p++ = '-';
-    p = ngx_hex_dump(p, rnd + 4, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, rnd + 6, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, rnd + 8, 2);
-    *p++ = '-';
-    ngx_hex_dump(p, rnd + 10, 6);
+    /* 8-4-4-4-12 hex digits */
+
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            *p++ = '-';
+        }
+
+        *p++ = hex[rnd[i] >> 4];
+        *p++ = hex[rnd[i] & 0xf];
+    }
 
     return NGX_OK;
 }

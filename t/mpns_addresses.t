@@ -127,7 +127,7 @@ for my $host (qw(127.0.0.1 127.255.255.254 0.0.0.0 10.1.2.3 100.64.0.1
 # forms are other addresses to other software, never names to resolve
 
 for my $host (qw(127.1 2130706433 0177.0.0.1 127.0.0.1. 08.8.8.8 8.8.8
-                 1.2.3.4.5 ...))
+                 1.2.3.4.5 ... 127.0.0.01 127.0.00.1 127..0.1 127.0.0.1000))
 {
     $t->refused("default: numeric host $host refused", 403,
                 'channel address is not allowed', 'channel', sub {

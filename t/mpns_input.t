@@ -357,6 +357,16 @@ $t->delivered('a URL-encoded $arg_channel keeps its own escapes', sub {
        'decoded once, as the query parser does');
 });
 
+# an https channel, or a scheme in capitals, is decoded too: the host
+# check sees it, not the "not an http or https url" of an encoded one
+
+for my $ch ('https://10.0.0.1/x', 'HTTP://10.0.0.1/x') {
+    $t->refused("a URL-encoded \$arg_channel $ch is decoded", 403,
+                'channel host is not allowed', 'channel', sub {
+        $t->http_get('/hooks/order-shipped?channel=' . uri_escape($ch));
+    });
+}
+
 $t->refused('a URL-encoded $arg_channel with a CRLF', 400,
             'invalid character', 'channel', sub {
     $t->http_get('/hooks/order-shipped?channel='
@@ -559,7 +569,14 @@ for my $case (['truncated', qq|{"channel":"$CH","type":"toast"|],
               ['a colon before the object',
                qq| :{"channel":"$CH","type":"toast","text1":"Hi"}|],
               ['a key without its value, last',
-               qq|{"channel":"$CH","type":"toast","text1":}|])
+               qq|{"channel":"$CH","type":"toast","text1":}|],
+              # more tokens than the parser's first pass takes
+              ['truncated after many tokens',
+               q|{"type":"toast","text1":"Hi","channels":[|
+               . join(',', map { qq|"$CH/$_"| } 1 .. 40)],
+              ['a wrong bracket after many tokens',
+               q|{"type":"toast","text1":"Hi","channels":[|
+               . join(',', map { qq|"$CH/$_"| } 1 .. 40) . '}}'])
 {
     $t->refused("invalid json: $case->[0]", 400, 'invalid json', 'body', sub {
         $t->post_body('/push', 'application/json', $case->[1]);

@@ -86,6 +86,17 @@ my %answers = (
                  "HTTP/1.1 200 OK\r\nX-NotificationStatus: Received\r\n"
                  . "Content-Length: 0\r\n\r\n" ] },
 
+    # names in any case, and names of the same length that differ in a
+    # byte of their first eight, of the next eight or of the rest
+    '/names' => "HTTP/1.1 200 OK\r\nX-NOTIFICATIONSTATUS: Received\r\n"
+                . "X-NotificatiomStatus: Dropped\r\n"
+                . "x-subscriptionStatuz: Expired\r\n"
+                . "X-SubscriptionStatus: Active\r\n"
+                . "Y-DeviceConnectionStatus: Connected\r\n"
+                . "X-DeviceConnectionStatux: Connected\r\n"
+                . "X-DeviceConnectiomStatus: Connected\r\n"
+                . "Content-Lengtx: 9\r\nCONTENT-LENGTH: 0\r\n\r\n",
+
     # every byte in its own write: lines and CR LF split anywhere
     '/dribble' => [ split //, "HTTP/1.1 200 OK\r\nServer: x\r\n"
                     . "X-NotificationStatus: QueueFull\r\n"
@@ -420,6 +431,16 @@ is(result(push_to("http://127.0.0.1:$fake/ok")), '200 delivered',
 is($t->fake_conn('/ok'), $t->fake_conn('/dribble'),
    'byte by byte: body discarded, connection reused');
 no_new_errors('byte by byte: no [error]');
+
+# header names: any case, and only the names themselves
+
+$t->log_mark;
+$r = push_to("http://127.0.0.1:$fake/names");
+is(result($r), '200 delivered', 'names in any case: 200 delivered');
+is(join('|', map { $r->{json}{$_} // 'null' } qw/notification_status
+    subscription_status device_connection_status/),
+   'Received|Active|null', 'names in any case: near misses ignored');
+no_new_errors('names in any case: no [error]');
 
 # on a reused connection: a response begun is an answer, no retry
 

@@ -74,7 +74,7 @@ my %STATE_PLAIN = (busy => 503, unauthorized => 401, forbidden => 403);
 # one.  Longest first so that names sharing a prefix match correctly.
 my @FIXED_STATES = sort { length($b) <=> length($a) || $a cmp $b }
     (grep { $_ ne 'throttled_over' } keys %STATE_ANSWER),
-    keys %STATE_PLAIN, qw(silent reset garbage close stale);
+    keys %STATE_PLAIN, qw(silent reset garbage close stale unpinned);
 my $STATE_ALT = join '|', @FIXED_STATES,
     'throttled[0-9]{1,9}', 'slow[0-9]{1,9}';
 my $STATE_PREFIX_RE = qr/\A($STATE_ALT)(?=\z|[-_])/;
@@ -171,6 +171,12 @@ sub perform ($self, $ex, $action, $msgid) {
         answer_state($ex, $count <= $n ? 'active' : 'throttled_over', $msgid);
     } elsif ($state eq 'close') {
         answer_state($ex, 'active', $msgid, close => 1);
+    } elsif ($state eq 'unpinned') {
+        # the app runs, its tile is not on the start screen: MPNS
+        # suppresses tiles, toasts and raw notifications get through
+        my ($target) = $ex->header('X-WindowsPhone-Target');
+        answer_state($ex, ($target // '') eq 'token' ? 'suppressed' : 'active',
+                     $msgid);
     } elsif ($state eq 'stale') {
         # A reused connection "dropped by the server": the request was read,
         # earlier answers still go out, then FIN without a byte of answer.
