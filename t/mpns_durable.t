@@ -345,7 +345,6 @@ subtest 'a worker killed in the middle of a save blocks nobody' => sub {
 
     $t->stop;
     unlink $reg, $out, @{journals($reg)}, @{journals($out)};
-    unlink "$dir/pids.log";
 
     open my $fh, '>', $reg or die "$reg: $!";
     print $fh encode_json({ channel => ch(sprintf 'pre-%0140d', $_),
