@@ -40,8 +40,13 @@ ASAN_LD_OPT := $(SANITIZE) -Wl,-Bsymbolic
 # libFuzzer targets: one file fuzz/fuzz_NAME.c and one line here each
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 30
+# what "make test" gives each target: a short run over the seeds
+FUZZ_TEST_SECONDS ?= 20
 FUZZ_TARGETS := json
 FUZZ_TARGETS += request
+FUZZ_TARGETS += response
+FUZZ_TARGETS += registry
+FUZZ_TARGETS += outbox
 
 .PHONY: all module test test-valgrind test-asan asan fuzz check-style clang \
         demo bench clean FORCE test-mainline test-matrix deb
@@ -79,6 +84,7 @@ test:
 	$(MAKE) module
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) $(PROVE) -j2 t/
 	$(MAKE) test-mainline
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 
 # The suite against mainline nginx built from its tarball (gcc, -O2);
 # skipped, with a message, when the tarball is not there.

@@ -1914,9 +1914,15 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
     }
 
     ngx_memzero(v, sizeof(v));
-    ngx_memzero(str, sizeof(str));
-    ngx_str_null(&body);
-    ngx_str_null(&removed);
+
+    /* a string not given is copied all the same: empty, but not NULL */
+
+    for (j = 0; j < sizeof(str) / sizeof(ngx_str_t); j++) {
+        ngx_str_set(&str[j], "");
+    }
+
+    ngx_str_set(&body, "");
+    ngx_str_set(&removed, "");
 
     t = json.tokens;
     k = 1;
