@@ -49,7 +49,7 @@ FUZZ_TARGETS += registry
 FUZZ_TARGETS += outbox
 
 .PHONY: all module test test-valgrind test-asan asan fuzz check-style clang \
-        demo bench clean FORCE test-mainline test-matrix deb
+        demo bench clean FORCE test-mainline test-matrix deb test-deb
 
 all:
 	util/install-deps build
@@ -85,6 +85,7 @@ test:
 	TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) $(PROVE) -j2 t/
 	$(MAKE) test-mainline
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
+	$(MAKE) test-deb
 
 # The suite against mainline nginx built from its tarball (gcc, -O2);
 # skipped, with a message, when the tarball is not there.
@@ -97,6 +98,19 @@ test-mainline:
 test-matrix:
 	util/install-deps matrix
 	util/test-matrix -c "gcc clang" -O 0,3,2 $(NGINX_VERSIONS)
+
+# The Debian packages (debian/) in build/deb/: built as a build daemon
+# builds them, the suite run by the build, lintian clean; util/build-deb.
+deb:
+	util/install-deps deb
+	util/build-deb
+
+# The packages of make deb installed into this machine's nginx and their
+# autopkgtests (debian/tests) run on it; the last leg of make test, as it
+# installs (and then purges) packages.  Root; util/test-deb.
+test-deb:
+	util/install-deps deb
+	util/test-deb
 
 test-valgrind:
 	util/install-deps valgrind
