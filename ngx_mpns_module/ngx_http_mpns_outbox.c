@@ -736,8 +736,9 @@ ngx_http_mpns_outbox_insert(ngx_http_mpns_outbox_t *ctx,
         on->every = recur->every;
         on->until = recur->until;
         on->times = (uint32_t) recur->times;
-        on->at = due;
     }
+
+    on->at = due;
 
     ngx_rbtree_insert(&ctx->sh->ids, &on->node);
 
@@ -861,9 +862,11 @@ ngx_http_mpns_outbox_claim(ngx_http_mpns_outbox_t *ctx, ngx_uint_t max,
         on = ngx_rbtree_data(node, ngx_http_mpns_outbox_node_t, due);
         node = next;
 
-        /* an occurrence of a recurring send is as old as its time */
-        age = on->every ? (now > on->at ? now - on->at : 0)
-                        : now - on->created;
+        /*
+         * a send is as old as the time it was to be made: its creation,
+         * its "delay" or "send_at", a recurring send's occurrence
+         */
+        age = (now > on->at) ? now - on->at : 0;
         n++;
 
         if (on->state != NGX_HTTP_MPNS_OB_FINAL && age >= oc->max_age) {
@@ -1858,7 +1861,7 @@ ngx_http_mpns_outbox_record(u_char *buf, ngx_http_mpns_service_t *service,
         p = ngx_http_mpns_json_str(p, &s);
     }
 
-    if (on->every || on->cancelled) {
+    if (on->every || on->cancelled || on->at > on->created) {
         p = ngx_sprintf(p, ",\"every\":%M,\"times\":%uD,\"until\":%M,"
                            "\"at\":%M,\"runs\":%uD,\"cancelled\":%ui",
                         on->every, on->times, on->until, on->at, on->runs,
@@ -2208,7 +2211,7 @@ ngx_http_mpns_outbox_load(ngx_http_mpns_state_t *st, ngx_pool_t *pool,
     on->every = (ngx_msec_t) v[16];
     on->times = (uint32_t) v[17];
     on->until = (ngx_msec_t) v[18];
-    on->at = (ngx_msec_t) (v[19] ? v[19] : v[1]);
+    on->at = (ngx_msec_t) (v[19] ? v[19] : v[0]);
     on->runs = (uint32_t) v[20];
     on->cancelled = (u_char) v[21];
 

@@ -366,6 +366,23 @@ subtest 'the outbox across a reload' => sub {
     is(sent_to('active-reload'), 1, 'once');
 };
 
+subtest 'a delay beyond mpns_max_age: its age counts from then' => sub {
+    $t->sim_reset;
+
+    # /bg gives a send 3 s; this one is to be made in 4
+    my $id = bg('/bg', ch('active-late'), delay => 4)->{json}{id};
+    $t->stop;
+
+    like(slurp("$dir/outbox.ndjson"), qr/"id":"$id".*"at":\d+/,
+         'the time it is to be made saved');
+
+    $t->run;
+
+    my $s = wait_state('/bg', $id, 'done', 8);
+    is($s->{outcome}, 'delivered', 'sent when due, not given up');
+    is(sent_to('active-late'), 1, 'once');
+};
+
 subtest 'the outbox across a stop and a start' => sub {
     $t->sim_reset;
 
