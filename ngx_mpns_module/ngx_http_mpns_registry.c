@@ -104,6 +104,9 @@ static ngx_http_mpns_registry_node_t *ngx_http_mpns_registry_succ(
     ngx_http_mpns_registry_shctx_t *sh, ngx_http_mpns_registry_node_t *rn);
 static void ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
     ngx_http_mpns_registry_node_t *rn, ngx_uint_t record);
+static void ngx_http_mpns_registry_owner_replace(
+    ngx_http_mpns_registry_shctx_t *sh, ngx_http_mpns_registry_node_t *rn,
+    ngx_http_mpns_registry_node_t *by);
 static void ngx_http_mpns_registry_entry(ngx_http_mpns_registry_node_t *rn,
     ngx_http_mpns_entry_t *entry);
 static ngx_uint_t ngx_http_mpns_registry_match(
@@ -753,11 +756,10 @@ ngx_http_mpns_registry_tile(ngx_http_mpns_registry_t *reg,
 {
     u_char                          *p;
     size_t                           size;
-    ngx_str_t                        owner;
     ngx_uint_t                       count;
     ngx_slab_pool_t                 *shpool;
     ngx_http_mpns_entry_t            stored;
-    ngx_http_mpns_registry_node_t   *rn, *new, **next;
+    ngx_http_mpns_registry_node_t   *rn, *new;
     ngx_http_mpns_registry_shctx_t  *sh;
 
     sh = reg->sh;
@@ -831,19 +833,7 @@ ngx_http_mpns_registry_tile(ngx_http_mpns_registry_t *reg,
         ngx_rbtree_delete(&sh->channels, &rn->node);
         ngx_rbtree_insert(&sh->channels, &new->node);
 
-        if (ngx_http_mpns_registry_owner(rn, &owner)
-            != NGX_HTTP_MPNS_OWNER_NONE)
-        {
-            for (next = &sh->owners[rn->owner_hash & sh->owners_mask];
-                 *next;
-                 next = &(*next)->owner_next)
-            {
-                if (*next == rn) {
-                    *next = new;
-                    break;
-                }
-            }
-        }
+        ngx_http_mpns_registry_owner_replace(sh, rn, new);
 
         ngx_slab_free_locked(shpool, rn);
 
@@ -1834,27 +1824,13 @@ ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
     ngx_http_mpns_registry_node_t *rn, ngx_uint_t record)
 {
     u_char                          *p;
-    ngx_str_t                        owner;
-    ngx_http_mpns_registry_node_t  **next;
     ngx_http_mpns_registry_shctx_t  *sh;
 
     sh = reg->sh;
 
     ngx_rbtree_delete(&sh->channels, &rn->node);
 
-    if (ngx_http_mpns_registry_owner(rn, &owner)
-        != NGX_HTTP_MPNS_OWNER_NONE)
-    {
-        for (next = &sh->owners[rn->owner_hash & sh->owners_mask];
-             *next;
-             next = &(*next)->owner_next)
-        {
-            if (*next == rn) {
-                *next = rn->owner_next;
-                break;
-            }
-        }
-    }
+    ngx_http_mpns_registry_owner_replace(sh, rn, rn->owner_next);
 
     if (record) {
         p = ngx_http_mpns_state_record(&reg->file,
@@ -1869,6 +1845,35 @@ ngx_http_mpns_registry_free(ngx_http_mpns_registry_t *reg,
 
     sh->count--;
     sh->full = 0;
+}
+
+
+/*
+ * "rn" out of its owner's chain, "by" in its place (the next one, or the
+ * entry that moved); called with the zone locked
+ */
+
+static void
+ngx_http_mpns_registry_owner_replace(ngx_http_mpns_registry_shctx_t *sh,
+    ngx_http_mpns_registry_node_t *rn, ngx_http_mpns_registry_node_t *by)
+{
+    ngx_str_t                        owner;
+    ngx_http_mpns_registry_node_t  **next;
+
+    if (ngx_http_mpns_registry_owner(rn, &owner) == NGX_HTTP_MPNS_OWNER_NONE)
+    {
+        return;
+    }
+
+    for (next = &sh->owners[rn->owner_hash & sh->owners_mask];
+         *next;
+         next = &(*next)->owner_next)
+    {
+        if (*next == rn) {
+            *next = by;
+            return;
+        }
+    }
 }
 
 
